@@ -1,0 +1,250 @@
+"""I-MSA neck: the click side's multi-scale pooling attention over cached image features.
+
+Stage ``i`` works at stride ``4 * 2**i``. Its coarse blocks attend from the running map (stage 0:
+FPN level 0 plus the reference-label embedding) to the raw FPN level; PatchMerging then feeds the
+next stage. Beside that, the coarse output goes through the optional zoom-in refine blocks and a
+GroupNorm to become neck output ``i``.
+
+Shape-dependent numbers (pooled sizes, crop boxes) are tensor expressions, so the module traces
+to one ONNX graph that serves every image size and zoom-in box.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from interformer_edge.runtime.spec import FEATURE_STRIDES, MAX_IMAGE_SIDE, NUM_REF_LABELS
+
+from .config import InterFormerConfig
+from .layers import DropPath, adaptive_max_pool2d
+
+
+def official_pooled_size(size: int, target: int, ratio: int) -> int:
+    """Pooled side for one pooling ratio, with the official float64 arithmetic and round-half-to-even.
+
+    ``target`` is the stage's fixed size for a 512 input (128, 64, 32, 16), not the actual size.
+    """
+    pooled = min(target / ratio, size)
+    return round(size / round(size / pooled))
+
+
+@functools.lru_cache(maxsize=64)
+def _pooled_size_rows(target: int, ratios: tuple[int, ...], max_size: int) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple([1] + [official_pooled_size(s, target, r) for s in range(1, max_size + 1)]) for r in ratios)
+
+
+def pooled_size_table(target: int, ratios: tuple[int, ...], max_size: int) -> Tensor:
+    """``(len(ratios), max_size + 1)`` int64 lookup of :func:`official_pooled_size` (entry 0 unused)."""
+    return torch.tensor(_pooled_size_rows(target, ratios, max_size), dtype=torch.int64)
+
+
+class PoolingAttention(nn.Module):
+    """Queries from ``x`` ``(B, C, h, w)``; keys/values from ``kv`` ``(B, C, H, W)`` max-pooled at several ratios."""
+
+    def __init__(self, target: int, max_size: int, embed_dims: int, num_heads: int, ratios: tuple[int, ...]) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.ratios = ratios
+        self.max_size = max_size
+        self.scale = (embed_dims // num_heads) ** -0.5
+        self.query_proj = nn.Linear(embed_dims, embed_dims)
+        self.key_value_proj = nn.Linear(embed_dims, 2 * embed_dims)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.norm = nn.LayerNorm(embed_dims)
+        self.dconvs = nn.ModuleList(
+            nn.Conv2d(embed_dims, embed_dims, 3, padding=1, groups=embed_dims) for _ in ratios
+        )
+        self.register_buffer("pool_sizes", pooled_size_table(target, ratios, max_size), persistent=False)
+
+    def _split_heads(self, tokens: Tensor) -> Tensor:
+        batch, count, _ = tokens.shape
+        return tokens.reshape(batch, count, self.num_heads, -1).transpose(1, 2)
+
+    def forward(self, x: Tensor, kv: Tensor) -> Tensor:
+        batch, channels, height, width = x.shape
+        kv_h, kv_w = kv.shape[2], kv.shape[3]
+        if isinstance(kv_h, int) and max(kv_h, kv_w) > self.max_size:
+            raise ValueError(f"feature map {kv_h}x{kv_w} exceeds this stage's maximum side {self.max_size}")
+        pooled = []
+        for i, (ratio, dconv) in enumerate(zip(self.ratios, self.dconvs, strict=True)):
+            # Ratio 1 is never pooled; an unchanged size pools with 1-pixel windows, i.e. not at all.
+            level = kv if ratio == 1 else adaptive_max_pool2d(kv, self.pool_sizes[i, kv_h], self.pool_sizes[i, kv_w])
+            level = level + dconv(level)
+            pooled.append(level.flatten(2).transpose(1, 2))
+        keys_values = self.key_value_proj(self.norm(torch.cat(pooled, dim=1)))
+        key, value = keys_values.chunk(2, dim=-1)
+        query = self.query_proj(x.flatten(2).transpose(1, 2))
+        attn = (self._split_heads(query) @ self._split_heads(key).transpose(-2, -1)) * self.scale
+        out = attn.softmax(dim=-1) @ self._split_heads(value)
+        out = self.proj(out.transpose(1, 2).reshape(batch, -1, channels))
+        return out.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+class InvertedBottleneck(nn.Sequential):
+    """1x1 expand · Hardswish · depthwise 3x3 · Hardswish · 1x1 project (keys 0, 2, 4)."""
+
+    def __init__(self, embed_dims: int, hidden_dims: int) -> None:
+        super().__init__(
+            nn.Conv2d(embed_dims, hidden_dims, 1),
+            nn.Hardswish(),
+            nn.Conv2d(hidden_dims, hidden_dims, 3, padding=1, groups=hidden_dims),
+            nn.Hardswish(),
+            nn.Conv2d(hidden_dims, embed_dims, 1),
+        )
+
+
+class PoolingBlock(nn.Module):
+    """``x += attn(GN x, GN kv); x += mlp(GN x)`` on maps ``(B, C, h, w)``."""
+
+    def __init__(
+        self, target: int, max_size: int, embed_dims: int, num_heads: int, mlp_ratio: int,
+        ratios: tuple[int, ...], drop_path: float = 0.0,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.norm1 = nn.GroupNorm(1, embed_dims)
+        self.norm_kv = nn.GroupNorm(1, embed_dims)
+        self.attn = PoolingAttention(target, max_size, embed_dims, num_heads, ratios)
+        self.norm2 = nn.GroupNorm(1, embed_dims)
+        self.mlp = InvertedBottleneck(embed_dims, mlp_ratio * embed_dims)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: Tensor, kv: Tensor) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), self.norm_kv(kv)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchMerging(nn.Module):
+    """3x3/stride-2 patch merging: ``(B, C, H, W) -> (B, C_out, ceil(H/2), ceil(W/2))``.
+
+    Equivalent to ``nn.Unfold(3, stride=2, padding=1)`` (channel-major 9C vectors), LayerNorm, Linear;
+    written as nine strided slices so it exports without im2col.
+    """
+
+    def __init__(self, in_dims: int, out_dims: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(9 * in_dims)
+        self.reduction = nn.Linear(9 * in_dims, out_dims, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, channels, height, width = x.shape
+        out_h, out_w = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+        padded = F.pad(x, (1, 1, 1, 1))
+        taps = [padded[:, :, dy::2, dx::2][:, :, :out_h, :out_w] for dy in range(3) for dx in range(3)]
+        patches = torch.stack(taps, dim=2).reshape(batch, 9 * channels, out_h, out_w)
+        tokens = self.reduction(self.norm(patches.flatten(2).transpose(1, 2)))
+        return tokens.transpose(1, 2).reshape(batch, -1, out_h, out_w)
+
+
+class CoarseStage(nn.Module):
+    """Coarse blocks of one stage; the first attends to the raw FPN level, later ones to themselves."""
+
+    def __init__(self, blocks: list[PoolingBlock], downsample: PatchMerging | None) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor, fpn_level: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns (input of the next stage, this stage's output), both maps."""
+        for i, block in enumerate(self.blocks):
+            x = block(x, fpn_level if i == 0 else x)
+        next_input = x if self.downsample is None else self.downsample(x)
+        return next_input, x
+
+
+class RefineStage(nn.Module):
+    """Zoom-in refine blocks: run on the roi crop (the crop is its own key/value) and paste back."""
+
+    def __init__(self, blocks: list[PoolingBlock]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: Tensor, roi: Tensor | None) -> Tensor:
+        """``x`` ``(1, C, h, w)``; ``roi`` ``(4,)`` int64 (left, up, right, bottom) at this stage's scale."""
+        if roi is None:
+            for block in self.blocks:
+                x = block(x, x)
+            return x
+        left, up, right, bottom = roi[0], roi[1], roi[2], roi[3]
+        crop = x[:, :, up:bottom, left:right]
+        for block in self.blocks:
+            crop = block(crop, crop)
+        height, width = x.shape[2], x.shape[3]
+        pasted = F.pad(crop, (left, width - right, up, height - bottom))
+        rows = torch.arange(height)
+        cols = torch.arange(width)
+        inside = ((rows >= up) & (rows < bottom))[:, None] & ((cols >= left) & (cols < right))[None, :]
+        return torch.where(inside, pasted, x)
+
+
+class IMSA(nn.Module):
+    """Neck: 4 FPN maps + reference label (+ roi) → 4 maps with the same shapes.
+
+    Inputs: ``features`` ``(B, 32, H/4, W/4) … (B, 256, H/32, W/32)``; ``ref_label`` ``(B, 1, H, W)``
+    with codes 0..4; ``roi`` ``(4,)`` or ``(1, 4)`` int64 image-pixel box (multiples of 32, right/bottom
+    exclusive) or None for no zoom-in. A roi requires batch 1 and only affects the refine stages.
+    """
+
+    def __init__(self, cfg: InterFormerConfig, drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        dims = cfg.fpn_dims
+        self.patch_embed = nn.Parameter(torch.zeros(NUM_REF_LABELS, dims[0]))
+        total = sum(cfg.neck_depths)
+        rates = torch.linspace(0, drop_path_rate, total).tolist() if total else []
+        self.stages = nn.ModuleList()
+        self.refine_stages = nn.ModuleList()
+        first_block = 0
+        for i, (depth, coarse) in enumerate(zip(cfg.neck_depths, cfg.neck_refine_start, strict=True)):
+            target = cfg.img_size // FEATURE_STRIDES[i]
+            max_size = MAX_IMAGE_SIDE // FEATURE_STRIDES[i]
+
+            def block(rate: float, i: int = i, target: int = target, max_size: int = max_size) -> PoolingBlock:
+                return PoolingBlock(target, max_size, dims[i], cfg.neck_num_heads[i], cfg.neck_mlp_ratios[i],
+                                    cfg.pool_ratios[i], rate)
+
+            stage_rates = rates[first_block : first_block + depth]
+            first_block += depth
+            downsample = PatchMerging(dims[i], dims[i + 1]) if i + 1 < len(dims) else None
+            self.stages.append(CoarseStage([block(r) for r in stage_rates[:coarse]], downsample))
+            refine = [block(r) for r in stage_rates[coarse:]]
+            self.refine_stages.append(RefineStage(refine) if refine else nn.Identity())
+            self.add_module(f"norm{i}", nn.GroupNorm(1, dims[i]))
+
+    def embed_reference(self, level0: Tensor, ref_label: Tensor) -> Tensor:
+        """Add the embedding of ``ref_label`` ``(B, 1, H, W)`` to ``level0`` ``(B, C, H/4, W/4)``.
+
+        The official code embeds at full resolution and then resizes bilinearly; both steps are
+        linear, so resizing the 5-channel one-hot first gives the same values for far less work.
+        """
+        one_hot = F.one_hot(ref_label[:, 0].long(), NUM_REF_LABELS).permute(0, 3, 1, 2).to(level0.dtype)
+        one_hot = F.interpolate(one_hot, size=(level0.shape[2], level0.shape[3]), mode="bilinear",
+                                align_corners=False)
+        return level0 + torch.einsum("bkhw,kc->bchw", one_hot, self.patch_embed)
+
+    def forward(self, features: tuple[Tensor, ...] | list[Tensor], ref_label: Tensor,
+                roi: Tensor | None = None) -> list[Tensor]:
+        if roi is not None:
+            roi = roi.reshape(4).to(torch.int64)
+            if isinstance(features[0].shape[0], int):
+                _check_roi(roi, features[0].shape[0], ref_label.shape[2], ref_label.shape[3])
+        x = self.embed_reference(features[0], ref_label)
+        outputs = []
+        for i, (stage, refine) in enumerate(zip(self.stages, self.refine_stages, strict=True)):
+            x, out = stage(x, features[i])
+            if isinstance(refine, RefineStage):
+                out = refine(out, None if roi is None else torch.div(roi, FEATURE_STRIDES[i], rounding_mode="floor"))
+            outputs.append(getattr(self, f"norm{i}")(out))
+        return outputs
+
+
+def _check_roi(roi: Tensor, batch: int, height: int, width: int) -> None:
+    if batch != 1:
+        raise ValueError(f"zoom-in needs batch size 1, got {batch}")
+    left, up, right, bottom = (int(v) for v in roi)
+    if any(v % FEATURE_STRIDES[-1] for v in (left, up, right, bottom)):
+        raise ValueError(f"roi {roi.tolist()} must be multiples of {FEATURE_STRIDES[-1]}")
+    if not (0 <= left < right <= width and 0 <= up < bottom <= height):
+        raise ValueError(f"roi {roi.tolist()} is empty or outside the {height}x{width} image")

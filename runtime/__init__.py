@@ -1,0 +1,1 @@
+"""Torch-free runtime: numpy + ONNX Runtime / OpenVINO. Never import torch or ``models`` here."""

@@ -1,0 +1,47 @@
+"""Single source of truth for the numbers every part of the toolkit must agree on.
+
+Nothing here imports torch: the model port, the exporters and the on-device runtime all read these.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Input normalization of the official models (RGB, 0..255 scale).
+PIXEL_MEAN: Final[tuple[float, float, float]] = (123.675, 116.28, 103.53)
+PIXEL_STD: Final[tuple[float, float, float]] = (58.395, 57.12, 57.375)
+
+# Images are zero-padded bottom/right to a multiple of this (the largest feature stride).
+SIZE_DIVISOR: Final[int] = 32
+# Cumulative strides of the four feature maps (FPN levels and I-MSA stages).
+FEATURE_STRIDES: Final[tuple[int, int, int, int]] = (4, 8, 16, 32)
+FEATURE_CHANNELS: Final[tuple[int, int, int, int]] = (32, 64, 128, 256)
+# Largest padded image side the click decoder supports (its pooling-size tables are sized for it).
+MAX_IMAGE_SIDE: Final[int] = 4096
+
+# Reference-label codes: one value per pixel, fed to the click decoder.
+REF_BACKGROUND: Final[int] = 0  # definite background (inside a negative click)
+REF_POSSIBLY_BACKGROUND: Final[int] = 1
+REF_UNKNOWN: Final[int] = 2
+REF_POSSIBLY_FOREGROUND: Final[int] = 3
+REF_FOREGROUND: Final[int] = 4  # definite foreground (inside a positive click)
+NUM_REF_LABELS: Final[int] = 5
+
+# Click encoding and zoom-in defaults of the official demo / evaluation.
+CLICK_INNER_RADIUS: Final[int] = 5
+CLICK_OUTER_RADIUS: Final[int] = 0
+ZOOM_EXPAND_RATIO: Final[float] = 1.4
+ZOOM_MIN_SIZE: Final[int] = 32
+ZOOM_START_CLICK: Final[int] = 1  # zoom-in from the second click on (0-based click index >= 1)
+
+# Evaluation protocol.
+EVAL_MAX_CLICKS: Final[int] = 20
+
+# Artifact file names inside an export folder.
+MANIFEST_NAME: Final[str] = "manifest.json"
+ENCODER_ONNX: Final[str] = "encoder.onnx"
+DECODER_ONNX: Final[str] = "decoder.onnx"
+ENCODER_OV: Final[str] = "encoder.xml"
+DECODER_OV: Final[str] = "decoder.xml"
+DECODER_INT8_ONNX: Final[str] = "decoder.int8.onnx"
+DECODER_INT8_OV: Final[str] = "decoder.int8.xml"
