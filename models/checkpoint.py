@@ -46,7 +46,7 @@ def read_checkpoint(path: str | Path, allow_pickle: bool = False) -> dict[str, T
             ) from None
         warnings.warn(f"loading {path} with full unpickling: only do this for trusted files", stacklevel=2)
         raw = _load_or_fail(path, weights_only=False)
-    except Exception as err:  # noqa: BLE001 - truncated or foreign files fail in many ways; report one line
+    except Exception as err:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(err)})") from None
     return clean_state_dict(raw, source=str(path))
 
@@ -54,7 +54,7 @@ def read_checkpoint(path: str | Path, allow_pickle: bool = False) -> dict[str, T
 def _load_or_fail(path: Path, weights_only: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
-    except Exception as err:  # noqa: BLE001 - any failure to unpickle is reported as one line
+    except Exception as err:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(err)})") from None
 
 

@@ -10,7 +10,6 @@ code traces to an ONNX graph with dynamic height and width.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layers import DropPath

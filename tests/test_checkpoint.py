@@ -36,7 +36,8 @@ def official_layout_checkpoint(arch: str, path: Path, prefix: str = "module.") -
             state[key] = torch.tensor(7, dtype=torch.int64).reshape(shape)
         else:
             state[key] = torch.full(shape, float(i % 997) / 997.0)
-    torch.save({"meta": {"mmcv_version": "1.6.0", "iter": 320000}, "state_dict": {prefix + k: v for k, v in state.items()},
+    torch.save({"meta": {"mmcv_version": "1.6.0", "iter": 320000},
+                "state_dict": {prefix + k: v for k, v in state.items()},
                 "optimizer": {"state": {}, "param_groups": []}}, path)
     return state
 
@@ -112,7 +113,7 @@ def test_missing_unexpected_and_mismatched_keys_are_named(tmp_path: Path) -> Non
     assert "\n" not in message
 
 
-def load_interformer_cfg(state: dict[str, torch.Tensor]):  # noqa: ANN201 - test helper
+def load_interformer_cfg(state: dict[str, torch.Tensor]):
     return config_from_state_dict(state, name="small")
 
 
