@@ -1,0 +1,258 @@
+"""CPU training of a small InterFormer on synthetic data, following the official recipe.
+
+Per iteration: a batch of synthetic (image, mask) pairs; a first click at the object centre; k ~
+P(k) ∝ 0.6^k further simulated clicks, each from the model's own prediction (no gradient) with
+the previous prediction folded into the reference labels; then one differentiable pass on the
+final reference labels with the normalized focal loss. The ViT runs once per batch with
+gradients and its features are reused (detached) by the simulated clicks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from interformer_edge import __version__
+from interformer_edge.models import InterFormer, InterFormerConfig, upsample_logits
+from interformer_edge.runtime.spec import PIXEL_MEAN, PIXEL_STD
+
+from .losses import normalized_focal_loss
+from .sessions import BatchSession, sample_num_clicks
+from .synth import make_sample
+
+RESUME_NAME = "last.pth"
+FINAL_NAME = "model.pth"
+LOG_NAME = "train.log"
+
+
+@dataclass
+class TrainSettings:
+    """Everything that determines a training run (with the seed, the run is reproducible)."""
+
+    iterations: int = 3200
+    batch_size: int = 8
+    crop: int = 256
+    lr: float = 4e-4
+    weight_decay: float = 0.05
+    warmup: int = 150
+    seed: int = 0
+    embed_dims: int = 192
+    depth: int = 6
+    max_sim_clicks: int = 20
+    click_gamma: float = 0.6
+    drop_path: float = 0.05
+    threads: int = 2
+    save_every_s: float = 300.0
+    time_limit_min: float = 88.0  # stop (and save) early past this; 0 disables
+
+    def model_config(self) -> InterFormerConfig:
+        # Trained at 256 px: the position tables cover a 16x16 token grid and the pooling targets
+        # scale with it, so nothing in the tables stays untrained at the sizes we use.
+        return InterFormerConfig(name="small-synthetic", img_size=self.crop, embed_dims=self.embed_dims,
+                                 depth=self.depth, num_heads=max(1, self.embed_dims // 64))
+
+
+class SyntheticBatches(Dataset):
+    """Sample ``i`` of the training split, normalized, with a deterministic horizontal flip."""
+
+    def __init__(self, seed: int, crop: int) -> None:
+        self.seed = seed
+        self.crop = crop
+        self.mean = np.asarray(PIXEL_MEAN, np.float32)
+        self.std = np.asarray(PIXEL_STD, np.float32)
+
+    def __len__(self) -> int:
+        return 1 << 30
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = make_sample("train", self.seed, index, (self.crop, self.crop))
+        if index % 2:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        normalized = ((image.astype(np.float32) - self.mean) / self.std).transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(normalized)), torch.from_numpy(np.ascontiguousarray(mask))
+
+
+class _IndexRange(torch.utils.data.Sampler[int]):
+    def __init__(self, start: int) -> None:
+        self.start = start
+
+    def __iter__(self):
+        index = self.start
+        while True:
+            yield index
+            index += 1
+
+
+def learning_rate(settings: TrainSettings, iteration: int) -> float:
+    """Linear warm-up, then polynomial (power 1) decay to zero, as the official schedule."""
+    if iteration < settings.warmup:
+        return settings.lr * (iteration + 1) / settings.warmup
+    progress = (iteration - settings.warmup) / max(1, settings.iterations - settings.warmup)
+    return settings.lr * max(0.0, 1.0 - progress)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def official_layout(model: InterFormer, meta: dict[str, Any], half: bool = True) -> dict[str, Any]:
+    """An mmcv-style checkpoint ``{'meta', 'state_dict'}``; floats stored as float16 to keep it small."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).clone() for k, v in model.state_dict().items()}
+    return {"meta": meta, "state_dict": state}
+
+
+class Trainer:
+    """Owns the model, optimizer and data stream of one run folder (resumable)."""
+
+    def __init__(self, settings: TrainSettings, run_dir: Path, log: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.run_dir = run_dir
+        self.log = log
+        run_dir.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(settings.threads)
+        torch.manual_seed(settings.seed)
+        self.model = InterFormer(settings.model_config(), backbone_drop_path=settings.drop_path,
+                                 neck_drop_path=settings.drop_path)
+        _init_weights(self.model)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.lr,
+                                           weight_decay=settings.weight_decay)
+        self.iteration = 0
+        self.click_rng = np.random.default_rng(settings.seed)
+        self._maybe_resume()
+
+    def _maybe_resume(self) -> None:
+        path = self.run_dir / RESUME_NAME
+        if not path.is_file():
+            return
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state["settings"] != asdict(self.settings):
+            raise ValueError(f"{path} was written with other settings; use a new run folder")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration = state["iteration"]
+        self.click_rng.bit_generator.state = state["click_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.log(f"resumed from {path} at iteration {self.iteration}")
+
+    def save_resumable(self) -> None:
+        _atomic_save({
+            "settings": asdict(self.settings),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": self.iteration,
+            "click_rng": self.click_rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+        }, self.run_dir / RESUME_NAME)
+
+    def step(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[float, int]:
+        """One optimisation step; returns (loss, number of simulated clicks)."""
+        s = self.settings
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(s, self.iteration)
+        gts = masks.numpy()
+        session = BatchSession(gts, self.click_rng)
+        num_sim = sample_num_clicks(self.click_rng, s.max_sim_clicks, s.click_gamma)
+        features = self.model.encode(images)
+        if num_sim:
+            detached = [f.detach() for f in features]
+            with torch.no_grad():
+                for _ in range(num_sim):
+                    logits = self.model.decode(detached, _ref_tensor(session.ref_labels))
+                    preds = _predict(logits, s.crop)
+                    session.update_with_prediction(preds)
+                    session.click(preds)
+        logits = upsample_logits(self.model.decode(features, _ref_tensor(session.ref_labels)), s.crop, s.crop)
+        loss = normalized_focal_loss(logits, masks)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.iteration += 1
+        return loss.item(), num_sim
+
+    def run(self) -> Path:
+        """Train until ``iterations`` (or the time limit); write the final checkpoint; return its path."""
+        s = self.settings
+        data = SyntheticBatches(s.seed, s.crop)
+        loader = DataLoader(data, batch_size=s.batch_size, sampler=_IndexRange(self.iteration * s.batch_size),
+                            num_workers=1, persistent_workers=False, prefetch_factor=4)
+        started = last_save = time.monotonic()
+        start_iter = self.iteration
+        running = None
+        for images, masks in loader:
+            if self.iteration >= s.iterations:
+                break
+            loss, num_sim = self.step(images, masks)
+            running = loss if running is None else 0.98 * running + 0.02 * loss
+            now = time.monotonic()
+            if self.iteration % 20 == 0 or self.iteration == s.iterations:
+                rate = (self.iteration - start_iter) / max(1e-6, now - started)
+                eta = (s.iterations - self.iteration) / max(rate, 1e-6)
+                self.log(f"iter {self.iteration}/{s.iterations} loss {running:.4f} sim_clicks {num_sim} "
+                         f"lr {learning_rate(s, self.iteration):.2e} {rate:.2f} it/s eta {eta / 60:.1f} min")
+            if now - last_save > s.save_every_s:
+                self.save_resumable()
+                last_save = now
+            if s.time_limit_min and now - started > 60 * s.time_limit_min:
+                self.log(f"time limit reached at iteration {self.iteration}")
+                break
+        self.save_resumable()
+        return self.write_final(elapsed_s=time.monotonic() - started)
+
+    def write_final(self, elapsed_s: float, metrics: dict[str, Any] | None = None) -> Path:
+        meta = {
+            "interformer_edge": __version__,
+            "arch": json.dumps(self.settings.model_config().to_dict()),
+            "train_settings": json.dumps(asdict(self.settings)),
+            "iterations_done": self.iteration,
+            "train_seconds_this_session": round(elapsed_s, 1),
+        }
+        if metrics:
+            meta["metrics"] = json.dumps(metrics)
+        path = self.run_dir / FINAL_NAME
+        _atomic_save(official_layout(self.model, meta), path)
+        return path
+
+
+def _ref_tensor(ref_labels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(ref_labels[:, None].astype(np.float32))
+
+
+def _predict(logits: torch.Tensor, size: int) -> np.ndarray:
+    full = upsample_logits(logits, size, size)
+    return (full[:, 1] > full[:, 0]).numpy()
+
+
+def _init_weights(model: InterFormer) -> None:
+    """Truncated-normal linear layers and small position tables, as MAE/BEiT initialise from scratch."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+    backbone = model.backbone
+    torch.nn.init.trunc_normal_(backbone.pos_embed, std=0.02)
+    torch.nn.init.trunc_normal_(backbone.cls_token, std=0.02)
+    torch.nn.init.normal_(model.neck.patch_embed, std=math.sqrt(2.0 / (5 + model.cfg.fpn_dims[0])))
+    for layer in backbone.layers:
+        # Layer scale starts small so the randomly initialised trunk trains stably.
+        torch.nn.init.constant_(layer.gamma_1, 0.1)
+        torch.nn.init.constant_(layer.gamma_2, 0.1)
