@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create (or reuse) the virtualenv and install interformer-edge with the workstation and dev extras.
+# torch is pinned first: an unpinned torch would pull gigabytes of CUDA packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q "torch==2.13.0"
+"$VENV/bin/python" -m pip install -q -e ".[workstation,dev]"
+echo "environment ready: $VENV"
