@@ -143,7 +143,7 @@ class Trainer:
         if not path.is_file():
             return
         state = torch.load(path, map_location="cpu", weights_only=False)
-        if state["settings"] != asdict(self.settings):
+        if _trajectory(state["settings"]) != _trajectory(asdict(self.settings)):
             raise ValueError(f"{path} was written with other settings; use a new run folder")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -188,17 +188,22 @@ class Trainer:
         self.iteration += 1
         return loss.item(), num_sim
 
-    def run(self) -> Path:
-        """Train until ``iterations`` (or the time limit); write the final checkpoint; return its path."""
+    def run(self, stop_at: int | None = None) -> Path:
+        """Train until ``iterations``, the time limit or ``stop_at`` (an interruption that keeps the
+        schedule); write the resumable state and the final checkpoint; return the latter's path."""
         s = self.settings
+        last = s.iterations if stop_at is None else min(stop_at, s.iterations)
         data = SyntheticBatches(s.seed, s.crop)
         loader = DataLoader(data, batch_size=s.batch_size, sampler=_IndexRange(self.iteration * s.batch_size),
-                            num_workers=1, persistent_workers=False, prefetch_factor=4)
+                            num_workers=1, persistent_workers=False, prefetch_factor=4,
+                            # Its own generator: creating the iterator must not advance the global RNG
+                            # (drop path draws from it), or a resumed run would diverge.
+                            generator=torch.Generator().manual_seed(s.seed))
         started = last_save = time.monotonic()
         start_iter = self.iteration
         running = None
         for images, masks in loader:
-            if self.iteration >= s.iterations:
+            if self.iteration >= last:
                 break
             loss, num_sim = self.step(images, masks)
             running = loss if running is None else 0.98 * running + 0.02 * loss
@@ -230,6 +235,14 @@ class Trainer:
         path = self.run_dir / FINAL_NAME
         _atomic_save(official_layout(self.model, meta), path)
         return path
+
+
+# Settings that do not change what the run computes may differ when resuming.
+_RUN_ONLY_SETTINGS = ("threads", "save_every_s", "time_limit_min")
+
+
+def _trajectory(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in _RUN_ONLY_SETTINGS}
 
 
 def _ref_tensor(ref_labels: np.ndarray) -> torch.Tensor:

@@ -1,0 +1,85 @@
+"""Training pieces: loss, click simulation, and a tiny deterministic, resumable run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from interformer_edge.models import load_interformer
+from interformer_edge.runtime.spec import REF_FOREGROUND
+from interformer_edge.training.losses import normalized_focal_loss
+from interformer_edge.training.sessions import BatchSession, sample_num_clicks
+from interformer_edge.training.trainer import FINAL_NAME, RESUME_NAME, Trainer, TrainSettings, learning_rate
+
+
+def test_focal_loss_rewards_confident_correct_logits() -> None:
+    target = torch.zeros(1, 8, 8)
+    target[:, 2:6, 2:6] = 1
+    good = torch.stack([(1 - target) * 6 - 3, target * 6 - 3], dim=1)
+    loss_good = normalized_focal_loss(good, target)
+    loss_bad = normalized_focal_loss(-good, target)
+    loss_unsure = normalized_focal_loss(torch.zeros_like(good), target)
+    assert loss_good < loss_unsure < loss_bad
+
+
+def test_focal_loss_gradient_points_to_the_target() -> None:
+    target = torch.ones(2, 4, 4)
+    logits = torch.zeros(2, 2, 4, 4, requires_grad=True)
+    normalized_focal_loss(logits, target).backward()
+    assert (logits.grad[:, 1] < 0).all() and (logits.grad[:, 0] > 0).all()
+
+
+def test_number_of_simulated_clicks_decays_geometrically() -> None:
+    rng = np.random.default_rng(0)
+    counts = np.bincount([sample_num_clicks(rng, 20, 0.6) for _ in range(4000)], minlength=21)
+    assert counts[0] > counts[1] > counts[2] > counts[3]
+    assert abs(counts[1] / counts[0] - 0.6) < 0.1
+
+
+def test_first_click_lands_inside_each_object() -> None:
+    gts = np.zeros((3, 40, 40), dtype=bool)
+    gts[0, 5:15, 5:15] = True
+    gts[1, 20:39, 2:30] = True
+    gts[2, 0:40, 30:40] = True
+    session = BatchSession(gts, np.random.default_rng(1))
+    for gt, clicks, ref in zip(gts, session.clicks, session.ref_labels, strict=True):
+        (click,) = clicks
+        assert click.is_positive and gt[click.y, click.x]
+        assert ref[click.y, click.x] == REF_FOREGROUND
+    preds = gts.copy()
+    preds[0] = False  # sample 0 still wrong, others perfect
+    session.update_with_prediction(preds)
+    session.click(preds)
+    assert len(session.clicks[0]) == 2 and len(session.clicks[1]) == 1
+
+
+def test_learning_rate_warms_up_then_decays_to_zero() -> None:
+    s = TrainSettings(iterations=100, warmup=10, lr=1e-3)
+    assert learning_rate(s, 0) < learning_rate(s, 9) == 1e-3
+    assert learning_rate(s, 55) < 1e-3
+    assert learning_rate(s, 100) == 0.0
+
+
+def tiny_settings(iterations: int) -> TrainSettings:
+    return TrainSettings(iterations=iterations, batch_size=2, crop=96, embed_dims=64, depth=1, warmup=1,
+                         save_every_s=1e9, time_limit_min=0)
+
+
+def test_tiny_run_is_deterministic_resumable_and_loadable(tmp_path: Path) -> None:
+    straight = Trainer(tiny_settings(2), tmp_path / "a", log=lambda _: None)
+    final = straight.run()
+    Trainer(tiny_settings(2), tmp_path / "b", log=lambda _: None).run(stop_at=1)
+    assert (tmp_path / "b" / RESUME_NAME).is_file()
+    resumed = Trainer(tiny_settings(2), tmp_path / "b", log=lambda _: None)
+    assert resumed.iteration == 1
+    resumed.run()
+    for (key, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+    model = load_interformer(final)
+    assert final.name == FINAL_NAME
+    assert model.cfg.embed_dims == 64 and model.cfg.img_size == 96
+    raw = torch.load(final, weights_only=True)
+    assert set(raw) == {"meta", "state_dict"}
+    assert all(v.dtype in (torch.float16, torch.int64) for v in raw["state_dict"].values())
