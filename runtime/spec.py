@@ -45,3 +45,12 @@ ENCODER_OV: Final[str] = "encoder.xml"
 DECODER_OV: Final[str] = "decoder.xml"
 DECODER_INT8_ONNX: Final[str] = "decoder.int8.onnx"
 DECODER_INT8_OV: Final[str] = "decoder.int8.xml"
+
+# Export folder layout and graph signatures (shared by the exporter, the runtime, quantize and bench).
+MANIFEST_FORMAT_VERSION: Final[int] = 1
+DEFAULT_OPSET: Final[int] = 17  # first opset with LayerNormalization; what ONNX Runtime on a Pi reliably runs
+IMAGE_INPUT: Final[str] = "image"  # (1, 3, H, W) float32, normalized RGB
+FEATURE_NAMES: Final[tuple[str, str, str, str]] = ("feat0", "feat1", "feat2", "feat3")
+REF_LABEL_INPUT: Final[str] = "ref_label"  # (1, 1, H, W) uint8 codes 0..4
+ROI_INPUT: Final[str] = "roi"  # (1, 4) int64 left, up, right, bottom (only for models with refine stages)
+LOGITS_OUTPUT: Final[str] = "logits"  # (1, 2, H, W) float32 at the padded size; mask = logits[1] > logits[0]

@@ -1,0 +1,429 @@
+"""The export manifest: one JSON file beside the exported graphs that tells a torch-free runtime everything.
+
+The exporter writes it with :func:`write_manifest`; the runtime, quantize and bench read it with
+:func:`load_manifest`, which checks the format version, that every listed file exists and (by
+default) that its sha256 matches. Any problem raises :class:`ManifestError` with a one-line message.
+
+Symbolic dimensions in tensor shapes are strings: ``"H"``/``"W"`` are the padded image height and
+width (multiples of ``size_divisor``), ``"H/4"`` etc. the feature-map sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .spec import MANIFEST_FORMAT_VERSION, MANIFEST_NAME
+
+SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (MANIFEST_FORMAT_VERSION,)
+GRAPH_ROLES: tuple[str, ...] = ("encoder", "decoder")
+FORMATS: tuple[str, ...] = ("onnx", "openvino")
+
+
+class ManifestError(ValueError):
+    """An export folder or its manifest is missing, malformed, stale or tampered with; the message says which."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: ``shape`` mixes ints and symbolic dims (``"H"``, ``"W/4"``)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """Signature of one graph and its file per format (``{"onnx": "decoder.onnx", "openvino": "decoder.xml"}``)."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    files: dict[str, str]
+
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an RGB ``0..255`` image becomes the encoder input.
+
+    ``image = (rgb - mean) / std`` as float32 ``(1, 3, H, W)``, then zero-padded bottom/right (value 0
+    after normalization) so both sides are multiples of ``size_divisor``; the longer side must not
+    exceed ``max_image_side`` after padding.
+    """
+
+    color_order: str
+    input_range: tuple[float, float]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    size_divisor: int
+    max_image_side: int
+    pad_value: float
+    layout: str = "NCHW"
+
+
+@dataclass(frozen=True)
+class ClickSettings:
+    """Click disks of the reference label (pixels) and the label codes (name → code)."""
+
+    inner_radius: int
+    outer_radius: int
+    ref_label_codes: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ZoomSettings:
+    """Zoom-in (roi) protocol; ``uses_roi`` says whether the decoder has a ``roi`` input at all."""
+
+    uses_roi: bool
+    expand_ratio: float
+    min_size: int
+    stride: int
+    start_click: int
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """A file of the export folder (name relative to it), its size in bytes and sha256 (hex)."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SourceCheckpoint:
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ParityCheck:
+    """Worst case of one output of one graph on one backend at one size, over all label/roi cases.
+
+    ``judged_by`` is ``"max_abs"`` (FP32), ``"mask"`` (FP16 logits) or ``"info"`` (reported, not gating).
+    ``max_abs_diff`` is None when the output was not finite or had the wrong shape; ``error`` holds the
+    first line of the exception when the backend could not run the graph at all.
+    """
+
+    backend: str
+    graph: str
+    output: str
+    size: str
+    cases: int
+    max_abs_diff: float | None
+    mask_agreement: float | None
+    judged_by: str
+    passed: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    passed: bool
+    abs_tolerance: float
+    min_mask_agreement: float
+    sizes: tuple[str, ...]
+    checks: tuple[ParityCheck, ...]
+
+    def failures(self) -> list[ParityCheck]:
+        return [c for c in self.checks if not c.passed]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a runtime needs to use an export folder; mirrors ``manifest.json`` one to one."""
+
+    format_version: int
+    created: str
+    architecture: dict[str, Any]
+    preprocessing: Preprocessing
+    clicks: ClickSettings
+    zoom_in: ZoomSettings
+    graphs: dict[str, GraphSpec]
+    static_size: tuple[int, int] | None
+    opset: int
+    openvino_weights: str | None
+    onnx_simplified: dict[str, bool]
+    tools: dict[str, str]
+    source_checkpoint: SourceCheckpoint
+    files: tuple[ArtifactFile, ...]
+    export_seconds: float
+    parity: ParityReport
+    # Where the manifest was loaded from; not serialized.
+    root: Path | None = field(default=None, compare=False)
+
+    def graph_path(self, graph: str, fmt: str = "onnx") -> Path:
+        """Absolute path of ``graph`` (``encoder``/``decoder``) in format ``fmt`` (``onnx``/``openvino``)."""
+        if self.root is None:
+            raise ManifestError("this manifest was not loaded from a folder")
+        try:
+            return self.root / self.graphs[graph].files[fmt]
+        except KeyError:
+            raise ManifestError(f"the export has no {fmt} {graph} (has: {self._available()})") from None
+
+    def _available(self) -> str:
+        return ", ".join(f"{fmt} {role}" for role, g in self.graphs.items() for fmt in g.files) or "nothing"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("root")
+        return _jsonable(data)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # strict JSON has no inf/nan
+    return value
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_file(path: str | Path, root: str | Path | None = None) -> ArtifactFile:
+    """Size and sha256 of ``path``, named relative to ``root`` (default: its folder)."""
+    path = Path(path)
+    name = path.relative_to(root).as_posix() if root is not None else path.name
+    return ArtifactFile(name=name, size=path.stat().st_size, sha256=sha256_file(path))
+
+
+# ---------------------------------------------------------------- parsing
+
+
+class _Reader:
+    """Typed access to a JSON object with errors that name the offending key path."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ManifestError(f"{where or 'manifest'} must be a JSON object")
+        self.data = data
+        self.where = where
+
+    def _path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def get(self, key: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:
+        if key not in self.data:
+            if optional:
+                return None
+            raise ManifestError(f"manifest lacks {self._path(key)!r}")
+        value = self.data[key]
+        if value is None and optional:
+            return None
+        # bool is an int subclass: keep it out of numeric fields, and ints are fine where floats are asked.
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _as_tuple(kind))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok, value = True, float(value)
+        if not ok:
+            raise ManifestError(f"manifest field {self._path(key)!r} has the wrong type ({type(value).__name__})")
+        return value
+
+    def obj(self, key: str) -> _Reader:
+        return _Reader(self.get(key, Mapping), self._path(key))
+
+    def objects(self, key: str) -> list[_Reader]:
+        return [_Reader(item, f"{self._path(key)}[{i}]") for i, item in enumerate(self.get(key, list))]
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _tensor(r: _Reader) -> TensorSpec:
+    shape = r.get("shape", list)
+    if not all(isinstance(d, (int, str)) and not isinstance(d, bool) for d in shape):
+        raise ManifestError(f"{r.where}.shape must hold ints and symbolic names")
+    return TensorSpec(name=r.get("name", str), dtype=r.get("dtype", str), shape=tuple(shape))
+
+
+def _floats(r: _Reader, key: str, n: int) -> tuple[float, ...]:
+    values = r.get(key, list)
+    if len(values) != n or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ManifestError(f"{r.where}.{key} must be {n} numbers")
+    return tuple(float(v) for v in values)
+
+
+def _str_map(r: _Reader, key: str, kind: type) -> dict[str, Any]:
+    values = r.get(key, Mapping)
+    if not all(isinstance(k, str) and isinstance(v, kind) for k, v in values.items()):
+        raise ManifestError(f"{r.where}.{key} must map names to {kind.__name__}")
+    return dict(values)
+
+
+def manifest_from_dict(data: Any) -> Manifest:
+    """Parse and type-check a manifest JSON object (no file checks)."""
+    r = _Reader(data, "")
+    version = r.get("format_version", int)
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        raise ManifestError(
+            f"manifest format version {version} is not supported by this runtime (supports {SUPPORTED_FORMAT_VERSIONS})"
+        )
+    pre, clk, zoom, src, par = r.obj("preprocessing"), r.obj("clicks"), r.obj("zoom_in"), r.obj(
+        "source_checkpoint"), r.obj("parity")
+    graphs: dict[str, GraphSpec] = {}
+    for role, _ in r.get("graphs", Mapping).items():
+        g = r.obj("graphs").obj(role)
+        graphs[role] = GraphSpec(
+            inputs=tuple(_tensor(t) for t in g.objects("inputs")),
+            outputs=tuple(_tensor(t) for t in g.objects("outputs")),
+            files=_str_map(g, "files", str),
+        )
+    missing_roles = set(GRAPH_ROLES) - set(graphs)
+    if missing_roles:
+        raise ManifestError(f"manifest lacks graphs {sorted(missing_roles)}")
+    static = r.get("static_size", list, optional=True)
+    if static is not None and (len(static) != 2 or not all(isinstance(v, int) for v in static)):
+        raise ManifestError("static_size must be [height, width] or null")
+    return Manifest(
+        format_version=version,
+        created=r.get("created", str),
+        architecture=dict(r.get("architecture", Mapping)),
+        preprocessing=Preprocessing(
+            color_order=pre.get("color_order", str),
+            input_range=_floats(pre, "input_range", 2),  # type: ignore[arg-type]
+            mean=_floats(pre, "mean", 3),  # type: ignore[arg-type]
+            std=_floats(pre, "std", 3),  # type: ignore[arg-type]
+            size_divisor=pre.get("size_divisor", int),
+            max_image_side=pre.get("max_image_side", int),
+            pad_value=pre.get("pad_value", float),
+            layout=pre.get("layout", str),
+        ),
+        clicks=ClickSettings(
+            inner_radius=clk.get("inner_radius", int),
+            outer_radius=clk.get("outer_radius", int),
+            ref_label_codes=_str_map(clk, "ref_label_codes", int),
+        ),
+        zoom_in=ZoomSettings(
+            uses_roi=zoom.get("uses_roi", bool),
+            expand_ratio=zoom.get("expand_ratio", float),
+            min_size=zoom.get("min_size", int),
+            stride=zoom.get("stride", int),
+            start_click=zoom.get("start_click", int),
+        ),
+        graphs=graphs,
+        static_size=None if static is None else (static[0], static[1]),
+        opset=r.get("opset", int),
+        openvino_weights=r.get("openvino_weights", str, optional=True),
+        onnx_simplified=_str_map(r, "onnx_simplified", bool),
+        tools=_str_map(r, "tools", str),
+        source_checkpoint=SourceCheckpoint(
+            path=src.get("path", str), size=src.get("size", int), sha256=src.get("sha256", str)
+        ),
+        files=tuple(
+            ArtifactFile(name=f.get("name", str), size=f.get("size", int), sha256=f.get("sha256", str))
+            for f in r.objects("files")
+        ),
+        export_seconds=r.get("export_seconds", float),
+        parity=ParityReport(
+            passed=par.get("passed", bool),
+            abs_tolerance=par.get("abs_tolerance", float),
+            min_mask_agreement=par.get("min_mask_agreement", float),
+            sizes=tuple(par.get("sizes", list)),
+            checks=tuple(
+                ParityCheck(
+                    backend=c.get("backend", str),
+                    graph=c.get("graph", str),
+                    output=c.get("output", str),
+                    size=c.get("size", str),
+                    cases=c.get("cases", int),
+                    max_abs_diff=c.get("max_abs_diff", float, optional=True),
+                    mask_agreement=c.get("mask_agreement", float, optional=True),
+                    judged_by=c.get("judged_by", str),
+                    passed=c.get("passed", bool),
+                    error=c.get("error", str, optional=True),
+                )
+                for c in par.objects("checks")
+            ),
+        ),
+    )
+
+
+def _check_files(manifest: Manifest, root: Path, verify_hashes: bool) -> None:
+    listed = {f.name: f for f in manifest.files}
+    for role, graph in manifest.graphs.items():
+        for fmt, name in graph.files.items():
+            if name not in listed:
+                raise ManifestError(f"the {fmt} {role} file {name!r} is not among the manifest's files")
+    for entry in manifest.files:
+        path = root / entry.name
+        if Path(entry.name).is_absolute() or ".." in Path(entry.name).parts:
+            raise ManifestError(f"manifest file name {entry.name!r} points outside the export folder")
+        if not path.is_file():
+            raise ManifestError(f"{path} is listed in the manifest but missing")
+        size = path.stat().st_size
+        if size != entry.size:
+            raise ManifestError(f"{path} has {size} bytes, the manifest says {entry.size}: stale or damaged export")
+        if verify_hashes and sha256_file(path) != entry.sha256:
+            raise ManifestError(f"{path} does not match its sha256 in the manifest: stale or damaged export")
+
+
+def load_manifest(directory: str | Path, verify_hashes: bool = True, require_parity: bool = True) -> Manifest:
+    """Read ``<directory>/manifest.json`` and check it against the folder.
+
+    Args:
+        directory: an export folder (or the manifest file itself).
+        verify_hashes: also compare every file's sha256 (reads all bytes; sizes are always compared).
+        require_parity: refuse an export whose parity gate failed.
+
+    Raises:
+        ManifestError: with a one-line reason.
+    """
+    path = Path(directory)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    if not path.is_file():
+        raise ManifestError(f"no export manifest at {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ManifestError(f"{path} is not a readable JSON manifest ({err})") from None
+    manifest = manifest_from_dict(data)
+    root = path.parent.resolve()
+    _check_files(manifest, root, verify_hashes)
+    if require_parity and not manifest.parity.passed:
+        failed = ", ".join(sorted({f"{c.backend} {c.output}@{c.size}" for c in manifest.parity.failures()}))
+        raise ManifestError(f"{root} failed its export parity gate ({failed or 'see manifest'})")
+    return replace(manifest, root=root)
+
+
+def write_manifest(manifest: Manifest, directory: str | Path) -> Path:
+    """Write ``manifest.json`` into ``directory`` atomically (temporary file, then rename)."""
+    directory = Path(directory)
+    text = json.dumps(manifest.to_dict(), indent=2, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        target = directory / MANIFEST_NAME
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def symbolic_shape(dims: Sequence[int | str]) -> tuple[int | str, ...]:
+    """Normalise a shape for :class:`TensorSpec` (ints stay ints, anything else becomes its string)."""
+    return tuple(d if isinstance(d, int) else str(d) for d in dims)

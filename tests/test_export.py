@@ -1,0 +1,379 @@
+"""interformer-export: dynamic/static graphs, the parity gate, the manifest and clean failure on bad input.
+
+Checkpoints are small random-weight models in the official mmcv layout (reduced ViT, width 64, one
+layer) with the real Light neck and the real Tiny neck (refine stages, so a ``roi`` input).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import openvino as ov
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import interformer_edge.export.pipeline as pipeline
+from interformer_edge.export.cli import EXIT_BAD_INPUT, EXIT_GATE_FAILED, app
+from interformer_edge.export.onnx import read_metadata
+from interformer_edge.export.openvino import read_rt_info
+from interformer_edge.export.parity import GateSettings
+from interformer_edge.export.pipeline import ExportOptions, run_export
+from interformer_edge.models import ClickDecoder, ImageEncoder, build_interformer, load_interformer, preset
+from interformer_edge.runtime.manifest import ManifestError, load_manifest
+from interformer_edge.runtime.metrics import logits_to_mask, mask_agreement, max_abs_diff
+from interformer_edge.runtime.spec import (
+    DECODER_ONNX,
+    DECODER_OV,
+    ENCODER_ONNX,
+    ENCODER_OV,
+    MANIFEST_FORMAT_VERSION,
+    MANIFEST_NAME,
+    PIXEL_MEAN,
+    PIXEL_STD,
+)
+
+GATE_SIZES = ((320, 480), (512, 512), (256, 1024))  # 256x1024 has exactly 32*32 = 1024 tokens
+SMALL = ((64, 96),)  # for tests about behaviour rather than accuracy
+
+
+def small_checkpoint(path: Path, neck: str, seed: int = 0) -> Path:
+    """A random-weight checkpoint in the official mmcv layout: reduced ViT with the given preset's neck."""
+    torch.manual_seed(seed)
+    cfg = replace(preset(neck), name=f"small_{neck}", embed_dims=64, depth=1, num_heads=1)
+    model = build_interformer(cfg)
+    with torch.no_grad():  # these start as zeros; random values make the position paths matter
+        for name, value in model.named_parameters():
+            if name.endswith(("pos_embed", "cls_token", "relative_position_bias_table", "neck.patch_embed")):
+                value.normal_(0.0, 0.2)
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"meta": {"mmcv_version": "1.6.0", "iter": 1}, "state_dict": state}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ckpt")
+    return {neck: small_checkpoint(root / f"small_{neck}.pth", neck) for neck in ("light", "tiny")}
+
+
+@pytest.fixture(scope="module")
+def light_export(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> pipeline.ExportResult:
+    """Light neck through the Python API, dynamic shapes, default gate sizes, ONNX + OpenVINO."""
+    out = tmp_path_factory.mktemp("light") / "export"
+    return run_export(ExportOptions(checkpoint=checkpoints["light"], out_dir=out, gate=GateSettings(GATE_SIZES)))
+
+
+@pytest.fixture(scope="module")
+def tiny_cli(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+    """Tiny neck (refine stages) through the CLI; the gate at the non-square and the 1024-token size
+    (all three sizes are checked against PyTorch by the test below, to keep the suite fast)."""
+    out = tmp_path_factory.mktemp("tiny") / "export"
+    result = CliRunner().invoke(app, ["--checkpoint", str(checkpoints["tiny"]), "--out", str(out),
+                                      "--parity-sizes", "320x480,256x1024"])
+    return result, out
+
+
+def cli(*args: str) -> object:
+    return CliRunner().invoke(app, list(args))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def normalized_image(height: int, width: int, seed: int) -> np.ndarray:
+    rgb = np.random.default_rng(seed).uniform(0, 255, (height, width, 3)).astype(np.float32)
+    image = (rgb - np.asarray(PIXEL_MEAN, np.float32)) / np.asarray(PIXEL_STD, np.float32)
+    return image.transpose(2, 0, 1)[None].copy()
+
+
+# --------------------------------------------------------------------------------- accuracy
+
+
+@pytest.mark.parametrize("neck", ["light", "tiny"])
+def test_exported_onnx_files_match_pytorch_at_three_sizes(
+    neck: str, checkpoints: dict[str, Path], light_export: pipeline.ExportResult, tiny_cli: tuple[object, Path]
+) -> None:
+    """Independently of the gate's own cases: one encoder and one decoder file serve every size."""
+    out = light_export.out_dir if neck == "light" else tiny_cli[1]
+    model = load_interformer(checkpoints[neck])
+    encoder, decoder = ImageEncoder(model), ClickDecoder(model)
+    enc = ort.InferenceSession(str(out / ENCODER_ONNX), providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(out / DECODER_ONNX), providers=["CPUExecutionProvider"])
+    uses_roi = neck == "tiny"
+    assert ("roi" in [i.name for i in dec.get_inputs()]) == uses_roi
+    for index, (height, width) in enumerate(GATE_SIZES):
+        image = normalized_image(height, width, index)
+        ref = np.random.default_rng(index).integers(0, 5, (1, 1, height, width)).astype(np.uint8)
+        roi = np.asarray([[32, 0, width // 2 // 32 * 32, height - 32]], np.int64)
+        with torch.no_grad():
+            feats = encoder(torch.from_numpy(image))
+            logits = decoder(*feats, torch.from_numpy(ref), torch.from_numpy(roi) if uses_roi else None).numpy()
+        onnx_feats = enc.run(None, {"image": image})
+        for expected, actual in zip(feats, onnx_feats, strict=True):
+            assert actual.shape == tuple(expected.shape)
+            assert max_abs_diff(actual, expected.numpy()) <= 1e-3
+        feed = {f"feat{i}": f.numpy() for i, f in enumerate(feats)} | {"ref_label": ref}
+        if uses_roi:
+            feed["roi"] = roi
+        onnx_logits = dec.run(None, feed)[0]
+        assert onnx_logits.shape == (1, 2, height, width)
+        assert max_abs_diff(onnx_logits, logits) <= 1e-3
+        assert mask_agreement(onnx_logits, logits) >= 0.999
+
+
+def test_api_export_passes_gate_and_writes_a_truthful_manifest(
+    light_export: pipeline.ExportResult, checkpoints: dict[str, Path]
+) -> None:
+    out = light_export.out_dir
+    assert light_export.passed
+    manifest = load_manifest(out)
+    data = json.loads((out / MANIFEST_NAME).read_text())
+    assert data["format_version"] == MANIFEST_FORMAT_VERSION
+    model_cfg = load_interformer(checkpoints["light"]).cfg
+    assert data["architecture"] == json.loads(json.dumps(model_cfg.to_dict()))
+    assert data["preprocessing"]["mean"] == list(PIXEL_MEAN) and data["preprocessing"]["std"] == list(PIXEL_STD)
+    assert data["preprocessing"]["color_order"] == "RGB" and data["preprocessing"]["size_divisor"] == 32
+    assert data["zoom_in"]["uses_roi"] is False
+    assert data["source_checkpoint"]["sha256"] == sha256(checkpoints["light"])
+    assert set(data["tools"]) >= {"torch", "onnx", "onnxruntime", "openvino", "onnxslim", "interformer_edge"}
+    # Every artifact is listed with its true size and hash, and nothing else lies around.
+    listed = {f["name"]: f for f in data["files"]}
+    assert set(listed) == {ENCODER_ONNX, DECODER_ONNX, ENCODER_OV, DECODER_OV, "encoder.bin", "decoder.bin"}
+    for name, entry in listed.items():
+        assert entry["size"] == (out / name).stat().st_size and entry["sha256"] == sha256(out / name)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*listed, MANIFEST_NAME])
+    # Signatures: dynamic dims are symbolic, the decoder of a Light model has no roi.
+    enc, dec = manifest.graphs["encoder"], manifest.graphs["decoder"]
+    assert enc.inputs[0].shape == (1, 3, "H", "W")
+    assert enc.outputs[0].shape == (1, 32, "H/4", "W/4")
+    assert dec.input_names() == ["feat0", "feat1", "feat2", "feat3", "ref_label"]
+    assert dec.outputs[0].shape == (1, 2, "H", "W")
+    # The gate covered every size for every output of both backends.
+    checks = manifest.parity.checks
+    assert {c.size for c in checks} == {"320x480", "512x512", "256x1024"}
+    assert {(c.backend, c.output) for c in checks} >= {("onnxruntime", "feat3"), ("openvino", "logits")}
+    assert all(c.max_abs_diff is not None and c.max_abs_diff <= 1e-3 for c in checks if c.judged_by == "max_abs")
+    # Key facts inside the graphs themselves.
+    meta = read_metadata(out / DECODER_ONNX)
+    assert meta["role"] == "decoder" and meta["uses_roi"] == "false"
+    assert meta["source_checkpoint_sha256"] == data["source_checkpoint"]["sha256"]
+    rt_info = read_rt_info(out / ENCODER_OV)
+    assert rt_info["role"] == "encoder" and rt_info["weights"] == "fp32"
+    image_type = onnx.load(str(out / ENCODER_ONNX)).graph.input[0].type.tensor_type
+    assert [d.dim_param or d.dim_value for d in image_type.shape.dim] == [1, 3, "H", "W"]
+
+
+def test_cli_export_of_refine_model(tiny_cli: tuple[object, Path]) -> None:
+    result, out = tiny_cli
+    assert result.exit_code == 0, result.output
+    assert "Parity gate passed" in result.stdout and "256x1024" in result.stdout
+    manifest = load_manifest(out)
+    assert manifest.zoom_in.uses_roi
+    roi = manifest.graphs["decoder"].inputs[-1]
+    assert (roi.name, roi.dtype, roi.shape) == ("roi", "int64", (1, 4))
+    assert manifest.parity.passed and manifest.onnx_simplified == {"encoder": True, "decoder": True}
+    assert read_metadata(out / DECODER_ONNX)["uses_roi"] == "true"
+
+
+# ------------------------------------------------------------------------------------- gate
+
+
+def test_gate_fails_with_table_when_tolerance_is_impossible(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "strict"
+    result = cli("-c", str(checkpoints["light"]), "-o", str(out), "--tolerance", "1e-12", "--parity-sizes",
+                 "64x96", "--format", "onnx", "--no-simplify")
+    assert result.exit_code == EXIT_GATE_FAILED
+    assert "FAILED" in result.stdout and "FAIL" in result.stdout and "64x96" in result.stdout
+    # The manifest records the failure, and a runtime refuses the folder unless told otherwise.
+    assert json.loads((out / MANIFEST_NAME).read_text())["parity"]["passed"] is False
+    with pytest.raises(ManifestError, match="parity gate"):
+        load_manifest(out)
+    assert not load_manifest(out, require_parity=False).parity.passed
+
+
+def test_gate_catches_corrupted_openvino_weights(
+    checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_convert = pipeline.ov_export.convert
+
+    def convert_corrupted(onnx_path: Path, xml: Path, metadata: dict[str, str], fp16: bool) -> list[Path]:
+        if xml.stem == "decoder":  # a wrong but well-formed IR: its classifier weights are off by 0.5
+            proto = onnx.load(str(onnx_path))
+            init = next(i for i in proto.graph.initializer if i.name.endswith("conv_seg.weight"))
+            init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) + 0.5, init.name))
+            onnx_path = onnx_path.with_name("corrupted.onnx")
+            onnx.save(proto, str(onnx_path))
+        return real_convert(onnx_path, xml, metadata, fp16)
+
+    monkeypatch.setattr(pipeline.ov_export, "convert", convert_corrupted)
+    result = cli("-c", str(checkpoints["light"]), "-o", str(tmp_path / "x"), "--parity-sizes", "64x96",
+                 "--no-simplify")
+    assert result.exit_code == EXIT_GATE_FAILED
+    failed = json.loads((tmp_path / "x" / MANIFEST_NAME).read_text())["parity"]["checks"]
+    assert {(c["backend"], c["output"]) for c in failed if not c["passed"]} == {("openvino", "logits")}
+    assert "openvino" in result.stdout and "FAIL" in result.stdout
+
+
+def test_broken_simplification_falls_back_to_traced_graph(
+    checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def simplify_wrongly(proto: onnx.ModelProto) -> onnx.ModelProto:
+        """A "simplifier" that keeps the encoder as it is and damages the decoder's classifier."""
+        slim = onnx.ModelProto()
+        slim.CopyFrom(proto)
+        if any(n.op_type == "OneHot" for n in slim.graph.node):
+            init = next(i for i in slim.graph.initializer if i.name.endswith("conv_seg.weight"))
+            init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) + 1.0, init.name))
+        return slim
+
+    monkeypatch.setattr(pipeline.onnx_export, "simplify", simplify_wrongly)
+    result = run_export(ExportOptions(checkpoint=checkpoints["light"], out_dir=tmp_path / "fb", formats=("onnx",),
+                                      gate=GateSettings(SMALL)))
+    assert result.passed
+    assert result.manifest.onnx_simplified == {"encoder": True, "decoder": False}
+    assert any("unsimplified" in w for w in result.warnings)
+    assert read_metadata(tmp_path / "fb" / DECODER_ONNX)["simplified"] == "false"
+
+
+# ---------------------------------------------------------------------- static and fp16
+
+
+def test_static_graphs_reject_other_sizes(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "static"
+    result = cli("-c", str(checkpoints["light"]), "-o", str(out), "--static", "64x96", "--no-simplify")
+    assert result.exit_code == 0, result.output
+    manifest = load_manifest(out)
+    assert manifest.static_size == (64, 96) and manifest.parity.sizes == ("64x96",)
+    assert manifest.graphs["decoder"].inputs[4].shape == (1, 1, 64, 96)
+    enc = ort.InferenceSession(str(out / ENCODER_ONNX), providers=["CPUExecutionProvider"])
+    assert enc.get_outputs()[0].shape == [1, 32, 16, 24]
+    enc.run(None, {"image": normalized_image(64, 96, 0)})
+    with pytest.raises(Exception, match=r"(?i)dimension|shape"):
+        enc.run(None, {"image": normalized_image(96, 64, 0)})
+    compiled = ov.Core().compile_model(str(out / ENCODER_OV), "CPU")
+    with pytest.raises(Exception):  # noqa: B017 - OpenVINO raises a bare RuntimeError-like type
+        compiled({"image": normalized_image(96, 64, 0)})
+
+
+def test_fp16_ir_is_judged_by_mask_agreement(
+    checkpoints: dict[str, Path], tmp_path: Path, light_export: pipeline.ExportResult
+) -> None:
+    out = tmp_path / "fp16"
+    result = run_export(ExportOptions(checkpoint=checkpoints["light"], out_dir=out, fp16=True, simplify=False,
+                                      gate=GateSettings(((64, 96),))))
+    assert result.passed
+    ov_checks = [c for c in result.manifest.parity.checks if c.backend == "openvino"]
+    assert {c.judged_by for c in ov_checks if c.output == "logits"} == {"mask"}
+    assert {c.judged_by for c in ov_checks if c.graph == "encoder"} == {"info"}
+    assert all(c.mask_agreement >= 0.999 for c in ov_checks if c.output == "logits")
+    assert result.manifest.openvino_weights == "fp16" and read_rt_info(out / DECODER_OV)["weights"] == "fp16"
+    fp32_bin = (light_export.out_dir / "decoder.bin").stat().st_size
+    assert (out / "decoder.bin").stat().st_size < 0.6 * fp32_bin
+
+
+# ------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "wrong_arch", "unknown_arch", "static", "unwritable"])
+def test_bad_input_gives_one_line_and_leaves_nothing(case: str, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["-c", str(checkpoints["light"]), "-o", str(out)]
+    if case == "missing":
+        args[1] = str(tmp_path / "nope.pth")
+    elif case == "corrupt":
+        bad = tmp_path / "bad.pth"
+        bad.write_bytes(b"\x80\x04 this is not a checkpoint" * 10)
+        args[1] = str(bad)
+    elif case == "wrong_arch":
+        args += ["--arch", "tiny"]  # a reduced Light checkpoint does not fit the full Tiny preset
+    elif case == "unknown_arch":
+        args += ["--arch", "huge"]
+    elif case == "static":
+        args += ["--static", "500x512"]
+    else:
+        blocker = tmp_path / "a_file"
+        blocker.write_text("")
+        out = blocker / "out"
+        args[3] = str(out)
+    result = cli(*args)
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interformer-export: error:"), result.stderr
+    assert not out.exists()
+    inputs = {"corrupt": {"bad.pth"}, "unwritable": {"a_file"}}.get(case, set())
+    assert {p.name for p in tmp_path.iterdir()} == inputs  # no output folder, no temporary leftovers
+
+
+def test_failed_export_into_existing_folder_keeps_its_contents(
+    checkpoints: dict[str, Path], tmp_path: Path, light_export: pipeline.ExportResult
+) -> None:
+    out = tmp_path / "existing"
+    shutil.copytree(light_export.out_dir, out)
+    before = {p.name: sha256(p) for p in out.iterdir()}
+    result = cli("-c", str(tmp_path / "nope.pth"), "-o", str(out))
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert {p.name: sha256(p) for p in out.iterdir()} == before
+    load_manifest(out)
+
+
+def test_help_explains_every_flag() -> None:
+    text = cli("--help").stdout
+    for flag in ("--checkpoint", "--arch", "--out", "--format", "--opset", "--fp16", "--static", "--unsafe-load",
+                 "--parity-sizes", "--tolerance", "--min-mask-agreement", "--no-simplify"):
+        assert flag in text, flag
+
+
+# ------------------------------------------------------------------- manifest and metrics
+
+
+def test_manifest_reader_rejects_damaged_exports(light_export: pipeline.ExportResult, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(light_export.out_dir, out)
+    load_manifest(out)
+    decoder = out / DECODER_ONNX
+    data = bytearray(decoder.read_bytes())
+    data[-10] ^= 0xFF  # same size, different bytes
+    decoder.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="sha256"):
+        load_manifest(out)
+    load_manifest(out, verify_hashes=False)  # sizes only: the fast path
+    (out / "encoder.bin").unlink()
+    with pytest.raises(ManifestError, match="missing"):
+        load_manifest(out, verify_hashes=False)
+    raw = json.loads((out / MANIFEST_NAME).read_text())
+    raw["format_version"] = 99
+    (out / MANIFEST_NAME).write_text(json.dumps(raw))
+    with pytest.raises(ManifestError, match="format version 99"):
+        load_manifest(out)
+    with pytest.raises(ManifestError, match="no export manifest"):
+        load_manifest(tmp_path / "nowhere")
+
+
+def test_metrics() -> None:
+    a = np.zeros((1, 2, 2, 3), np.float32)
+    a[0, 1, 0] = 1.0  # first row: class 1
+    b = a.copy()
+    b[0, 1, 1, 0] = 2.0  # one more pixel flips
+    assert logits_to_mask(a).tolist() == [[1, 1, 1], [0, 0, 0]]
+    assert mask_agreement(a, b) == pytest.approx(5 / 6)
+    assert max_abs_diff(a, b) == 2.0
+    assert max_abs_diff(a, b[..., :2]) == float("inf")
+    b[0, 0, 0, 0] = np.nan
+    assert max_abs_diff(a, b) == float("inf")
+
+
+def test_runtime_modules_stay_torch_free() -> None:
+    code = ("import sys, interformer_edge.runtime.manifest, interformer_edge.runtime.metrics; "
+            "bad = [m for m in ('torch', 'interformer_edge.models') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
