@@ -1,1 +1,42 @@
-"""Torch-free runtime: numpy + ONNX Runtime / OpenVINO. Never import torch or ``models`` here."""
+"""Torch-free runtime: numpy + ONNX Runtime / OpenVINO. Never import torch or ``models`` here.
+
+Public API (imported lazily, so ``runtime.spec`` stays cheap for everyone who only needs constants)::
+
+    Encoder(export_dir, backend="auto", threads=None)  .encode(path | array) -> ImageFeatures
+    save_features(features, path) / load_features(path, expected_model_id=None)
+    Decoder(export_dir, backend="auto", threads=None)
+    ClickSession(decoder, features)  .add_click(y, x, positive) / .undo() / .reset() / .mask / .predict
+    load_graph(path_or_dir, graph, backend, threads, precision) -> Graph with .run(inputs) -> outputs
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "Encoder": "encoder",
+    "Decoder": "session",
+    "ClickSession": "session",
+    "ImageFeatures": "features",
+    "FeatureMeta": "features",
+    "load_features": "features",
+    "save_features": "features",
+    "read_meta": "features",
+    "model_id": "features",
+    "load_graph": "backends",
+    "InterFormerRuntimeError": "errors",
+    "BackendError": "errors",
+    "FeatureFileError": "errors",
+    "ModelMismatchError": "errors",
+    "ClickError": "errors",
+    "ImageReadError": "image_io",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -42,7 +42,13 @@ def iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return 1.0 if union == 0 else np.count_nonzero(pred & gt) / union
 
 
-def zoom_roi_padded(pred: np.ndarray, ref_label: np.ndarray, divisor: int = SIZE_DIVISOR) -> Roi:
+def zoom_roi_padded(
+    pred: np.ndarray,
+    ref_label: np.ndarray,
+    divisor: int = SIZE_DIVISOR,
+    expand_ratio: float = ZOOM_EXPAND_RATIO,
+    min_size: int = ZOOM_MIN_SIZE,
+) -> Roi:
     """Zoom-in box computed on the padded canvas the model sees (the official box is not clipped
     after stride snapping, so it is only valid on padded maps)."""
     height, width = pred.shape
@@ -51,7 +57,7 @@ def zoom_roi_padded(pred: np.ndarray, ref_label: np.ndarray, divisor: int = SIZE
     canvas_pred[:height, :width] = pred
     canvas_ref = np.full((pad_h, pad_w), 2, dtype=np.uint8)
     canvas_ref[:height, :width] = ref_label
-    return zoom_roi(canvas_pred, canvas_ref, ZOOM_EXPAND_RATIO, ZOOM_MIN_SIZE, divisor)
+    return zoom_roi(canvas_pred, canvas_ref, expand_ratio, min_size, divisor)
 
 
 @dataclass

@@ -19,7 +19,7 @@ def _open(path: str | Path) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageReadError(f"cannot read image {path}: {err}") from None
     if image.width == 0 or image.height == 0:
         raise ImageReadError(f"image {path} is empty ({image.width}x{image.height})")
@@ -31,9 +31,20 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
 
     16-bit and float images are scaled to 0..255 by their type's range; alpha is dropped
     (the model was trained on opaque RGB); palette and grayscale images are expanded.
+
+    Raises:
+        ImageReadError: the image is empty or its mode cannot be converted to RGB.
     """
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if image.width == 0 or image.height == 0:
+        raise ImageReadError(f"image is empty ({image.width}x{image.height})")
+    try:
+        return _to_rgb(ImageOps.exif_transpose(image))
+    except (OSError, ValueError) as err:  # e.g. "conversion from La to RGB not supported"
+        raise ImageReadError(f"cannot convert a {image.mode} image to RGB: {err}") from None
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    if image.mode == "I" or image.mode.startswith("I;16"):  # I;16, I;16B, I;16L, I;16N
         array = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
         gray = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -46,6 +57,34 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def as_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
+    """An in-memory image → ``(H, W, 3)`` uint8 RGB.
+
+    Accepts a Pillow image (any mode, see :func:`to_rgb_array`) or an array: ``(H, W)`` or
+    ``(H, W, 1)`` grayscale, ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA (alpha dropped), as uint8 or
+    uint16 (scaled by 255/65535). Anything else — floats (whose range is ambiguous), other channel
+    counts, other ranks, a zero-size image — raises :class:`ImageReadError`.
+    """
+    if isinstance(image, Image.Image):
+        return to_rgb_array(image)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] in (1, 3, 4):
+        channels = array.shape[2]
+    elif array.ndim == 2:
+        channels = 1
+    else:
+        raise ImageReadError(f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image array, got {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageReadError(f"image is empty ({array.shape[0]}x{array.shape[1]})")
+    if array.dtype == np.uint16:
+        array = ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise ImageReadError(f"expected a uint8 or uint16 image array, got {array.dtype} (scale it to 0..255 uint8)")
+    if channels == 1:
+        return np.ascontiguousarray(np.repeat(array.reshape(array.shape[0], array.shape[1], 1), 3, axis=2))
+    return np.ascontiguousarray(array[..., :3])
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

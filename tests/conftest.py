@@ -5,9 +5,75 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 # Helpers that live beside the tests (golden_weights.py) are imported by name.
 sys.path.insert(0, str(Path(__file__).parent))
 torch.set_num_threads(2)
 torch.manual_seed(0)
+
+
+# ------------------------------------------------------------------ exported models for the runtime tests
+
+RUNTIME_GATE_SIZE = ((64, 96),)  # the exporter's parity gate at one small size: these tests are about the runtime
+
+
+def click_sensitive_checkpoint(path: Path, neck: str, seed: int = 0) -> Path:
+    """A small random-weight checkpoint (reduced ViT: width 64, one layer) with the given preset's neck,
+    saved in the official mmcv layout.
+
+    Plain random initialisation gives near-constant masks that ignore the clicks (the reference-label
+    embedding starts at zero and the classifier is tiny). Random zero-initialised tables and a 30x larger
+    classifier make the masks change with every click, so per-click parity means something.
+    """
+    from dataclasses import replace
+
+    from interformer_edge.models import build_interformer, preset
+
+    torch.manual_seed(seed)
+    cfg = replace(preset(neck), name=f"small_{neck}", img_size=128, embed_dims=64, depth=1, num_heads=1)
+    model = build_interformer(cfg)
+    with torch.no_grad():
+        for name, value in model.named_parameters():
+            if name.endswith(("pos_embed", "cls_token", "relative_position_bias_table", "neck.patch_embed")):
+                value.normal_(0.0, 1.0)
+        model.decode_head.conv_seg.weight.mul_(30.0)
+    torch.save({"meta": {}, "state_dict": model.state_dict()}, path)
+    return path
+
+
+def export_for_runtime(checkpoint: Path, out_dir: Path) -> Path:
+    """Export ``checkpoint`` (ONNX + OpenVINO, dynamic shapes) with the exporter's Python API; returns the folder."""
+    from interformer_edge.export.parity import GateSettings
+    from interformer_edge.export.pipeline import ExportOptions, run_export
+
+    # simplify=False: onnxslim adds ~10 s per graph and the runtime must run unsimplified graphs too.
+    result = run_export(ExportOptions(checkpoint=checkpoint, out_dir=out_dir, simplify=False,
+                                      gate=GateSettings(sizes=RUNTIME_GATE_SIZE, threads=1)))
+    assert result.passed, [c for c in result.manifest.parity.checks if not c.passed]
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def light_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Export folder of a small Light-neck model (no refine stages, no roi input)."""
+    root = tmp_path_factory.mktemp("runtime_light")
+    return export_for_runtime(click_sensitive_checkpoint(root / "light.pth", "light"), root / "export")
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Export folder of a small Tiny-neck model (refine stages: roi input, zoom-in)."""
+    root = tmp_path_factory.mktemp("runtime_tiny")
+    return export_for_runtime(click_sensitive_checkpoint(root / "tiny.pth", "tiny", seed=2), root / "export")
+
+
+@pytest.fixture(scope="session")
+def default_export(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[Path, str]:
+    """The bundled default model exported, or (until it is bundled) the small Light model; and which one it is."""
+    from interformer_edge.assets import DEFAULT_CHECKPOINT
+
+    if not DEFAULT_CHECKPOINT.is_file():
+        return request.getfixturevalue("light_export"), "random small light"
+    return export_for_runtime(DEFAULT_CHECKPOINT, tmp_path_factory.mktemp("runtime_default") / "export"), "default"

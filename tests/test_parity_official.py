@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from golden_weights import golden_value
+
 from interformer_edge.models import InterFormerConfig, build_interformer
 from interformer_edge.runtime.spec import PIXEL_MEAN, PIXEL_STD
 

@@ -1,0 +1,221 @@
+"""The one place that knows how to run an exported graph: ONNX Runtime or OpenVINO, on the CPU.
+
+>>> graph = load_graph("export/", "decoder", backend="auto", threads=2)
+>>> outputs = graph.run({"feat0": f0, ..., "ref_label": ref})   # dict name -> np.ndarray
+
+``load_graph`` takes an export folder (the manifest says which files and formats exist) or a
+graph file directly (``.onnx`` → ONNX Runtime, ``.xml`` → OpenVINO), e.g. ``decoder.int8.onnx``.
+The backend modules are imported only when a graph is loaded, so a device with just one of
+them installed works.
+
+Precision: ONNX Runtime's CPU provider computes in the graph's own types. OpenVINO picks bf16 by
+itself on CPUs with AMX / AVX512-BF16, which changes masks; ``precision="f32"`` (the default)
+pins ``INFERENCE_PRECISION_HINT=f32`` and ``precision="device"`` leaves the device default.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from .errors import BackendError
+from .manifest import Manifest, load_manifest
+
+Backend = Literal["auto", "onnxruntime", "openvino"]
+BACKENDS: tuple[str, ...] = ("onnxruntime", "openvino")  # "auto" tries them in this order
+# Manifest format name of each backend's files.
+FORMAT_OF: dict[str, str] = {"onnxruntime": "onnx", "openvino": "openvino"}
+PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16", "device")
+
+
+class Graph(Protocol):
+    """A loaded graph: ``run`` maps input names to arrays and returns every output by name."""
+
+    backend: str
+    path: Path
+    input_names: list[str]
+    output_names: list[str]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+def installed_backends() -> list[str]:
+    """Backends importable here, in ``auto`` order (without importing them)."""
+    return [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
+
+
+@dataclass
+class OrtGraph:
+    """ONNX Runtime CPU session: ``threads`` intra-op threads, sequential execution (one graph at a time,
+    so inter-op threads would only compete with the intra-op pool on a small CPU)."""
+
+    path: Path
+    threads: int | None = None
+    backend: str = field(default="onnxruntime", init=False)
+
+    def __post_init__(self) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # warnings about unused initializers etc. are not actionable
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.inter_op_num_threads = 1
+        if self.threads:
+            options.intra_op_num_threads = int(self.threads)
+        try:
+            self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # ORT raises its own exception types: report them uniformly
+            raise BackendError(f"onnxruntime cannot load {self.path}: {_first_line(err)}") from err
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            values = self._session.run(self.output_names, inputs)
+        except Exception as err:
+            raise BackendError(f"onnxruntime failed to run {self.path.name}: {_first_line(err)}") from err
+        return dict(zip(self.output_names, values, strict=True))
+
+
+@dataclass
+class OvGraph:
+    """OpenVINO CPU compiled model with one infer request (latency mode, one stream)."""
+
+    path: Path
+    threads: int | None = None
+    precision: str = "f32"
+    backend: str = field(default="openvino", init=False)
+
+    def __post_init__(self) -> None:
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+        if self.precision != "device":
+            config["INFERENCE_PRECISION_HINT"] = self.precision
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = str(int(self.threads))
+        try:
+            core = _openvino_core()
+            model = core.read_model(str(self.path))
+            # Names come from the model as read: after compilation a port can carry extra internal tensor
+            # names (e.g. "/backbone/fpn/.../Add_output_0") and get_any_name() may return one of those.
+            self.input_names = [port.get_any_name() for port in model.inputs]
+            self.output_names = [port.get_any_name() for port in model.outputs]
+            self._compiled = core.compile_model(model, "CPU", config)
+        except Exception as err:
+            raise BackendError(f"openvino cannot load {self.path}: {_first_line(err)}") from err
+        self._request = self._compiled.create_infer_request()
+        # Compiled ports keep the model's order.
+        self._outputs = list(zip(self.output_names, self._compiled.outputs, strict=True))
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            # share_outputs=False: the request reuses its output buffers, so results must be copies.
+            result = self._request.infer(inputs, share_inputs=True, share_outputs=False)
+        except Exception as err:
+            raise BackendError(f"openvino failed to run {self.path.name}: {_first_line(err)}") from err
+        return {name: result[port] for name, port in self._outputs}
+
+
+@functools.cache
+def _openvino_core() -> Any:
+    """One OpenVINO ``Core`` per process, shared by every graph.
+
+    Besides being the documented way to use OpenVINO, this avoids a crash: each ``Core`` installs a
+    signal alternate stack (``sigaltstack``) on the thread that first compiles with it and puts back
+    the previous one when it is destroyed. Cores destroyed out of creation order leave the thread
+    pointing at freed memory, and the next signal handled there (e.g. SIGCHLD when a forked child
+    exits, as PyTorch's DataLoader workers do) segfaults the process.
+    """
+    import openvino as ov
+
+    return ov.Core()
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _backend_of_file(path: Path) -> str:
+    if path.suffix == ".onnx":
+        return "onnxruntime"
+    if path.suffix == ".xml":
+        return "openvino"
+    raise BackendError(f"cannot tell the format of {path} (expected .onnx or .xml)")
+
+
+def check_precision(backend: str, precision: str) -> None:
+    """Raise :class:`BackendError` for a precision the backend cannot honour."""
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    if backend == "onnxruntime" and precision not in ("f32", "device"):
+        raise BackendError(f"onnxruntime runs graphs in their own precision; {precision!r} needs openvino")
+
+
+def choose_backend(manifest: Manifest, graph: str, backend: str = "auto") -> str:
+    """The backend to run ``graph`` of an export with: the one asked for, or under ``auto`` the first
+    installed backend (ONNX Runtime, then OpenVINO) whose format the export has."""
+    if backend not in ("auto", *BACKENDS):
+        raise BackendError(f"unknown backend {backend!r}; use auto, {', '.join(BACKENDS)}")
+    if graph not in manifest.graphs:
+        raise BackendError(f"unknown graph {graph!r}; the export has {', '.join(manifest.graphs)}")
+    formats = manifest.graphs[graph].files
+    installed = installed_backends()
+    candidates = BACKENDS if backend == "auto" else (backend,)
+    for name in candidates:
+        if FORMAT_OF[name] in formats and name in installed:
+            return name
+    raise BackendError(
+        f"no way to run the {graph}: the export has {', '.join(formats) or 'no files'} for it, "
+        f"installed backends: {', '.join(installed) or 'none'} (asked for {backend})"
+    )
+
+
+def load_graph(
+    path_or_dir: str | Path,
+    graph: str = "encoder",
+    backend: str = "auto",
+    threads: int | None = None,
+    precision: str = "f32",
+    manifest: Manifest | None = None,
+) -> Graph:
+    """Load one graph for inference.
+
+    Args:
+        path_or_dir: an export folder (with ``manifest.json``) or a ``.onnx`` / ``.xml`` file.
+        graph: ``"encoder"`` or ``"decoder"`` (ignored when a file is given).
+        backend: ``"auto"``, ``"onnxruntime"`` or ``"openvino"``.
+        threads: CPU threads for the graph (None: the backend's default, usually all cores).
+        precision: OpenVINO inference precision: ``"f32"`` (default), ``"bf16"``, ``"f16"``, or
+            ``"device"`` for the device default. ONNX Runtime accepts only ``"f32"``/``"device"``.
+        manifest: the already loaded manifest of ``path_or_dir`` (saves reading and hashing it again).
+
+    Raises:
+        BackendError: unknown option, no installed backend for the export's formats, or load failure.
+        ManifestError: the export folder is broken (from :func:`load_manifest`).
+    """
+    check_precision(backend, precision)
+    if threads is not None and threads < 1:
+        raise BackendError(f"threads must be >= 1, got {threads}")
+    path = Path(path_or_dir)
+    if path.is_dir() or manifest is not None:
+        manifest = manifest if manifest is not None else load_manifest(path)
+        name = choose_backend(manifest, graph, backend)
+        path = manifest.graph_path(graph, FORMAT_OF[name])
+    else:
+        if not path.is_file():
+            raise BackendError(f"no graph file or export folder at {path}")
+        name = _backend_of_file(path)
+        if backend not in ("auto", name):
+            raise BackendError(f"{path.name} is a {FORMAT_OF[name]} file; it cannot run on {backend}")
+        if name not in installed_backends():
+            raise BackendError(f"{name} is not installed, so {path.name} cannot run")
+    check_precision(name, precision)
+    if name == "onnxruntime":
+        return OrtGraph(path, threads)
+    return OvGraph(path, threads, precision)

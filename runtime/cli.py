@@ -1,0 +1,340 @@
+"""``interformer-encode``: encode images into a feature store, and try clicks on stored features.
+
+Encode a folder once (several processes, resumable), then answer clicks in real time::
+
+    interformer-encode encode photos/ --model export/ --out features/ --workers 2
+    interformer-encode click features/cat.jpg.npz --model export/ --at 120,200 --at 40,300,neg --out mask.png
+
+The same from Python::
+
+    from interformer_edge.runtime import ClickSession, Decoder, Encoder, load_features, save_features
+
+    encoder = Encoder("export/", threads=2)
+    save_features(encoder.encode("cat.jpg", max_side=1024), "features/cat.jpg.npz")
+    session = ClickSession(Decoder("export/", threads=2), "features/cat.jpg.npz")
+    mask = session.add_click(120, 200)                  # (H, W) bool, positive click at y=120, x=200
+    mask = session.add_click(40, 300, positive=False)
+
+Store layout: ``<out>/<path relative to the input folder>.npz`` (``a/cat.jpg`` → ``a/cat.jpg.npz``),
+so names never collide. A store file is reused when its model id, image sha256 and ``max_side``
+match; anything else is encoded again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from PIL import Image
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .backends import check_precision, choose_backend
+from .dataset import IMAGE_SUFFIXES
+from .errors import InterFormerRuntimeError
+from .features import FEATURE_SUFFIX, STORAGE_DTYPES, model_id, read_meta, save_features
+from .image_io import ImageReadError
+from .manifest import ManifestError, load_manifest
+
+EXIT_FAILURES = 1  # some images could not be encoded (the others were)
+EXIT_BAD_INPUT = 2  # nothing was done
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help=(
+        "Encode images once into a feature store (float16 .npz files, one per image), then segment them "
+        "with clicks in real time from the stored features. Torch-free: numpy + ONNX Runtime or OpenVINO."
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image of the run: where it is, where its features go, how it is named in messages."""
+
+    image: Path
+    target: Path
+    name: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    status: str  # "encoded" | "skipped" | "failed"
+    message: str = ""
+    seconds: float = 0.0
+
+
+def list_jobs(source: Path, out: Path, recursive: bool) -> list[Job]:
+    """The images under ``source`` (a folder or one file) and their store paths, sorted by name."""
+    if source.is_file():
+        return [Job(source, out / (source.name + FEATURE_SUFFIX), source.name)]
+    pattern = "**/*" if recursive else "*"
+    out_resolved = out.resolve()
+    jobs = []
+    for path in sorted(source.glob(pattern)):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        if out_resolved in path.resolve().parents:  # never encode the store's own folder
+            continue
+        rel = path.relative_to(source)
+        jobs.append(Job(path, out / rel.with_name(rel.name + FEATURE_SUFFIX), rel.as_posix()))
+    return jobs
+
+
+def chunks(jobs: Sequence[Job], size: int) -> Iterator[list[Job]]:
+    for start in range(0, len(jobs), size):
+        yield list(jobs[start : start + size])
+
+
+# ------------------------------------------------------------------------------------------- worker
+
+_ENCODER = None  # one per process, built by _init_worker
+_SETTINGS: dict[str, object] = {}
+
+
+def _init_worker(model: str, backend: str, threads: int, precision: str, max_side: int | None, dtype: str,
+                 force: bool, in_pool: bool = True) -> None:
+    global _ENCODER
+    from .encoder import Encoder
+
+    if in_pool:  # Ctrl-C is the parent's to handle: it lets running chunks finish and cancels the rest
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    # The parent verified the artifact hashes once; workers only check sizes (hashing is slow for big models).
+    _ENCODER = Encoder(model, backend=backend, threads=threads, precision=precision, max_side=max_side,
+                       verify=False)
+    _SETTINGS.update(max_side=max_side, dtype=dtype, force=force)
+
+
+def _up_to_date(job: Job, image_sha: str) -> bool:
+    """Whether the store already holds this image's features for this model and size limit."""
+    if not job.target.is_file():
+        return False
+    try:
+        meta = read_meta(job.target)
+    except InterFormerRuntimeError:
+        return False  # unreadable: encode again (the rename below replaces it)
+    return (meta.model_id == _ENCODER.model_id and meta.image_sha256 == image_sha
+            and meta.max_side == _SETTINGS["max_side"])
+
+
+def encode_chunk(jobs: list[Job]) -> list[Outcome]:
+    """Encode (or skip) each job; a failure is reported in its outcome and never stops the chunk."""
+    from .encoder import sha256_bytes
+
+    outcomes = []
+    for job in jobs:
+        started = time.perf_counter()
+        try:
+            image_sha = sha256_bytes(job.image.read_bytes())
+            if not _SETTINGS["force"] and _up_to_date(job, image_sha):
+                outcomes.append(Outcome(job.name, "skipped"))
+                continue
+            features = _ENCODER.encode(job.image, name=job.name, image_sha256=image_sha)
+            save_features(features, job.target, dtype=str(_SETTINGS["dtype"]))
+            outcomes.append(Outcome(job.name, "encoded", seconds=time.perf_counter() - started))
+        except (ImageReadError, InterFormerRuntimeError, OSError, ValueError) as err:
+            outcomes.append(Outcome(job.name, "failed", str(err).splitlines()[0] if str(err) else type(err).__name__))
+        except Exception as err:  # a bug or backend crash on one image must not end the run either
+            outcomes.append(Outcome(job.name, "failed", f"{type(err).__name__}: {err}"))
+    return outcomes
+
+
+# ---------------------------------------------------------------------------------------- commands
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _summary_table(outcomes: list[Outcome], total: int, seconds: float, interrupted: bool) -> Table:
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("encoded", "skipped", "failed")}
+    encode_time = sum(o.seconds for o in outcomes if o.status == "encoded")
+    table = Table(title="interrupted: partial summary" if interrupted else "summary", title_justify="left",
+                  show_header=False)
+    table.add_column("")
+    table.add_column("", justify="right")
+    table.add_row("encoded", str(counts["encoded"]))
+    table.add_row("skipped (up to date)", str(counts["skipped"]))
+    table.add_row("failed", f"[red]{counts['failed']}[/]" if counts["failed"] else "0")
+    if interrupted:
+        table.add_row("not started", str(total - len(outcomes)))
+    table.add_row("wall time", f"{seconds:.1f} s")
+    if counts["encoded"]:
+        table.add_row("per image (in a worker)", f"{encode_time / counts['encoded']:.2f} s")
+    return table
+
+
+@app.command()
+def encode(
+    source: Annotated[Path, typer.Argument(help="A folder of images (jpg, png, bmp, tif, webp) or one image file.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Export folder (with manifest.json) of the model.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Feature store folder; created if missing. "
+                                      "Each image becomes <out>/<relative path>.npz.")],
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1,
+                                         help="Encoder processes running side by side.")] = 1,
+    threads: Annotated[int, typer.Option("--threads", "-t", min=0,
+                                         help="CPU threads per worker; 0: the cores divided among the workers.")] = 0,
+    batch: Annotated[int, typer.Option("--batch", "-b", min=1,
+                                       help="Images handed to a worker at a time (the encoder runs one image "
+                                            "per pass; larger batches mean less scheduling overhead, "
+                                            "smaller ones a smoother progress bar).")] = 4,
+    max_side: Annotated[int, typer.Option("--max-side", min=0,
+                                          help="Shrink images whose longer side exceeds this many pixels "
+                                               "before encoding (masks still come back at full size); "
+                                               "0: encode at full size.")] = 0,
+    backend: Annotated[str, typer.Option(help="auto (ONNX Runtime if available, else OpenVINO), "
+                                              "onnxruntime or openvino.")] = "auto",
+    precision: Annotated[str, typer.Option(help="OpenVINO precision: f32 (default; exact), bf16, f16, or device "
+                                                "(the CPU's default, bf16 on recent x86).")] = "f32",
+    dtype: Annotated[str, typer.Option(help="Storage type of the features: float16 (half the size) or "
+                                            "float32.")] = "float16",
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", "-r",
+                                            help="Also encode images in sub-folders.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Encode every image again, even if its features "
+                                                        "are up to date.")] = False,
+) -> None:
+    """Encode images into a feature store; resumable, an unreadable image is reported and skipped.
+
+    Exit status: 0 all images encoded or up to date, 1 some images failed (the rest were encoded),
+    2 bad arguments or model (nothing done), 130 interrupted (finished files are complete and kept).
+    """
+    console = Console(stderr=True)
+    if dtype not in STORAGE_DTYPES:
+        console.print(f"[red]error:[/] --dtype must be one of {', '.join(STORAGE_DTYPES)}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if not source.exists():
+        console.print(f"[red]error:[/] {source} does not exist")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        manifest = load_manifest(model)  # hashes every artifact once, here, not in each worker
+        check_precision(choose_backend(manifest, "encoder", backend), precision)  # fail fast, before any worker
+    except (ManifestError, InterFormerRuntimeError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    jobs = list_jobs(source, out, recursive)
+    if not jobs:
+        console.print(f"no images found in {source}")
+        raise typer.Exit(0)
+    workers = min(workers, len(jobs))
+    threads = threads or max(1, _cpu_count() // workers)
+    console.print(f"model {model_id(manifest)} · {len(jobs)} images · {workers} worker(s) × {threads} thread(s) "
+                  f"→ {out}")
+    init_args = (str(model), backend, threads, precision, max_side or None, dtype, force)
+
+    outcomes: list[Outcome] = []
+    started = time.perf_counter()
+    interrupted = False
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("encoding", total=len(jobs))
+
+        def record(done: list[Outcome]) -> None:
+            outcomes.extend(done)
+            for outcome in done:
+                if outcome.status == "failed":
+                    progress.console.print(f"[red]failed[/] {outcome.name}: {outcome.message}")
+            progress.advance(task, len(done))
+
+        try:
+            if workers == 1:
+                _init_worker(*init_args, in_pool=False)
+                for chunk in chunks(jobs, batch):
+                    record(encode_chunk(chunk))
+            else:
+                # spawn: a forked child would inherit the parent's inference thread pools in an undefined state.
+                with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                         initargs=init_args) as pool:
+                    pending: set[Future[list[Outcome]]] = {pool.submit(encode_chunk, c) for c in chunks(jobs, batch)}
+                    try:
+                        while pending:
+                            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                            for future in finished:
+                                record(future.result())
+                    except KeyboardInterrupt:
+                        progress.console.print("interrupted: finishing the images in progress")
+                        pool.shutdown(wait=True, cancel_futures=True)
+                        for future in pending:  # chunks that were running finished during the shutdown
+                            if not future.cancelled() and future.exception() is None:
+                                record(future.result())
+                        raise
+        except KeyboardInterrupt:
+            interrupted = True
+        except BrokenProcessPool:
+            console.print("[red]error:[/] a worker could not start or died (its error is printed above)")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    report = Console()  # the summary is the command's result: stdout (progress and live failures: stderr)
+    report.print(_summary_table(outcomes, len(jobs), time.perf_counter() - started, interrupted))
+    for outcome in outcomes:
+        if outcome.status == "failed":
+            report.print(f"failed: {outcome.name}: {outcome.message}", markup=False, highlight=False)
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(EXIT_FAILURES)
+
+
+def _parse_click(text: str) -> tuple[int, int, bool]:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (2, 3) or not all(p.lstrip("-").isdigit() for p in parts[:2]) or (
+            len(parts) == 3 and parts[2] not in ("pos", "neg")):
+        raise typer.BadParameter(f"{text!r}: expected Y,X or Y,X,pos or Y,X,neg")
+    return int(parts[0]), int(parts[1]), len(parts) == 2 or parts[2] == "pos"
+
+
+@app.command()
+def click(
+    features: Annotated[Path, typer.Argument(help="A feature file written by `encode`.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Export folder of the model that encoded it.")],
+    at: Annotated[list[str], typer.Option("--at", help="A click as Y,X (positive) or Y,X,neg (negative), in "
+                                                       "pixels of the original image; repeat, in order.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Write the final mask here (PNG, 0/255, original "
+                                                          "size).")] = Path("mask.png"),
+    threads: Annotated[int, typer.Option("--threads", "-t", min=0, help="Decoder CPU threads; 0: all.")] = 0,
+    backend: Annotated[str, typer.Option(help="auto, onnxruntime or openvino.")] = "auto",
+    precision: Annotated[str, typer.Option(help="OpenVINO precision: f32, bf16, f16 or device.")] = "f32",
+    zoom_in: Annotated[bool | None, typer.Option("--zoom-in/--no-zoom-in",
+                                                 help="Zoom-in from the second click (default: when the "
+                                                      "model has refine stages).")] = None,
+) -> None:
+    """Replay clicks on stored features and save the mask; prints the time of each click."""
+    from .session import ClickSession, Decoder
+
+    console = Console()
+    clicks = [_parse_click(text) for text in at]
+    try:
+        decoder = Decoder(model, backend=backend, threads=threads or None, precision=precision)
+        session = ClickSession(decoder, features, zoom_in=zoom_in)
+        for y, x, positive in clicks:
+            started = time.perf_counter()
+            mask = session.add_click(y, x, positive)
+            console.print(f"click ({y}, {x}, {'pos' if positive else 'neg'}): {mask.mean():.1%} of the image, "
+                          f"{(time.perf_counter() - started) * 1000:.1f} ms")
+    except (ManifestError, InterFormerRuntimeError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    Image.fromarray(np.where(session.mask, 255, 0).astype(np.uint8)).save(out)
+    console.print(f"wrote {out} ({session.width}x{session.height}, {decoder.backend})")
+
+
+if __name__ == "__main__":  # python -m interformer_edge.runtime.cli
+    app()
