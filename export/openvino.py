@@ -7,7 +7,6 @@ from pathlib import Path
 
 RT_INFO_SECTION = "interformer_edge"
 # OpenVINO on CPUs with AMX/AVX512-BF16 runs bf16 by default; parity and the manifest's numbers assume f32.
-F32_CONFIG: dict[str, str] = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
 def bin_path(xml: Path) -> Path:

@@ -21,6 +21,7 @@ import torch
 from rich.table import Table
 
 from interformer_edge.models import ClickDecoder, ImageEncoder, InterFormer
+from interformer_edge.runtime.backends import load_graph
 from interformer_edge.runtime.clicks import Click, add_click, update_ref_label_with_prediction, zoom_roi
 from interformer_edge.runtime.manifest import ParityCheck, ParityReport
 from interformer_edge.runtime.metrics import mask_agreement, max_abs_diff
@@ -35,8 +36,6 @@ from interformer_edge.runtime.spec import (
     ROI_INPUT,
     SIZE_DIVISOR,
 )
-
-from .openvino import F32_CONFIG
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((320, 480), (512, 512), (256, 1024))  # 256x1024: 1024 tokens
 DEFAULT_ABS_TOLERANCE = 1e-3
@@ -193,43 +192,14 @@ def torch_references(model: InterFormer, cases: Sequence[SizeCase]) -> list[Refe
 
 
 def onnxruntime_runner(path: Path, threads: int | None = None) -> Runner:
-    """Run an ONNX file on ONNX Runtime's CPU provider; returns outputs by name."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-
-    def run(feed: Feed) -> dict[str, np.ndarray]:
-        return dict(zip(names, session.run(names, feed), strict=True))
-
-    return run
+    """Run an ONNX file on ONNX Runtime's CPU provider through the runtime's backend layer."""
+    return load_graph(path, backend="onnxruntime", threads=threads).run
 
 
 def openvino_runner(xml: Path, threads: int | None = None) -> Runner:
-    """Run an IR file on the OpenVINO CPU plugin in f32 (not the bf16 default of AMX/AVX512-BF16 CPUs)."""
-    import openvino as ov
-
-    config: dict[str, str] = dict(F32_CONFIG)
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = str(threads)
-    compiled = ov.Core().compile_model(str(xml), "CPU", config)
-    request = compiled.create_infer_request()
-    # A port carries several tensor names (ONNX output name plus internal ones); report it by the ONNX
-    # output name, which is the one that is not an internal ``/module/Op_output_0`` path.
-    outputs = []
-    for port in compiled.outputs:
-        names = sorted(port.get_names(), key=lambda n: (n.startswith("/"), n))
-        outputs.append((names[0] if names else port.get_any_name(), port))
-
-    def run(feed: Feed) -> dict[str, np.ndarray]:
-        result = request.infer(feed)
-        return {name: np.array(result[port], copy=True) for name, port in outputs}
-
-    return run
+    """Run an IR file on the OpenVINO CPU plugin pinned to f32 (this CPU would otherwise use bf16);
+    the runtime's backend layer shares one ``ov.Core`` per process, which OpenVINO needs."""
+    return load_graph(xml, backend="openvino", threads=threads, precision="f32").run
 
 
 # ----------------------------------------------------------------------------------------- checks
