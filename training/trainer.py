@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from interformer_edge import __version__
 from interformer_edge.models import InterFormer, InterFormerConfig, upsample_logits
-from interformer_edge.runtime.spec import PIXEL_MEAN, PIXEL_STD
+from interformer_edge.runtime.preprocess import normalize_image
 
 from .losses import normalized_focal_loss
 from .sessions import BatchSession, sample_num_clicks
@@ -69,8 +69,6 @@ class SyntheticBatches(Dataset):
     def __init__(self, seed: int, crop: int) -> None:
         self.seed = seed
         self.crop = crop
-        self.mean = np.asarray(PIXEL_MEAN, np.float32)
-        self.std = np.asarray(PIXEL_STD, np.float32)
 
     def __len__(self) -> int:
         return 1 << 30
@@ -79,8 +77,9 @@ class SyntheticBatches(Dataset):
         image, mask = make_sample("train", self.seed, index, (self.crop, self.crop))
         if index % 2:
             image, mask = image[:, ::-1], mask[:, ::-1]
-        normalized = ((image.astype(np.float32) - self.mean) / self.std).transpose(2, 0, 1)
-        return torch.from_numpy(np.ascontiguousarray(normalized)), torch.from_numpy(np.ascontiguousarray(mask))
+        # The crop is a multiple of 32, so the shared preprocessing adds no padding here.
+        normalized = normalize_image(np.ascontiguousarray(image))[0]
+        return torch.from_numpy(normalized), torch.from_numpy(np.ascontiguousarray(mask))
 
 
 class _IndexRange(torch.utils.data.Sampler[int]):
