@@ -63,7 +63,8 @@ def test_learning_rate_warms_up_then_decays_to_zero() -> None:
 
 
 def tiny_settings(iterations: int) -> TrainSettings:
-    return TrainSettings(iterations=iterations, batch_size=2, crop=96, embed_dims=64, depth=1, warmup=1,
+    return TrainSettings(iterations=iterations, batch_size=2, min_side=64, max_side=128, table_size=96,
+                         embed_dims=64, depth=1, warmup=1,
                          save_every_s=1e9, time_limit_min=0)
 
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import fields
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from .trainer import LOG_NAME, Trainer, TrainSettings
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train a small InterFormer on CPU with synthetic data, or evaluate a checkpoint.")
+
+
+# Defaults of the train command: the settings of the bundled model's run (one source of truth).
+_DEFAULT = TrainSettings()
 
 
 @app.command()
@@ -19,17 +25,30 @@ def train(
     run_dir: Annotated[
         Path, typer.Option("--run-dir", help="Folder for logs and checkpoints; an existing run resumes.")
     ] = Path("runs/default"),
-    iterations: Annotated[int, typer.Option(help="Optimisation steps (the schedule decays to zero here).")] = 3200,
-    batch_size: Annotated[int, typer.Option(help="Synthetic images per step.")] = 8,
-    seed: Annotated[int, typer.Option(help="Seed of data, clicks and initialisation; same seed, same run.")] = 0,
-    threads: Annotated[int, typer.Option(help="PyTorch CPU threads.")] = 2,
-    time_limit_min: Annotated[float, typer.Option(help="Stop early (and save) after these minutes; 0: never.")] = 88.0,
+    iterations: Annotated[int, typer.Option(help="Optimisation steps (the schedule decays to zero here).")] = (
+        _DEFAULT.iterations),
+    batch_size: Annotated[int, typer.Option(help="Images per step at the smallest side (fewer for larger ones).")] = (
+        _DEFAULT.batch_size),
+    min_side: Annotated[int, typer.Option(help="Smallest training side (a multiple of 32).")] = _DEFAULT.min_side,
+    max_side: Annotated[int, typer.Option(help="Largest training side (a multiple of 32).")] = _DEFAULT.max_side,
+    seed: Annotated[int, typer.Option(help="Seed of data, clicks and initialisation; same seed, same run.")] = (
+        _DEFAULT.seed),
+    threads: Annotated[int, typer.Option(help="PyTorch CPU threads.")] = _DEFAULT.threads,
+    time_limit_min: Annotated[float, typer.Option(help="Stop early (and save) after these minutes; 0: never.")] = (
+        _DEFAULT.time_limit_min),
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW; linear warm-up, then linear decay).")] = (
+        _DEFAULT.lr),
+    warmup: Annotated[int, typer.Option(help="Warm-up steps of the learning rate.")] = _DEFAULT.warmup,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast of the forward passes (about 2x faster).")] = (
+        _DEFAULT.bf16),
+    init_from: Annotated[
+        Path | None, typer.Option(help="Start from this checkpoint's weights (e.g. a finished run) instead of random.")
+    ] = None,
 ) -> None:
     """Train; progress goes to stdout and RUN_DIR/train.log; resumable from RUN_DIR/last.pth."""
-    from .trainer import LOG_NAME, Trainer, TrainSettings
-
-    settings = TrainSettings(iterations=iterations, batch_size=batch_size, seed=seed, threads=threads,
-                             time_limit_min=time_limit_min)
+    settings = replace(_DEFAULT, iterations=iterations, batch_size=batch_size, min_side=min_side, max_side=max_side,
+                       seed=seed, threads=threads, time_limit_min=time_limit_min, lr=lr, warmup=warmup, bf16=bf16,
+                       init_from=str(init_from) if init_from else "")
     run_dir.mkdir(parents=True, exist_ok=True)
     log_file = (run_dir / LOG_NAME).open("a")
 
@@ -38,7 +57,7 @@ def train(
         log_file.write(line + "\n")
         log_file.flush()
 
-    log("settings " + json.dumps({f.name: getattr(settings, f.name) for f in fields(settings)}))
+    log("settings " + json.dumps(asdict(settings)))
     path = Trainer(settings, run_dir, log).run()
     log(f"wrote {path}")
 

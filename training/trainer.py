@@ -5,6 +5,12 @@ P(k) ∝ 0.6^k further simulated clicks, each from the model's own prediction (n
 the previous prediction folded into the reference labels; then one differentiable pass on the
 final reference labels with the normalized focal loss. The ViT runs once per batch with
 gradients and its features are reused (detached) by the simulated clicks.
+
+Two departures from the official GPU recipe, both for the CPU budget: each batch has its own
+(non-square) size between ``min_side`` and ``max_side``, so one short run covers the sizes the
+model is evaluated at (held-out images are 256–480 px and the official evaluation never resizes);
+and the forward passes run under bfloat16 autocast (weights, optimizer and loss stay float32),
+which is about 2.2x faster on CPUs with AVX512-BF16.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from interformer_edge import __version__
-from interformer_edge.models import InterFormer, InterFormerConfig, upsample_logits
+from interformer_edge.models import InterFormer, InterFormerConfig, load_into, read_checkpoint, upsample_logits
 from interformer_edge.runtime.preprocess import normalize_image
+from interformer_edge.runtime.spec import SIZE_DIVISOR
 
 from .losses import normalized_focal_loss
 from .sessions import BatchSession, sample_num_clicks
@@ -40,57 +47,85 @@ LOG_NAME = "train.log"
 class TrainSettings:
     """Everything that determines a training run (with the seed, the run is reproducible)."""
 
-    iterations: int = 3200
-    batch_size: int = 8
-    crop: int = 256
+    iterations: int = 5200  # ~81 min alone on 2 cores (AVX512-BF16)
+    batch_size: int = 8  # samples per step at min_side x min_side (fewer for larger batches)
+    min_side: int = 256  # batch sides are drawn from the multiples of 32 in [min_side, max_side]
+    max_side: int = 480
+    table_size: int = 384  # img_size of the model: position tables and pooling targets of a 24x24 grid
+    bf16: bool = True  # bfloat16 autocast of the forward passes
     lr: float = 4e-4
     weight_decay: float = 0.05
-    warmup: int = 150
+    warmup: int = 300
     seed: int = 0
     embed_dims: int = 192
     depth: int = 6
     max_sim_clicks: int = 20
     click_gamma: float = 0.6
-    drop_path: float = 0.05
+    drop_path: float = 0.0  # a short run on endless data underfits; no need to regularize
     threads: int = 2
     save_every_s: float = 300.0
-    time_limit_min: float = 88.0  # stop (and save) early past this; 0 disables
+    time_limit_min: float = 0.0  # stop (and save) early past this many minutes; 0 disables
+    init_from: str = ""  # start from these weights (a finished run's model.pth) instead of random ones
 
     def model_config(self) -> InterFormerConfig:
-        # Trained at 256 px: the position tables cover a 16x16 token grid and the pooling targets
-        # scale with it, so nothing in the tables stays untrained at the sizes we use.
-        return InterFormerConfig(name="small-synthetic", img_size=self.crop, embed_dims=self.embed_dims,
+        # The position tables (and the pooling targets that scale with them) are sized for a middle
+        # training size; other sizes resize them, exactly as the official models do off 512 px.
+        return InterFormerConfig(name="small-synthetic", img_size=self.table_size, embed_dims=self.embed_dims,
                                  depth=self.depth, num_heads=max(1, self.embed_dims // 64))
+
+    def batch_plan(self, batch: int) -> tuple[int, int, int]:
+        """``(H, W, n)`` of batch number ``batch``: its sides, drawn from the multiples of 32 in
+        ``[min_side, max_side]``, and its sample count, ``batch_size`` at ``min_side``² and fewer for
+        larger sides (same pixels per step, never below 2 for the head's BatchNorm). A pure function
+        of the seed and the batch number."""
+        sides = np.arange(self.min_side, self.max_side + 1, SIZE_DIVISOR)
+        if len(sides) == 0 or self.min_side % SIZE_DIVISOR:
+            raise ValueError(f"min_side/max_side must span a multiple of {SIZE_DIVISOR}")
+        height, width = (int(v) for v in np.random.default_rng([_SHAPE_STREAM, self.seed, batch]).choice(sides, 2))
+        count = max(2, min(self.batch_size, round(self.batch_size * self.min_side**2 / (height * width))))
+        return height, width, count
+
+
+# Namespace of the batch-shape random stream (distinct from the data and click streams).
+_SHAPE_STREAM = 0x51DE5
+# Sample indices of batch b are b * _BATCH_STRIDE + 0..n-1: unique and independent of earlier batches.
+_BATCH_STRIDE = 64
+
+SampleKey = tuple[int, int, int]  # (sample index, H, W)
 
 
 class SyntheticBatches(Dataset):
-    """Sample ``i`` of the training split, normalized, with a deterministic horizontal flip."""
+    """Sample ``(index, H, W)`` of the training split, normalized, with a deterministic horizontal flip."""
 
-    def __init__(self, seed: int, crop: int) -> None:
+    def __init__(self, seed: int) -> None:
         self.seed = seed
-        self.crop = crop
 
     def __len__(self) -> int:
         return 1 << 30
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = make_sample("train", self.seed, index, (self.crop, self.crop))
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor]:
+        index, height, width = key
+        image, mask = make_sample("train", self.seed, index, (height, width))
         if index % 2:
             image, mask = image[:, ::-1], mask[:, ::-1]
-        # The crop is a multiple of 32, so the shared preprocessing adds no padding here.
+        # Sides are multiples of 32, so the shared preprocessing adds no padding here.
         normalized = normalize_image(np.ascontiguousarray(image))[0]
         return torch.from_numpy(normalized), torch.from_numpy(np.ascontiguousarray(mask))
 
 
-class _IndexRange(torch.utils.data.Sampler[int]):
-    def __init__(self, start: int) -> None:
+class _BatchPlans(torch.utils.data.Sampler[list[SampleKey]]):
+    """The keys of batches ``start``, ``start + 1``, … (see :meth:`TrainSettings.batch_plan`)."""
+
+    def __init__(self, settings: TrainSettings, start: int) -> None:
+        self.settings = settings
         self.start = start
 
     def __iter__(self):
-        index = self.start
+        batch = self.start
         while True:
-            yield index
-            index += 1
+            height, width, count = self.settings.batch_plan(batch)
+            yield [(batch * _BATCH_STRIDE + i, height, width) for i in range(count)]
+            batch += 1
 
 
 def learning_rate(settings: TrainSettings, iteration: int) -> float:
@@ -131,6 +166,8 @@ class Trainer:
         self.model = InterFormer(settings.model_config(), backbone_drop_path=settings.drop_path,
                                  neck_drop_path=settings.drop_path)
         _init_weights(self.model)
+        if settings.init_from:
+            load_into(self.model, read_checkpoint(settings.init_from))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.lr,
                                            weight_decay=settings.weight_decay)
         self.iteration = 0
@@ -168,19 +205,21 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(s, self.iteration)
         gts = masks.numpy()
+        height, width = gts.shape[1:]
         session = BatchSession(gts, self.click_rng)
         num_sim = sample_num_clicks(self.click_rng, s.max_sim_clicks, s.click_gamma)
-        features = self.model.encode(images)
-        if num_sim:
-            detached = [f.detach() for f in features]
-            with torch.no_grad():
-                for _ in range(num_sim):
-                    logits = self.model.decode(detached, _ref_tensor(session.ref_labels))
-                    preds = _predict(logits, s.crop)
-                    session.update_with_prediction(preds)
-                    session.click(preds)
-        logits = upsample_logits(self.model.decode(features, _ref_tensor(session.ref_labels)), s.crop, s.crop)
-        loss = normalized_focal_loss(logits, masks)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.bf16):
+            features = self.model.encode(images)
+            if num_sim:
+                detached = [f.detach() for f in features]
+                with torch.no_grad():
+                    for _ in range(num_sim):
+                        logits = self.model.decode(detached, _ref_tensor(session.ref_labels))
+                        preds = _predict(logits.float(), height, width)
+                        session.update_with_prediction(preds)
+                        session.click(preds)
+            logits = self.model.decode(features, _ref_tensor(session.ref_labels))
+        loss = normalized_focal_loss(upsample_logits(logits.float(), height, width), masks)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -192,8 +231,7 @@ class Trainer:
         schedule); write the resumable state and the final checkpoint; return the latter's path."""
         s = self.settings
         last = s.iterations if stop_at is None else min(stop_at, s.iterations)
-        data = SyntheticBatches(s.seed, s.crop)
-        loader = DataLoader(data, batch_size=s.batch_size, sampler=_IndexRange(self.iteration * s.batch_size),
+        loader = DataLoader(SyntheticBatches(s.seed), batch_sampler=_BatchPlans(s, self.iteration),
                             num_workers=1, persistent_workers=False, prefetch_factor=4,
                             # Its own generator: creating the iterator must not advance the global RNG
                             # (drop path draws from it), or a resumed run would diverge.
@@ -248,8 +286,8 @@ def _ref_tensor(ref_labels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(ref_labels[:, None].astype(np.float32))
 
 
-def _predict(logits: torch.Tensor, size: int) -> np.ndarray:
-    full = upsample_logits(logits, size, size)
+def _predict(logits: torch.Tensor, height: int, width: int) -> np.ndarray:
+    full = upsample_logits(logits, height, width)
     return (full[:, 1] > full[:, 0]).numpy()
 
 
