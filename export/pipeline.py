@@ -35,6 +35,7 @@ from interformer_edge.runtime.manifest import (
     Preprocessing,
     SourceCheckpoint,
     ZoomSettings,
+    artifact_names,
     describe_file,
     sha256_file,
     write_manifest,
@@ -401,7 +402,7 @@ def _export_into(options: ExportOptions, checkpoint: Path, work: Path, out_dir: 
         for fmt in options.formats:
             name = _FILES[(role, fmt)]
             files[fmt] = name
-            shipped += [name, name + ".data"] if fmt == "onnx" else [name, ov_export.bin_path(Path(name)).name]
+            shipped += artifact_names(name, fmt)
         graphs[role] = GraphSpec(inputs=inputs, outputs=outputs, files=files)
     shipped = [n for n in shipped if (work / n).is_file()]
     artifacts: tuple[ArtifactFile, ...] = tuple(describe_file(work / n, work) for n in shipped)

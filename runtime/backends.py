@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from .errors import BackendError
-from .manifest import Manifest, load_manifest
+from .manifest import BASE_PRECISION, Manifest, load_manifest
 
 Backend = Literal["auto", "onnxruntime", "openvino"]
 BACKENDS: tuple[str, ...] = ("onnxruntime", "openvino")  # "auto" tries them in this order
@@ -157,21 +157,27 @@ def check_precision(backend: str, precision: str) -> None:
         raise BackendError(f"onnxruntime runs graphs in their own precision; {precision!r} needs openvino")
 
 
-def choose_backend(manifest: Manifest, graph: str, backend: str = "auto") -> str:
-    """The backend to run ``graph`` of an export with: the one asked for, or under ``auto`` the first
-    installed backend (ONNX Runtime, then OpenVINO) whose format the export has."""
+def choose_backend(manifest: Manifest, graph: str, backend: str = "auto", variant: str = BASE_PRECISION) -> str:
+    """The backend to run ``graph`` (in precision ``variant``: ``fp32`` or a quantized variant such as
+    ``int8``) of an export with: the one asked for, or under ``auto`` the first installed backend
+    (ONNX Runtime, then OpenVINO) whose format the export has."""
     if backend not in ("auto", *BACKENDS):
         raise BackendError(f"unknown backend {backend!r}; use auto, {', '.join(BACKENDS)}")
     if graph not in manifest.graphs:
         raise BackendError(f"unknown graph {graph!r}; the export has {', '.join(manifest.graphs)}")
-    formats = manifest.graphs[graph].files
+    if variant not in manifest.precisions(graph):
+        raise BackendError(
+            f"the export has no {variant} {graph} (has {', '.join(manifest.precisions(graph))}; "
+            "interformer-quantize adds int8)"
+        )
+    formats = manifest.files_of(graph, variant)
     installed = installed_backends()
     candidates = BACKENDS if backend == "auto" else (backend,)
     for name in candidates:
         if FORMAT_OF[name] in formats and name in installed:
             return name
     raise BackendError(
-        f"no way to run the {graph}: the export has {', '.join(formats) or 'no files'} for it, "
+        f"no way to run the {variant} {graph}: the export has {', '.join(formats) or 'no files'} for it, "
         f"installed backends: {', '.join(installed) or 'none'} (asked for {backend})"
     )
 
@@ -183,6 +189,7 @@ def load_graph(
     threads: int | None = None,
     precision: str = "f32",
     manifest: Manifest | None = None,
+    variant: str = BASE_PRECISION,
 ) -> Graph:
     """Load one graph for inference.
 
@@ -194,6 +201,8 @@ def load_graph(
         precision: OpenVINO inference precision: ``"f32"`` (default), ``"bf16"``, ``"f16"``, or
             ``"device"`` for the device default. ONNX Runtime accepts only ``"f32"``/``"device"``.
         manifest: the already loaded manifest of ``path_or_dir`` (saves reading and hashing it again).
+        variant: which of the export's graphs: ``"fp32"`` (the exported one) or a quantized variant
+            recorded in the manifest (``"int8"``). Ignored when a file is given.
 
     Raises:
         BackendError: unknown option, no installed backend for the export's formats, or load failure.
@@ -205,8 +214,8 @@ def load_graph(
     path = Path(path_or_dir)
     if path.is_dir() or manifest is not None:
         manifest = manifest if manifest is not None else load_manifest(path)
-        name = choose_backend(manifest, graph, backend)
-        path = manifest.graph_path(graph, FORMAT_OF[name])
+        name = choose_backend(manifest, graph, backend, variant)
+        path = manifest.graph_path(graph, FORMAT_OF[name], variant)
     else:
         if not path.is_file():
             raise BackendError(f"no graph file or export folder at {path}")

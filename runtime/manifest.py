@@ -25,6 +25,8 @@ from .spec import MANIFEST_FORMAT_VERSION, MANIFEST_NAME
 SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (MANIFEST_FORMAT_VERSION,)
 GRAPH_ROLES: tuple[str, ...] = ("encoder", "decoder")
 FORMATS: tuple[str, ...] = ("onnx", "openvino")
+# The graphs the exporter writes; quantized variants (``Manifest.quantized``) add other precisions.
+BASE_PRECISION = "fp32"
 
 
 class ManifestError(ValueError):
@@ -144,6 +146,23 @@ class ParityReport:
 
 
 @dataclass(frozen=True)
+class QuantizedGraph:
+    """Another precision of one graph (e.g. the INT8 click decoder), stored beside the FP32 files.
+
+    ``files`` maps a format to its file, like :attr:`GraphSpec.files`; the signature is the FP32
+    graph's. ``calibration`` records how it was calibrated and ``gates`` the accuracy gate per backend
+    (metrics, thresholds, the layers kept in float); both are plain JSON written by ``interformer-quantize``.
+    """
+
+    graph: str
+    precision: str
+    files: dict[str, str]
+    calibration: dict[str, Any]
+    gates: dict[str, Any]
+    created: str
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything a runtime needs to use an export folder; mirrors ``manifest.json`` one to one."""
 
@@ -163,20 +182,41 @@ class Manifest:
     files: tuple[ArtifactFile, ...]
     export_seconds: float
     parity: ParityReport
+    quantized: tuple[QuantizedGraph, ...] = ()
     # Where the manifest was loaded from; not serialized.
     root: Path | None = field(default=None, compare=False)
 
-    def graph_path(self, graph: str, fmt: str = "onnx") -> Path:
-        """Absolute path of ``graph`` (``encoder``/``decoder``) in format ``fmt`` (``onnx``/``openvino``)."""
+    def precisions(self, graph: str) -> list[str]:
+        """The precisions ``graph`` exists in: ``fp32`` first, then its quantized variants."""
+        return [BASE_PRECISION] + [q.precision for q in self.quantized if q.graph == graph]
+
+    def files_of(self, graph: str, precision: str = BASE_PRECISION) -> dict[str, str]:
+        """Format → file name of ``graph`` in ``precision`` (raises :class:`ManifestError` if absent)."""
+        if precision == BASE_PRECISION and graph in self.graphs:
+            return self.graphs[graph].files
+        for variant in self.quantized:
+            if (variant.graph, variant.precision) == (graph, precision):
+                return variant.files
+        raise ManifestError(f"the export has no {precision} {graph} (has: {self._available()})")
+
+    def graph_path(self, graph: str, fmt: str = "onnx", precision: str = BASE_PRECISION) -> Path:
+        """Absolute path of ``graph`` (``encoder``/``decoder``) in format ``fmt`` (``onnx``/``openvino``)
+        and ``precision`` (``fp32`` or a quantized variant such as ``int8``)."""
         if self.root is None:
             raise ManifestError("this manifest was not loaded from a folder")
-        try:
-            return self.root / self.graphs[graph].files[fmt]
-        except KeyError:
-            raise ManifestError(f"the export has no {fmt} {graph} (has: {self._available()})") from None
+        files = self.files_of(graph, precision)
+        if fmt not in files:
+            raise ManifestError(f"the export has no {fmt} {precision} {graph} (has: {self._available()})")
+        return self.root / files[fmt]
+
+    def graph_files(self) -> list[tuple[str, str, dict[str, str]]]:
+        """Every graph the export holds as ``(graph, precision, {format: file})``, FP32 ones first."""
+        kinds = [(role, BASE_PRECISION, g.files) for role, g in self.graphs.items()]
+        return kinds + [(q.graph, q.precision, q.files) for q in self.quantized]
 
     def _available(self) -> str:
-        return ", ".join(f"{fmt} {role}" for role, g in self.graphs.items() for fmt in g.files) or "nothing"
+        kinds = self.graph_files()
+        return ", ".join(f"{fmt} {precision} {role}" for role, precision, files in kinds for fmt in files) or "nothing"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -207,6 +247,27 @@ def describe_file(path: str | Path, root: str | Path | None = None) -> ArtifactF
     path = Path(path)
     name = path.relative_to(root).as_posix() if root is not None else path.name
     return ArtifactFile(name=name, size=path.stat().st_size, sha256=sha256_file(path))
+
+
+def artifact_names(name: str, fmt: str) -> list[str]:
+    """The files one graph of format ``fmt`` may consist of: ``x.onnx`` (+ external ``x.onnx.data``),
+    or ``x.xml`` + ``x.bin``. Callers keep the ones that exist."""
+    if fmt == "onnx":
+        return [name, name + ".data"]
+    return [name, Path(name).with_suffix(".bin").as_posix()]
+
+
+def with_quantized(manifest: Manifest, variant: QuantizedGraph, root: str | Path) -> Manifest:
+    """``manifest`` with ``variant`` added (replacing one of the same graph and precision) and its files,
+    found in ``root``, described (size, sha256) among the manifest's files."""
+    root = Path(root)
+    old = [q for q in manifest.quantized if (q.graph, q.precision) == (variant.graph, variant.precision)]
+    dropped = {n for q in old for fmt, name in q.files.items() for n in artifact_names(name, fmt)}
+    names = [n for fmt, name in variant.files.items() for n in artifact_names(name, fmt) if (root / n).is_file()]
+    files = [f for f in manifest.files if f.name not in dropped and f.name not in names]
+    files += [describe_file(root / n, root) for n in names]
+    quantized = [q for q in manifest.quantized if q not in old] + [variant]
+    return replace(manifest, files=tuple(files), quantized=tuple(quantized))
 
 
 # ---------------------------------------------------------------- parsing
@@ -293,6 +354,20 @@ def manifest_from_dict(data: Any) -> Manifest:
     missing_roles = set(GRAPH_ROLES) - set(graphs)
     if missing_roles:
         raise ManifestError(f"manifest lacks graphs {sorted(missing_roles)}")
+    quantized = tuple(
+        QuantizedGraph(
+            graph=q.get("graph", str),
+            precision=q.get("precision", str),
+            files=_str_map(q, "files", str),
+            calibration=dict(q.get("calibration", Mapping)),
+            gates=dict(q.get("gates", Mapping)),
+            created=q.get("created", str),
+        )
+        for q in (r.objects("quantized") if r.get("quantized", list, optional=True) is not None else [])
+    )
+    for q in quantized:
+        if q.graph not in graphs or q.precision == BASE_PRECISION:
+            raise ManifestError(f"manifest lists a quantized {q.precision} {q.graph}, which cannot be")
     static = r.get("static_size", list, optional=True)
     if static is not None and (len(static) != 2 or not all(isinstance(v, int) for v in static)):
         raise ManifestError("static_size must be [height, width] or null")
@@ -357,15 +432,16 @@ def manifest_from_dict(data: Any) -> Manifest:
                 for c in par.objects("checks")
             ),
         ),
+        quantized=quantized,
     )
 
 
 def _check_files(manifest: Manifest, root: Path, verify_hashes: bool) -> None:
     listed = {f.name: f for f in manifest.files}
-    for role, graph in manifest.graphs.items():
-        for fmt, name in graph.files.items():
+    for role, precision, files in manifest.graph_files():
+        for fmt, name in files.items():
             if name not in listed:
-                raise ManifestError(f"the {fmt} {role} file {name!r} is not among the manifest's files")
+                raise ManifestError(f"the {fmt} {precision} {role} file {name!r} is not among the manifest's files")
     for entry in manifest.files:
         path = root / entry.name
         if Path(entry.name).is_absolute() or ".." in Path(entry.name).parts:

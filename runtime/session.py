@@ -46,7 +46,7 @@ from .clicks import Click, add_click, initial_ref_label, update_ref_label_with_p
 from .errors import ClickError, ModelMismatchError
 from .evaluation import Roi, zoom_roi_padded
 from .features import ImageFeatures, load_features, model_id
-from .manifest import Manifest, load_manifest
+from .manifest import BASE_PRECISION, Manifest, load_manifest
 from .preprocess import pad_ref_label, resize_bilinear
 from .spec import FEATURE_NAMES, LOGITS_OUTPUT, REF_LABEL_INPUT, ROI_INPUT
 
@@ -57,9 +57,11 @@ class Decoder:
     Args:
         export_dir: folder with ``manifest.json`` and the decoder file(s).
         backend, threads, precision: see :func:`~.backends.load_graph`.
-        graph_file: another decoder file of the export to run instead (e.g. ``"decoder.int8.onnx"``),
-            relative to ``export_dir``; its format picks the backend.
+        graph_file: another decoder file of the export to run instead, relative to ``export_dir``;
+            its format picks the backend.
         manifest: an already loaded manifest; verify: check artifact hashes when loading it.
+        variant: ``"fp32"`` (the exported decoder) or a quantized variant of the export (``"int8"``,
+            written by ``interformer-quantize``); the backend then runs that variant's file.
     """
 
     def __init__(
@@ -71,10 +73,13 @@ class Decoder:
         graph_file: str | Path | None = None,
         manifest: Manifest | None = None,
         verify: bool = True,
+        variant: str = BASE_PRECISION,
     ) -> None:
         self.manifest = manifest if manifest is not None else load_manifest(export_dir, verify_hashes=verify)
+        self.variant = variant if graph_file is None else Path(graph_file).name
         if graph_file is None:
-            self.graph = load_graph(export_dir, "decoder", backend, threads, precision, manifest=self.manifest)
+            self.graph = load_graph(export_dir, "decoder", backend, threads, precision, manifest=self.manifest,
+                                    variant=variant)
         else:
             self.graph = load_graph(Path(export_dir) / graph_file, "decoder", backend, threads, precision)
         self.model_id = model_id(self.manifest)
@@ -170,9 +175,10 @@ class ClickSession:
 
     @classmethod
     def open(cls, export_dir: str | Path, features: ImageFeatures | str | Path, backend: str = "auto",
-             threads: int | None = None, precision: str = "f32", zoom_in: bool | None = None) -> ClickSession:
+             threads: int | None = None, precision: str = "f32", zoom_in: bool | None = None,
+             variant: str = BASE_PRECISION) -> ClickSession:
         """Load the export's decoder and start a session (load a :class:`Decoder` once to share it instead)."""
-        return cls(Decoder(export_dir, backend, threads, precision), features, zoom_in=zoom_in)
+        return cls(Decoder(export_dir, backend, threads, precision, variant=variant), features, zoom_in=zoom_in)
 
     # ------------------------------------------------------------------------------------ state
 
