@@ -117,6 +117,13 @@ class PoolingBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
+def _half_ceil(size: Tensor | int) -> Tensor | int:
+    """``ceil(size / 2)`` of a positive side; a traced side exports as one ``Div``, not a floor division."""
+    if isinstance(size, Tensor):
+        return torch.div(size + 1, 2, rounding_mode="trunc")
+    return (size + 1) // 2
+
+
 class PatchMerging(nn.Module):
     """3x3/stride-2 patch merging: ``(B, C, H, W) -> (B, C_out, ceil(H/2), ceil(W/2))``.
 
@@ -131,7 +138,7 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         batch, channels, height, width = x.shape
-        out_h, out_w = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+        out_h, out_w = _half_ceil(height), _half_ceil(width)
         padded = F.pad(x, (1, 1, 1, 1))
         taps = [padded[:, :, dy::2, dx::2][:, :, :out_h, :out_w] for dy in range(3) for dx in range(3)]
         patches = torch.stack(taps, dim=2).reshape(batch, 9 * channels, out_h, out_w)
@@ -235,7 +242,7 @@ class IMSA(nn.Module):
         for i, (stage, refine) in enumerate(zip(self.stages, self.refine_stages, strict=True)):
             x, out = stage(x, features[i])
             if isinstance(refine, RefineStage):
-                out = refine(out, None if roi is None else torch.div(roi, FEATURE_STRIDES[i], rounding_mode="floor"))
+                out = refine(out, None if roi is None else torch.div(roi, FEATURE_STRIDES[i], rounding_mode="trunc"))
             outputs.append(getattr(self, f"norm{i}")(out))
         return outputs
 

@@ -49,7 +49,7 @@ def relative_position_index_for(source_tokens: Tensor, grid: int) -> Tensor:
     1025x1025 constant lands in exported graphs.
     """
     n_table = (2 * grid - 1) ** 2 + 3
-    ys = torch.div(source_tokens, grid, rounding_mode="floor")
+    ys = torch.div(source_tokens, grid, rounding_mode="trunc")  # indices are non-negative: trunc == floor
     xs = source_tokens - ys * grid
     tokens = (ys[:, None] - ys[None, :] + grid - 1) * (2 * grid - 1) + (xs[:, None] - xs[None, :] + grid - 1)
     top = torch.cat([torch.full_like(tokens[:1, :1], n_table - 1), torch.full_like(tokens[:1], n_table - 3)], 1)
