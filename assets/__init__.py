@@ -1,4 +1,5 @@
-"""Files shipped with the package: the default checkpoint, the held-out evaluation set, demo photos."""
+"""Files shipped with the package: the default checkpoint, the held-out evaluation set, the INT8
+calibration set (training-split scenes, disjoint from the held-out ones) and demo photos."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 ASSETS_DIR = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = ASSETS_DIR / "interformer_small_synthetic.pth"
 HELDOUT_DIR = ASSETS_DIR / "heldout"
+CALIB_DIR = ASSETS_DIR / "calib"
 PHOTOS_DIR = ASSETS_DIR / "photos"
 
 

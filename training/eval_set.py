@@ -1,4 +1,4 @@
-"""Held-out evaluation set in the GrabCut/Berkeley folder layout, and the bundled demo photos.
+"""Held-out evaluation set and calibration set in the GrabCut/Berkeley folder layout, and the demo photos.
 
 Layout written by :func:`write_eval_set`::
 
@@ -6,12 +6,15 @@ Layout written by :func:`write_eval_set`::
     <root>/gt/<name>.png      8-bit greyscale mask, 0 = background, 255 = object
     <root>/list/val.txt       one <name> per line
 
-Images come from the ``heldout`` split of :mod:`.synth` (texture photos never used in training,
-separate seed namespace), with sizes drawn per image between 256 and 480 px per side (mostly
-non-square). Everything is a pure function of ``(count, seed)``.
+Evaluation images come from the ``heldout`` split of :mod:`.synth` (texture photos never used in
+training, separate seed namespace), with sizes drawn per image between 256 and 480 px per side
+(mostly non-square). The INT8 calibration set (``assets/calib``) is written the same way from the
+``train`` split with its own seed, so calibration never sees a held-out texture or scene.
+Everything is a pure function of ``(split, count, seed)``.
 
-Run ``python -m interformer_edge.training.eval_set`` to regenerate ``assets/heldout`` and
-``assets/photos`` of the repository (paths relative to this file, i.e. an editable install).
+Run ``python -m interformer_edge.training.eval_set`` to regenerate ``assets/heldout``,
+``assets/calib`` and ``assets/photos`` of the repository (paths relative to this file, i.e. an
+editable install).
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ from .synth import make_sample
 EVAL_MIN_SIDE: Final[int] = 256
 EVAL_MAX_SIDE: Final[int] = 480
 DEFAULT_EVAL_SEED: Final[int] = 20240
+DEFAULT_CALIB_SEED: Final[int] = 70707
+DEFAULT_CALIB_COUNT: Final[int] = 24
 # Own SeedSequence namespace for the per-image sizes (independent of the sample content stream).
 _SIZE_TAG: Final[int] = 0x512E
 
 _REPO_ROOT: Final[Path] = Path(__file__).resolve().parents[1]
 DEFAULT_EVAL_ROOT: Final[Path] = _REPO_ROOT / "assets" / "heldout"
+DEFAULT_CALIB_ROOT: Final[Path] = _REPO_ROOT / "assets" / "calib"
 DEFAULT_PHOTO_ROOT: Final[Path] = _REPO_ROOT / "assets" / "photos"
 
 
@@ -54,8 +60,9 @@ def write_eval_set(
     seed: int = DEFAULT_EVAL_SEED,
     image_format: str = "jpg",
     jpeg_quality: int = 90,
+    split: str = "heldout",
 ) -> list[str]:
-    """Write ``count`` held-out samples to ``root`` in the GrabCut/Berkeley layout.
+    """Write ``count`` samples of ``split`` (held-out by default) to ``root`` in the GrabCut/Berkeley layout.
 
     ``image_format`` is "jpg" (default; ~10x smaller than PNG for these textured images, the
     masks stay exact) or "png" (lossless). Returns the list of names, in ``list/val.txt`` order.
@@ -69,7 +76,7 @@ def write_eval_set(
     names = []
     for i in range(count):
         name = eval_name(i)
-        image, mask = make_sample("heldout", seed, i, eval_image_size(seed, i))
+        image, mask = make_sample(split, seed, i, eval_image_size(seed, i))
         img = Image.fromarray(image)
         if image_format == "jpg":
             img.save(root / "img" / f"{name}.jpg", quality=jpeg_quality, subsampling=0)
@@ -164,11 +171,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED)
     ap.add_argument("--format", choices=("jpg", "png"), default="jpg", dest="image_format")
+    ap.add_argument("--calib-root", type=Path, default=DEFAULT_CALIB_ROOT, help="calibration set folder")
+    ap.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_COUNT)
     ap.add_argument("--photos", type=Path, default=DEFAULT_PHOTO_ROOT, help="demo photo folder")
     ap.add_argument("--no-photos", action="store_true", help="skip the demo photos")
     args = ap.parse_args(argv)
     names = write_eval_set(args.root, args.count, args.seed, args.image_format)
     print(f"wrote {len(names)} samples to {args.root} ({folder_size(args.root) / 1e6:.2f} MB)")
+    names = write_eval_set(args.calib_root, args.calib_count, DEFAULT_CALIB_SEED, args.image_format, split="train")
+    print(f"wrote {len(names)} calibration samples to {args.calib_root} ({folder_size(args.calib_root) / 1e6:.2f} MB)")
     if not args.no_photos:
         paths = write_demo_photos(args.photos)
         print(f"wrote {len(paths)} photos to {args.photos} ({folder_size(args.photos) / 1e6:.2f} MB)")
