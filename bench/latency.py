@@ -1,0 +1,92 @@
+"""Timing one call repeatedly: warm-up, then enough timed runs for stable percentiles.
+
+The run count is set by a time budget rather than fixed: a 5 ms call and a 2 s call both get a
+meaningful sample without the slow one taking minutes. ``min_runs`` run (so p90/p99 have something to
+stand on), then runs continue until ``budget_s`` seconds of timed calls or ``max_runs``. A call so slow
+that the minimum runs would take more than ``cap_factor * budget_s`` (a PyTorch eager encoder on one
+thread, anything under emulation) stops there, after at least ``floor_runs``; the report shows the
+run count of every measurement.
+Warm-up calls are not timed: the first calls pay for lazy allocation, OpenVINO's shape-specific
+compilation of a dynamic graph, and cold caches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+DEFAULT_WARMUP = 2
+DEFAULT_MIN_RUNS = 10
+DEFAULT_BUDGET_S = 2.0
+DEFAULT_MAX_RUNS = 500
+CAP_FACTOR = 5.0
+FLOOR_RUNS = 3
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    """How long to time one call (see the module docstring)."""
+
+    warmup: int = DEFAULT_WARMUP
+    min_runs: int = DEFAULT_MIN_RUNS
+    budget_s: float = DEFAULT_BUDGET_S
+    max_runs: int = DEFAULT_MAX_RUNS
+    cap_factor: float = CAP_FACTOR
+    floor_runs: int = FLOOR_RUNS
+
+    def enough(self, runs: int, spent: float) -> bool:
+        """Whether ``runs`` timed calls that took ``spent`` seconds in all are enough."""
+        if runs >= self.max_runs:
+            return True
+        if runs < min(self.floor_runs, max(1, self.min_runs)):
+            return False
+        if runs >= max(1, self.min_runs):
+            return spent >= self.budget_s
+        # budget 0 asks for exactly min_runs, so no cap then
+        return self.budget_s > 0 and spent >= self.cap_factor * self.budget_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Wall-clock statistics of the timed runs, in milliseconds."""
+
+    runs: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    max_ms: float
+    std_ms: float
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Stats:
+        ms = np.asarray(seconds, dtype=np.float64) * 1000.0
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99])  # linear interpolation between order statistics
+        return cls(runs=len(ms), p50_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99), mean_ms=float(ms.mean()),
+                   min_ms=float(ms.min()), max_ms=float(ms.max()), std_ms=float(ms.std()))
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def measure(call: Callable[[], object], policy: TimingPolicy) -> Stats:
+    """Time ``call()`` as ``policy`` says; returns the statistics of the timed runs."""
+    for _ in range(policy.warmup):
+        call()
+    times: list[float] = []
+    spent = 0.0
+    while not policy.enough(len(times), spent):
+        start = time.perf_counter()
+        call()
+        elapsed = time.perf_counter() - start
+        times.append(elapsed)
+        spent += elapsed
+    return Stats.of(times)

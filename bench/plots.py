@@ -1,0 +1,112 @@
+"""PNG plots of a report: latency per configuration, and IoU vs clicks per precision.
+
+matplotlib is optional (the ``plots`` extra): without it :func:`write_plots` draws nothing and says so.
+Each PNG is rendered to a temporary file in the output folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .report import row_name
+
+LATENCY_PNG = "latency.png"
+IOU_PNG = "iou_vs_clicks.png"
+
+
+def matplotlib_problem() -> str | None:
+    if importlib.util.find_spec("matplotlib") is None:
+        return 'matplotlib is not installed (pip install ".[plots]"); no plots drawn'
+    return None
+
+
+def write_plots(report: dict[str, Any], out_dir: Path) -> tuple[list[str], str | None]:
+    """Draw the plots the report has data for into ``out_dir``: ``(file names, note or None)``."""
+    problem = matplotlib_problem()
+    if problem:
+        return [], problem
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a display
+    written = []
+    if report.get("latency"):
+        _save(_latency_figure(report), out_dir / LATENCY_PNG)
+        written.append(LATENCY_PNG)
+    acc = report.get("accuracy") or {}
+    if any(r.get("quality", {}).get("iou_curve") for r in acc.get("rows", [])):
+        _save(_iou_figure(report), out_dir / IOU_PNG)
+        written.append(IOU_PNG)
+    return written, None
+
+
+def _title(report: dict[str, Any], what: str) -> str:
+    machine = report["machine"]
+    title = f"{what} — {machine['cpu_model']} ({machine['architecture']})"
+    return f"{title}\n{machine['emulated']}" if machine.get("emulated") else title
+
+
+def _latency_figure(report: dict[str, Any]) -> Any:
+    """Horizontal bars: decoder per click and encoder per image (p50, whiskers to p90), one bar pair per row."""
+    import matplotlib.pyplot as plt
+
+    rows = report["latency"]
+    labels = [f"{row_name(r)} · {r['threads']}t · {r['size']}" for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.42 * len(rows) + 1.8), sharey=True)
+    for ax, graph, unit in zip(axes, ("decoder", "encoder"), ("per click", "per image"), strict=True):
+        p50 = [r[graph]["p50_ms"] for r in rows]
+        p90 = [r[graph]["p90_ms"] - r[graph]["p50_ms"] for r in rows]
+        colors = ["#888888" if r["backend"] == "pytorch" else "#1f77b4" if r["backend"] == "onnxruntime"
+                  else "#ff7f0e" for r in rows]
+        ax.barh(range(len(rows)), p50, xerr=[[0] * len(rows), p90], color=colors, capsize=2)
+        for y, (value, whisker) in enumerate(zip(p50, p90, strict=True)):
+            ax.text(value + whisker, y, f"  {value:.1f}", va="center", fontsize=8)
+        ax.set_xlabel(f"{graph} {unit}, ms (p50, bar to p90)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle(_title(report, "interformer-bench latency"), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _iou_figure(report: dict[str, Any]) -> Any:
+    """Mean IoU after each click, one line per configuration."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    acc = report["accuracy"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in acc["rows"]:
+        curve = row.get("quality", {}).get("iou_curve")
+        if curve:
+            style = "--" if row.get("reference") else "-"
+            label = row_name(row) + (" (reference)" if row.get("reference") else "")
+            ax.plot(range(1, len(curve) + 1), curve, style, marker=".", label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("clicks")
+    ax.set_ylabel("mean IoU")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(_title(report, f"IoU vs clicks, {acc['objects']} objects"), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)

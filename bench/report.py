@@ -1,0 +1,331 @@
+"""The benchmark's outputs: ``report.json`` (everything), ``report.md`` (for people), and rich tables.
+
+``report.json`` layout (``format`` ``interformer-bench-report``, ``version`` 1):
+
+* ``machine``: CPU model, cores, ISA flags, OS, package versions, ``emulated`` label; ``openvino``: its
+  CPU name, capabilities and default inference precision;
+* ``artifact``: the export (model id, checkpoint, quantized variants with their gates, file sizes);
+* ``settings``, ``configs`` (the rows) and ``skipped`` (rows that do not exist here, with reasons);
+* ``latency``: per backend × precision × threads × size, ``encoder`` and ``decoder`` statistics in ms
+  (``p50_ms``, ``p90_ms``, ``p99_ms``, ...) and ``speedup_vs_pytorch`` (PyTorch p50 / row p50);
+* ``memory``: per backend × precision, the probe's ``peak_rss_bytes`` and RSS after each stage, and
+  ``disk_bytes``;
+* ``accuracy``: ``reference``, ``rows`` with ``parity`` (vs the reference) and ``quality`` (``miou@k``,
+  ``noc@85``, ``noc@90``, ``iou_curve``), ``per_object`` curves, and the dataset's ``problems``;
+* ``headline``: the decoder and encoder p50 of every row at one size and thread count, as a sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .configs import PYTORCH
+
+HEADLINE_SIZE = "512x512"  # the size the headline prefers (the official demo's working size)
+MIB = 2**20
+
+
+# ------------------------------------------------------------------------------------------ headline
+
+
+def headline(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The rows at one size (512x512 if measured, else the first) and the largest thread count, fastest
+    decoder first, as numbers and as one sentence."""
+    rows = report.get("latency") or []
+    if not rows:
+        return None
+    sizes = [r["size"] for r in rows]
+    size = HEADLINE_SIZE if HEADLINE_SIZE in sizes else sizes[0]
+    threads = max(r["threads"] for r in rows if r["size"] == size)
+    chosen = sorted((r for r in rows if r["size"] == size and r["threads"] == threads),
+                    key=lambda r: r["decoder"]["p50_ms"])
+    decoder = {row_name(r): r["decoder"]["p50_ms"] for r in chosen}
+    encoder = {row_name(r): r["encoder"]["p50_ms"] for r in chosen}
+    parts = []
+    for row in chosen:
+        speedup = (row.get("speedup_vs_pytorch") or {}).get("decoder")
+        extra = f" ({speedup:.2f}x PyTorch)" if speedup and row["backend"] != PYTORCH else ""
+        parts.append(f"{row_name(row)} {row['decoder']['p50_ms']:.1f} ms{extra}")
+    text = f"at {size}, {threads} thread(s), decoder per click (p50): " + ", ".join(parts)
+    text += "; encoder per image (p50): " + ", ".join(f"{n} {v:.1f} ms" for n, v in encoder.items())
+    label = (report.get("machine") or {}).get("emulated")
+    if label:
+        text = f"[{label}] {text}"
+    return {"size": size, "threads": threads, "decoder_p50_ms": decoder, "encoder_p50_ms": encoder,
+            "int8_vs_fp32": _int8_vs_fp32(chosen), "text": text}
+
+
+def _int8_vs_fp32(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per backend: FP32 decoder p50 / INT8 decoder p50 (> 1: INT8 is faster)."""
+    by = {(r["backend"], r["precision"]): r["decoder"]["p50_ms"] for r in rows}
+    return {backend: round(by[backend, "fp32"] / by[backend, "int8"], 3)
+            for backend, precision in by if precision == "int8" and (backend, "fp32") in by}
+
+
+def row_name(row: dict[str, Any]) -> str:
+    """``onnxruntime int8``, ``openvino default (bf16)``, ``pytorch eager``."""
+    if row["backend"] == PYTORCH:
+        return "pytorch eager"
+    return f"{row['backend']} {precision_label(row)}"
+
+
+# -------------------------------------------------------------------------------------------- writing
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``path`` via a temporary file in the same folder and a rename: never a half-written report."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(_finite(report), indent=2, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """Strict JSON: non-finite floats (e.g. a logit difference against a NaN output) become null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    return value
+
+
+# ------------------------------------------------------------------------------------------ formatting
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def _mib(value: int | None) -> str:
+    return "–" if value is None else f"{value / MIB:.1f}"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _sci(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2e}"
+
+
+def precision_label(row: dict[str, Any]) -> str:
+    """``fp32``, ``int8``, ... and for OpenVINO's device default what it resolved to: ``default (bf16)``."""
+    if row["precision"] == "default":
+        return f"default ({row.get('computes_in', '?')})"
+    return row["precision"]
+
+
+def _triple(stats: dict[str, Any]) -> str:
+    return f"{_ms(stats['p50_ms'])}/{_ms(stats['p90_ms'])}/{_ms(stats['p99_ms'])}"
+
+
+def latency_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    header = ["backend", "precision", "threads", "size", "encoder p50/p90/p99", "decoder p50/p90/p99",
+              "runs", "speed-up enc", "speed-up dec"]
+    body = []
+    for r in rows:
+        speed = r.get("speedup_vs_pytorch") or {}
+        shared = f" (= {r['encoder_shared_with']})" if r.get("encoder_shared_with") else ""
+        body.append([r["backend"], precision_label(r), str(r["threads"]), r["size"], _triple(r["encoder"]) + shared,
+                     _triple(r["decoder"]), f"{r['encoder']['runs']}/{r['decoder']['runs']}",
+                     _times(speed.get("encoder")), _times(speed.get("decoder"))])
+    return header, body
+
+
+def _times(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}x"
+
+
+def memory_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    header = ["backend", "precision", "threads", "size", "peak RSS MiB", "imports MiB", "loaded MiB",
+              "click ms", "on disk MiB"]
+    body = []
+    for r in rows:
+        if "error" in r:
+            body.append([r["backend"], precision_label(r), str(r["threads"]), r["size"], f"failed: {r['error']}",
+                         "", "", "", _mib(r.get("disk_bytes"))])
+            continue
+        body.append([r["backend"], precision_label(r), str(r["threads"]), r["size"], _mib(r["peak_rss_bytes"]),
+                     _mib(r["rss_baseline_bytes"]), _mib(r["rss_after_load_bytes"]), _ms(r["click_ms_mean"]),
+                     _mib(r.get("disk_bytes"))])
+    return header, body
+
+
+def accuracy_table(acc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    ks = sorted({k for r in acc.get("rows", []) for k in r.get("quality", {}) if k.startswith("miou@")},
+                key=lambda k: int(k.split("@")[1]))
+    last = ks[-1] if ks else None
+    header = ["backend", "precision", "mask IoU vs ref mean / min", "same mask", "max |Δlogit|",
+              *[k.replace("miou", "mIoU") for k in ks], "NoC@85", "NoC@90",
+              f"Δ{last.replace('miou', 'mIoU')}" if last else "Δ"]
+    body = []
+    for r in acc.get("rows", []):
+        p, q, d = r.get("parity", {}), r.get("quality", {}), r.get("delta_vs_reference", {})
+        name = precision_label(r) + (" (ref)" if r.get("reference") else "")
+        name += "" if r.get("own_sessions", True) else " (parity only)"
+        body.append([r["backend"], name,
+                     f"{_num(p.get('mask_iou_mean'), 4)} / {_num(p.get('mask_iou_min'), 4)}",
+                     "–" if "identical_masks" not in p else f"{100 * p['identical_masks']:.0f} %",
+                     _sci(p.get("logit_max_abs_diff")),
+                     *[_num(q.get(k)) for k in ks], _num(q.get("noc@85"), 2), _num(q.get("noc@90"), 2),
+                     "–" if last is None or last not in d else f"{d[last]:+.4f}"])
+    return header, body
+
+
+def _rich(title: str, table: tuple[list[str], list[list[str]]], numeric_from: int) -> Table:
+    header, body = table
+    out = Table(title=title, title_justify="left")
+    for index, name in enumerate(header):
+        out.add_column(name, justify="right" if index >= numeric_from else "left")
+    for row in body:
+        out.add_row(*row)
+    return out
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    """The terminal view: machine line, latency / memory / accuracy tables, skipped rows, problems, headline."""
+    machine = report["machine"]
+    label = machine.get("emulated")
+    if label:
+        console.print(f"[bold yellow]{label}[/]", highlight=False)
+    isa = ", ".join(machine["isa"]["of_interest"]) or "none of interest"
+    console.print(f"{machine['cpu_model']} · {machine['cores_usable']} usable cores · {machine['architecture']} "
+                  f"({isa}) · {machine['os']}", highlight=False)
+    ov = report.get("openvino")
+    if ov:
+        console.print(f"OpenVINO {ov.get('version')}: default inference precision here "
+                      f"{ov.get('default_inference_precision')}", highlight=False)
+    artifact = report["artifact"]
+    console.print(f"artifact {artifact['dir']} · model {artifact['model_id']} ({artifact['architecture']}) · "
+                  f"decoder precisions {', '.join(artifact['decoder_precisions'])}", highlight=False)
+    if report.get("latency"):
+        title = "Latency (ms): encoder per image, decoder per click; speed-up = PyTorch eager p50 / row p50"
+        console.print(_rich(title, latency_table(report["latency"]), 2))
+    if report.get("memory"):
+        console.print(_rich("Memory: fresh process, 1 image + clicks", memory_table(report["memory"]), 2))
+    acc = report.get("accuracy")
+    if acc:
+        if acc.get("rows"):
+            title = (f"Accuracy on {acc['objects']} objects of {acc['dataset']} ({acc['clicks']} clicks, "
+                     f"{acc['threads']} threads); parity vs {acc['reference']}")
+            console.print(_rich(title, accuracy_table(acc), 2))
+        if acc.get("skipped"):
+            console.print(f"accuracy skipped: {acc['skipped']}", highlight=False)
+        for problem in acc.get("problems", []):
+            console.print(f"[yellow]dataset problem (skipped, not counted):[/] {problem}", highlight=False)
+    baseline = report.get("baseline") or {}
+    if not baseline.get("available"):
+        console.print(f"PyTorch eager baseline: not measured: {baseline.get('note')}", highlight=False)
+    for skip in report.get("skipped", []):
+        console.print(f"skipped {skip['backend']} {skip['precision']}: {skip['reason']}", highlight=False)
+    for note in report.get("notes", []):
+        console.print(f"note: {note}", highlight=False)
+    if report.get("headline"):
+        console.print(f"[bold]{report['headline']['text']}[/]", highlight=False)
+
+
+# ------------------------------------------------------------------------------------------- markdown
+
+
+def _md_table(table: tuple[list[str], list[list[str]]]) -> str:
+    header, body = table
+    lines = ["| " + " | ".join(cell.replace("|", "\\|") for cell in header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
+    """``report.md``: the same tables as the terminal, machine facts, and the plots."""
+    machine, artifact = report["machine"], report["artifact"]
+    out = ["# interformer-bench report", ""]
+    if machine.get("emulated"):
+        out += [f"> **{machine['emulated']}**", ""]
+    if report.get("headline"):
+        out += [f"**{report['headline']['text']}**", ""]
+    versions = ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v)
+    out += [
+        "## Machine", "",
+        f"- CPU: {machine['cpu_model']} ({machine['architecture']}), {machine['cores_usable']} usable cores "
+        f"({machine['cores_logical']} logical, {machine['cores_physical']} physical), "
+        f"{machine['memory_total_bytes'] / 2**30:.1f} GiB RAM",
+        f"- ISA flags of interest: {', '.join(machine['isa']['of_interest']) or 'none'} "
+        f"(int8 dot product: {'yes' if machine['isa']['int8_dot_product'] else 'no'}, "
+        f"fp16 arithmetic: {'yes' if machine['isa']['fp16_arithmetic'] else 'no'}, "
+        f"bf16: {'yes' if machine['isa']['bf16_arithmetic'] else 'no'})",
+        f"- OS: {machine['os']}, kernel {machine['kernel']}, Python {machine['python']}",
+        f"- Packages: {versions}",
+        f"- Load average at start: {', '.join(f'{v:.2f}' for v in machine['load_average'] or [])}",
+    ]
+    ov = report.get("openvino")
+    if ov:
+        caps = ", ".join(ov.get("optimization_capabilities") or [])
+        out.append(f"- OpenVINO CPU: {ov.get('cpu')}, capabilities {caps}, "
+                   f"default inference precision **{ov.get('default_inference_precision')}**")
+    out += [
+        "", "## Artifact", "",
+        f"- `{artifact['dir']}`: model {artifact['model_id']} ({artifact['architecture']}), from "
+        f"`{artifact['source_checkpoint']['path']}`, exported {artifact['created']}",
+        f"- decoder precisions: {', '.join(artifact['decoder_precisions'])}; all files "
+        f"{artifact['sizes']['total_bytes'] / MIB:.1f} MiB",
+        "", "| graph | precision | format | MiB |", "|---|---|---|---|",
+        *[f"| {g['graph']} | {g['precision']} | {g['format']} | {_mib(g['bytes'])} |"
+          for g in artifact["sizes"]["graphs"]],
+    ]
+    settings = report["settings"]
+    timing = settings["timing"]
+    if report.get("latency"):
+        out += ["", "## Latency (ms)", "",
+                f"Encoder per image and decoder per click (the third click of a session on a bundled photo); "
+                f"{timing['warmup']} warm-up runs, then at least {timing['min_runs']} timed runs and until "
+                f"{timing['budget_s']} s. Speed-up: PyTorch eager p50 / row p50 at the same size and threads, "
+                "same run. An encoder marked (= fp32) is the same graph as that row's and was measured once.", "",
+                _md_table(latency_table(report["latency"]))]
+    if report.get("memory"):
+        out += ["", "## Memory", "",
+                f"Peak RSS of a fresh process that loads the configuration, encodes one photo and serves "
+                f"{settings['memory_clicks']} clicks.", "", _md_table(memory_table(report["memory"]))]
+    acc = report.get("accuracy")
+    if acc:
+        out += ["", "## Accuracy", ""]
+        if acc.get("rows"):
+            out += [f"{acc['objects']} objects of `{acc['dataset']}`, {acc['clicks']} clicks, automatic clicker, "
+                    f"{acc['threads']} threads. Parity: each row's decoder on the reference's inputs "
+                    f"({acc['reference']}), per-click mask IoU and logits; quality: each row's own sessions.", "",
+                    _md_table(accuracy_table(acc))]
+        if acc.get("skipped"):
+            out += [f"Accuracy skipped: {acc['skipped']}"]
+        if acc.get("problems"):
+            out += ["", "Dataset files skipped (not counted):", "", *[f"- {p}" for p in acc["problems"]]]
+    notes = []
+    baseline = report.get("baseline") or {}
+    if not baseline.get("available"):
+        notes.append(f"PyTorch eager baseline not measured: {baseline.get('note')}")
+    notes += [f"skipped {s['backend']} {s['precision']}: {s['reason']}" for s in report.get("skipped", [])]
+    notes += report.get("notes", [])
+    if notes:
+        out += ["", "## Notes", "", *[f"- {n}" for n in notes]]
+    if plots:
+        out += ["", "## Plots", "", *[f"![{p}]({p})" for p in plots]]
+    out += ["", f"Bench time: {report['seconds'].get('total', 0):.0f} s "
+            f"({', '.join(f'{k} {v:.0f} s' for k, v in report['seconds'].items() if k != 'total')}). "
+            f"Command: `{report['tool']['command']}`", ""]
+    return "\n".join(out)

@@ -1,0 +1,296 @@
+"""One benchmark run: plan the rows, then latency, memory and accuracy, into one JSON-able report dict.
+
+>>> report = run_bench(BenchOptions(export_dir=Path("interformer_export"), ...), manifest)
+
+Nothing here prints or writes files (the CLI does); ``progress`` gets one line per step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import interformer_edge
+from interformer_edge.runtime.backends import installed_backends
+from interformer_edge.runtime.dataset import open_dataset
+from interformer_edge.runtime.encoder import Encoder
+from interformer_edge.runtime.features import ImageFeatures, model_id
+from interformer_edge.runtime.manifest import BASE_PRECISION, Manifest
+from interformer_edge.runtime.preprocess import normalize_image
+from interformer_edge.runtime.session import Decoder
+from interformer_edge.runtime.spec import IMAGE_INPUT
+
+from . import accuracy, memory
+from .baseline import TorchBaseline, find_checkpoint, torch_problem
+from .configs import PYTORCH, BenchConfig, openvino_facts, plan_configs
+from .inputs import ClickCase, bench_photo, third_click
+from .latency import Stats, TimingPolicy, measure
+from .machine import machine_facts
+
+PARTS: tuple[str, ...] = ("latency", "memory", "accuracy")
+REPORT_FORMAT = "interformer-bench-report"
+REPORT_VERSION = 1
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to measure; the CLI fills it from its flags (see ``interformer-bench --help``)."""
+
+    export_dir: Path
+    backends: tuple[str, ...]
+    precisions: tuple[str, ...]
+    threads: tuple[int, ...]
+    sizes: tuple[tuple[int, int], ...]
+    dataset: Path | None
+    clicks: int
+    limit: int | None
+    timing: TimingPolicy = field(default_factory=TimingPolicy)
+    parts: tuple[str, ...] = PARTS
+    baseline: bool = True
+    emulated: str | None = None
+    memory_clicks: int = 20
+    command: str = ""
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "export_dir": str(self.export_dir), "backends": list(self.backends), "precisions": list(self.precisions),
+            "threads": list(self.threads), "sizes": [size_text(s) for s in self.sizes],
+            "dataset": str(self.dataset) if self.dataset else None, "clicks": self.clicks, "limit": self.limit,
+            "timing": self.timing.to_dict(), "parts": list(self.parts), "baseline": self.baseline,
+            "memory_clicks": self.memory_clicks,
+        }
+
+
+def size_text(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def _torch_config() -> BenchConfig:
+    return BenchConfig(PYTORCH, BASE_PRECISION, computes_in="f32")
+
+
+def run_bench(options: BenchOptions, manifest: Manifest, progress: Progress | None = None) -> dict[str, Any]:
+    """Everything the report holds (see :mod:`.report` for the layout)."""
+    say = progress or (lambda _message: None)
+    started = time.perf_counter()
+    say("machine facts")
+    ov = openvino_facts() if "openvino" in options.backends else None
+    configs, skipped = plan_configs(manifest, options.backends, options.precisions, ov)
+    checkpoint, baseline_note = _baseline_checkpoint(manifest, options.baseline)
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT, "version": REPORT_VERSION,
+        "tool": {"name": "interformer-bench", "version": interformer_edge.__version__, "command": options.command},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_facts(options.emulated),
+        "openvino": ov,
+        "artifact": describe_artifact(manifest),
+        "settings": options.settings(),
+        "configs": [c.to_dict() for c in configs],
+        "skipped": [s.to_dict() for s in skipped],
+        "baseline": {"available": checkpoint is not None, "checkpoint": str(checkpoint) if checkpoint else None,
+                     "note": baseline_note},
+        "seconds": {},
+    }
+    baseline = None
+    if checkpoint is not None and ({"latency", "accuracy"} & set(options.parts)):
+        say("loading the PyTorch eager baseline")
+        baseline = TorchBaseline(checkpoint)
+
+    if "latency" in options.parts:
+        phase = time.perf_counter()
+        report["latency"] = latency_rows(options, manifest, configs, baseline, say)
+        report["seconds"]["latency"] = round(time.perf_counter() - phase, 1)
+    if "memory" in options.parts:
+        phase = time.perf_counter()
+        report["memory"] = memory_rows(options, manifest, configs, checkpoint, say)
+        report["seconds"]["memory"] = round(time.perf_counter() - phase, 1)
+    if "accuracy" in options.parts:
+        phase = time.perf_counter()
+        report["accuracy"] = accuracy_report(options, manifest, configs, baseline, say)
+        report["seconds"]["accuracy"] = round(time.perf_counter() - phase, 1)
+    report["seconds"]["total"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _baseline_checkpoint(manifest: Manifest, wanted: bool) -> tuple[Path | None, str]:
+    if not wanted:
+        return None, "disabled (--no-baseline)"
+    problem = torch_problem()
+    if problem:
+        return None, problem
+    return find_checkpoint(manifest)
+
+
+def describe_artifact(manifest: Manifest) -> dict[str, Any]:
+    """What was benchmarked: folder, model id, architecture, source checkpoint, variants, sizes."""
+    arch = manifest.architecture
+    return {
+        "dir": str(manifest.root),
+        "model_id": model_id(manifest),
+        "architecture": arch.get("name", "?"),
+        "uses_roi": manifest.zoom_in.uses_roi,
+        "static_size": list(manifest.static_size) if manifest.static_size else None,
+        "created": manifest.created,
+        "manifest_format_version": manifest.format_version,
+        "source_checkpoint": {"path": manifest.source_checkpoint.path, "sha256": manifest.source_checkpoint.sha256},
+        "export_tools": manifest.tools,
+        "export_parity_passed": manifest.parity.passed,
+        "decoder_precisions": manifest.precisions("decoder"),
+        "quantized": [{"graph": q.graph, "precision": q.precision, "files": q.files, "calibration": q.calibration,
+                       "gates": q.gates, "created": q.created} for q in manifest.quantized],
+        "sizes": memory.artifact_sizes(manifest),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- latency
+
+
+def latency_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchConfig],
+                 baseline: TorchBaseline | None, say: Progress) -> list[dict[str, Any]]:
+    """One row per configuration × threads × size: encoder per image and decoder per click (see
+    :mod:`.latency`), plus the speed-up against the PyTorch eager row of the same size and threads."""
+    photos = {size: bench_photo(size) for size in options.sizes}
+    cases: dict[tuple[int, int], ClickCase] = {}
+    encoder_stats: dict[tuple[Any, ...], tuple[Stats, str]] = {}  # (encoder key, threads, size) → stats, first row
+    features: dict[tuple[Any, ...], ImageFeatures] = {}  # (encoder key, size) → the photo's features
+    rows = []
+    for config in configs:
+        for threads in options.threads:
+            say(f"latency: {config.name}, {threads} thread(s): loading")
+            started = time.perf_counter()
+            encoder = Encoder(manifest.root, config.backend, threads, config.hint, manifest=manifest)
+            decoder = Decoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
+                              variant=config.variant)
+            load_s = time.perf_counter() - started
+            for size in options.sizes:
+                say(f"latency: {config.name}, {threads} thread(s), {size_text(size)}")
+                key = (*config.encoder_key, threads, size)
+                shared_with = None
+                if key in encoder_stats:
+                    enc, shared_with = encoder_stats[key]
+                else:
+                    image = encoder.prepare(photos[size], size, size)
+                    enc = measure(lambda e=encoder, x=image: e.graph.run({IMAGE_INPUT: x}), options.timing)
+                    encoder_stats[key] = (enc, config.precision)
+                if (config.encoder_key, size) not in features:
+                    features[config.encoder_key, size] = encoder.encode(photos[size])
+                feats = features[config.encoder_key, size]
+                if size not in cases:  # the first row fixes the click every row times
+                    cases[size] = third_click(decoder, feats)
+                case = cases[size]
+                feed = feats.decoder_inputs()
+                dec = measure(lambda d=decoder, f=feed, c=case: d.run(f, c.ref_label, c.roi), options.timing)
+                rows.append(_row(config, threads, size, enc, dec, load_s, shared_with))
+            del encoder, decoder
+    if baseline is not None:
+        pre = manifest.preprocessing
+        for threads in options.threads:
+            baseline.set_threads(threads)
+            for size in options.sizes:
+                say(f"latency: pytorch eager, {threads} thread(s), {size_text(size)}")
+                image = normalize_image(photos[size], pre.mean, pre.std, pre.size_divisor, pre.pad_value)
+                enc = measure(lambda x=image: baseline.encode(x), options.timing)
+                feats_t = baseline.encode(image)
+                case = cases.get(size) or ClickCase(np.full((1, 1, *size), 2, dtype=np.uint8), None)
+                ref, roi = baseline.decode_input(case.ref_label, case.roi)
+                dec = measure(lambda f=feats_t, r=ref, b=roi: baseline.decode(f, r, b), options.timing)
+                rows.append(_row(_torch_config(), threads, size, enc, dec, None, None))
+    _add_speedups(rows)
+    return rows
+
+
+def _row(config: BenchConfig, threads: int, size: tuple[int, int], enc: Stats, dec: Stats, load_s: float | None,
+         shared_with: str | None) -> dict[str, Any]:
+    return {**config.to_dict(), "threads": threads, "size": size_text(size), "encoder": enc.to_dict(),
+            "decoder": dec.to_dict(), "encoder_shared_with": shared_with,
+            "load_s": None if load_s is None else round(load_s, 3)}
+
+
+def _add_speedups(rows: list[dict[str, Any]]) -> None:
+    """``speedup_vs_pytorch``: PyTorch eager p50 / the row's p50, same size and threads, same run."""
+    eager = {(r["size"], r["threads"]): r for r in rows if r["backend"] == PYTORCH}
+    for row in rows:
+        base = eager.get((row["size"], row["threads"]))
+        row["speedup_vs_pytorch"] = None if base is None else {
+            graph: round(base[graph]["p50_ms"] / row[graph]["p50_ms"], 3) if row[graph]["p50_ms"] > 0 else None
+            for graph in ("encoder", "decoder")
+        }
+
+
+# ----------------------------------------------------------------------------------------------- memory
+
+
+def memory_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchConfig], checkpoint: Path | None,
+                say: Progress) -> list[dict[str, Any]]:
+    """Peak RSS of a fresh process per configuration (at the largest thread count and the first size),
+    with the bytes the configuration needs on disk."""
+    threads, size = max(options.threads), options.sizes[0]
+    rows = []
+    for config in [*configs, *([_torch_config()] if checkpoint is not None else [])]:
+        say(f"memory: {config.name} (fresh process: load, encode {size_text(size)}, {options.memory_clicks} clicks)")
+        facts = memory.run_probe(Path(str(manifest.root)), config, threads, size, options.memory_clicks, checkpoint)
+        rows.append({**config.to_dict(), "threads": threads, "size": size_text(size),
+                     "disk_bytes": memory.deploy_bytes(manifest, config), **facts})
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- accuracy
+
+
+def accuracy_report(options: BenchOptions, manifest: Manifest, configs: list[BenchConfig],
+                    baseline: TorchBaseline | None, say: Progress) -> dict[str, Any]:
+    """Parity with the FP32 reference and interactive quality on the dataset (see :mod:`.accuracy`)."""
+    threads = max(options.threads)
+    reference = next((c for c in configs if c.precision == BASE_PRECISION), None)
+    if reference is None:  # e.g. --precisions int8: the reference is still needed, it is just not a row
+        backend = next(b for b in (*options.backends, *installed_backends()))
+        reference = BenchConfig(backend, BASE_PRECISION)
+    encoders: dict[tuple[str, str], Encoder] = {}
+    participants = []
+    for config in [reference, *[c for c in configs if c != reference]]:
+        if config.encoder_key not in encoders:
+            encoders[config.encoder_key] = Encoder(manifest.root, config.backend, threads, config.hint,
+                                                   manifest=manifest)
+        decoder = Decoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
+                          variant=config.variant)
+        participants.append(accuracy.Participant(config, _runtime_start(encoders[config.encoder_key], decoder,
+                                                                         config.encoder_key)))
+    if baseline is not None:
+        # Parity only: eager sessions of its own would cost as much as all other rows together, and its
+        # quality equals the reference's as far as parity shows (the export's parity gate checks the same).
+        baseline.set_threads(threads)
+        participants.append(accuracy.Participant(_torch_config(), lambda image, _: baseline.predictor(image).logits,
+                                                 sessions=False))
+    dataset = open_dataset(options.dataset) if options.dataset else None
+    result: dict[str, Any] = {"dataset": str(options.dataset), "threads": threads, "clicks": options.clicks,
+                              "limit": options.limit, "zoom_in": manifest.zoom_in.uses_roi}
+    if dataset is None:
+        return {**result, "skipped": "no dataset", "rows": [], "problems": []}
+    result.update(accuracy.evaluate(
+        accuracy.usable_samples(dataset, options.limit), participants[0], participants[1:], options.clicks,
+        zoom_in=manifest.zoom_in.uses_roi, zoom_start=manifest.zoom_in.start_click,
+        progress=lambda line: say(f"accuracy: {line}"),
+    ))
+    result["problems"] = list(dataset.problems)
+    result["dataset_size"] = len(dataset)
+    if result["objects"] == 0:
+        result["skipped"] = "no usable object in the dataset (see problems)"
+        result["rows"] = []
+    return result
+
+
+def _runtime_start(encoder: Encoder, decoder: Decoder, key: tuple[str, str]) -> Callable[..., accuracy.LogitsFn]:
+    def start(image: np.ndarray, cache: dict[Any, Any]) -> accuracy.LogitsFn:
+        if key not in cache:
+            cache[key] = encoder.encode(image)
+        return accuracy.runtime_logits(decoder, cache[key])
+
+    return start
+
