@@ -53,12 +53,10 @@ def runtime_logits(decoder: Decoder, features: ImageFeatures) -> LogitsFn:
 @dataclass
 class Participant:
     """One configuration in the accuracy run: ``start(image, cache)`` encodes an ``(H, W, 3)`` uint8 image
-    (``cache`` is per image, for encoders shared between configurations) and returns its :data:`LogitsFn`.
-    ``sessions=False``: parity only, no sessions of its own (no quality figures)."""
+    (``cache`` is per image, for encoders shared between configurations) and returns its :data:`LogitsFn`."""
 
     config: BenchConfig
     start: Callable[[np.ndarray, dict[Any, Any]], LogitsFn]
-    sessions: bool = True
 
 
 @dataclass
@@ -140,7 +138,6 @@ def evaluate(
         quality = _quality(tally.sessions, clicks)
         delta = {k: quality[k] - ref_quality[k] for k in quality if k.startswith(("miou@", "noc@"))} if quality else {}
         rows.append({**participant.config.to_dict(), "reference": participant is reference,
-                     "own_sessions": participant.sessions,
                      "parity": tally.parity(), "quality": quality, "delta_vs_reference": delta,
                      "seconds": round(tally.seconds, 2)})
     return {"reference": reference.config.name, "objects": len(per_object), "rows": rows, "per_object": per_object}
@@ -179,7 +176,7 @@ def _evaluate_object(sample: Sample, everyone: list[Participant], tallies: dict[
         for index, (ref_label, roi, ref_logits) in enumerate(steps):
             logits = run(ref_label, roi)
             tally.add_parity(index, logits[1] > logits[0], ref_logits[1] > ref_logits[0], logits, ref_logits)
-        if participant is not reference and participant.sessions:
+        if participant is not reference:
 
             def predict(ref_label: np.ndarray, roi: Roi | None, run: LogitsFn = run) -> np.ndarray:
                 logits = run(ref_label, roi)

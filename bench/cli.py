@@ -20,10 +20,11 @@ from .configs import check_backends, default_precisions, known_precisions, openv
 from .latency import DEFAULT_BUDGET_S, DEFAULT_MIN_RUNS, DEFAULT_WARMUP, TimingPolicy
 from .machine import usable_cores
 from .plots import write_plots
-from .report import headline, print_report, to_json, to_markdown, write_atomic
+from .report import failure_text, headline, print_report, to_json, to_markdown, write_atomic
 from .suite import PARTS, BenchOptions, run_bench
 
-EXIT_BAD_INPUT = 2  # nothing was measured or written (an unexpected crash exits with 1)
+EXIT_FAILURES = 1  # some configuration failed to load or run; the report is written and lists it
+EXIT_BAD_INPUT = 2  # nothing was measured or written
 DEFAULT_EXPORT_DIR = Path("interformer_export")  # where a plain `interformer-export` writes
 DEFAULT_OUT = Path("interformer_bench")
 DEFAULT_SIZES = "512x512"
@@ -171,7 +172,8 @@ def main(
     images are reported and skipped, never counted. An export from another format version or with
     hash mismatches is refused.
 
-    Exit status: 0 done; 2 bad input (nothing measured or written); 1 a crash.
+    Exit status: 0 done; 1 some configuration failed to load or run (the report is written and says
+    which), or a crash; 2 bad input (nothing measured or written).
     """
     console = Console(width=None if Console().is_terminal else 140)
     err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 140)
@@ -199,10 +201,14 @@ def main(
             console.print(report["headline"]["text"], highlight=False)
         for problem in (report.get("accuracy") or {}).get("problems", []):
             err_console.print(f"dataset problem (skipped, not counted): {problem}", highlight=False)
+        for failure in report["failures"]:
+            err_console.print(f"failed: {failure_text(failure)}", highlight=False)
     else:
         print_report(report, console)
     console.print(f"wrote {', '.join(str(out / name) for name in report['outputs'])} "
                   f"({report['seconds']['total']:.0f} s)", highlight=False)
+    if report["failures"]:
+        raise typer.Exit(EXIT_FAILURES)
 
 
 def _options(artifact_dir: Path | None, backends: str | None, precisions: str | None, threads: str | None,

@@ -150,7 +150,10 @@ def plan_configs(
             def skip(reason: str, backend: str = backend, precision: str = precision) -> None:
                 skipped.append(Skipped(backend, precision, reason))
 
-            if precision in variants:
+            if fmt not in manifest.graphs["encoder"].files or fmt not in manifest.graphs["decoder"].files:
+                exported = ", ".join(manifest.graphs["encoder"].files)
+                skip(f"the export has no {fmt} graphs (exported formats: {exported})")
+            elif precision in variants:
                 files = manifest.files_of("decoder", precision)
                 if fmt not in files:
                     skip(f"the export has no {fmt} {precision} decoder (has {', '.join(files)})")

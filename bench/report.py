@@ -76,6 +76,22 @@ def row_name(row: dict[str, Any]) -> str:
     return f"{row['backend']} {precision_label(row)}"
 
 
+def gate_text(gate: dict[str, Any]) -> str:
+    """One sentence on the export's parity gate (PyTorch eager vs each backend)."""
+    parts = [f"{backend} max |Δlogit| {v['logit_max_abs_diff']:.1e}, masks {100 * v['mask_agreement_min']:.4f} %"
+             for backend, v in gate.get("decoder", {}).items()]
+    verdict = "passed" if gate.get("passed") else "FAILED"
+    return (f"Export parity gate vs PyTorch eager (decoder, sizes {', '.join(gate.get('sizes', []))}): {verdict}; "
+            + "; ".join(parts))
+
+
+def failure_text(failure: dict[str, Any]) -> str:
+    """``latency: openvino int8, 2 threads: <error>``."""
+    what = " ".join(str(failure[k]) for k in ("backend", "precision") if k in failure)
+    threads = f", {failure['threads']} threads" if "threads" in failure else ""
+    return f"{failure['part']}{': ' + what if what else ''}{threads}: {failure['error']}"
+
+
 # -------------------------------------------------------------------------------------------- writing
 
 
@@ -180,7 +196,6 @@ def accuracy_table(acc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for r in acc.get("rows", []):
         p, q, d = r.get("parity", {}), r.get("quality", {}), r.get("delta_vs_reference", {})
         name = precision_label(r) + (" (ref)" if r.get("reference") else "")
-        name += "" if r.get("own_sessions", True) else " (parity only)"
         body.append([r["backend"], name,
                      f"{_num(p.get('mask_iou_mean'), 4)} / {_num(p.get('mask_iou_min'), 4)}",
                      "–" if "identical_masks" not in p else f"{100 * p['identical_masks']:.0f} %",
@@ -227,6 +242,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             title = (f"Accuracy on {acc['objects']} objects of {acc['dataset']} ({acc['clicks']} clicks, "
                      f"{acc['threads']} threads); parity vs {acc['reference']}")
             console.print(_rich(title, accuracy_table(acc), 2))
+        if acc.get("export_gate"):
+            console.print(gate_text(acc["export_gate"]), highlight=False)
         if acc.get("skipped"):
             console.print(f"accuracy skipped: {acc['skipped']}", highlight=False)
         for problem in acc.get("problems", []):
@@ -238,6 +255,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         console.print(f"skipped {skip['backend']} {skip['precision']}: {skip['reason']}", highlight=False)
     for note in report.get("notes", []):
         console.print(f"note: {note}", highlight=False)
+    for failure in report.get("failures", []):
+        console.print(f"[red]failed:[/] {failure_text(failure)}", highlight=False)
     if report.get("headline"):
         console.print(f"[bold]{report['headline']['text']}[/]", highlight=False)
 
@@ -273,7 +292,9 @@ def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
         f"bf16: {'yes' if machine['isa']['bf16_arithmetic'] else 'no'})",
         f"- OS: {machine['os']}, kernel {machine['kernel']}, Python {machine['python']}",
         f"- Packages: {versions}",
-        f"- Load average at start: {', '.join(f'{v:.2f}' for v in machine['load_average'] or [])}",
+        f"- Load average at start: {', '.join(f'{v:.2f}' for v in machine['load_average'] or [])}; at the end: "
+        f"{', '.join(f'{v:.2f}' for v in machine.get('load_average_end') or [])} (other work on the machine "
+        "inflates the timings)",
     ]
     ov = report.get("openvino")
     if ov:
@@ -311,6 +332,9 @@ def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
                     f"{acc['threads']} threads. Parity: each row's decoder on the reference's inputs "
                     f"({acc['reference']}), per-click mask IoU and logits; quality: each row's own sessions.", "",
                     _md_table(accuracy_table(acc))]
+        gate = acc.get("export_gate")
+        if gate:
+            out += ["", gate_text(gate)]
         if acc.get("skipped"):
             out += [f"Accuracy skipped: {acc['skipped']}"]
         if acc.get("problems"):
@@ -321,6 +345,7 @@ def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
         notes.append(f"PyTorch eager baseline not measured: {baseline.get('note')}")
     notes += [f"skipped {s['backend']} {s['precision']}: {s['reason']}" for s in report.get("skipped", [])]
     notes += report.get("notes", [])
+    notes += [f"FAILED: {failure_text(f)}" for f in report.get("failures", [])]
     if notes:
         out += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     if plots:

@@ -7,6 +7,7 @@ Nothing here prints or writes files (the CLI does); ``progress`` gets one line p
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import interformer_edge
 from interformer_edge.runtime.backends import installed_backends
 from interformer_edge.runtime.dataset import open_dataset
 from interformer_edge.runtime.encoder import Encoder
+from interformer_edge.runtime.errors import InterFormerRuntimeError
 from interformer_edge.runtime.features import ImageFeatures, model_id
 from interformer_edge.runtime.manifest import BASE_PRECISION, Manifest
 from interformer_edge.runtime.preprocess import normalize_image
@@ -99,24 +101,41 @@ def run_bench(options: BenchOptions, manifest: Manifest, progress: Progress | No
         "seconds": {},
     }
     baseline = None
-    if checkpoint is not None and ({"latency", "accuracy"} & set(options.parts)):
+    if checkpoint is not None and "latency" in options.parts:
         say("loading the PyTorch eager baseline")
         baseline = TorchBaseline(checkpoint)
 
-    if "latency" in options.parts:
+    failures: list[dict[str, Any]] = []
+    phases = {
+        "latency": lambda: latency_rows(options, manifest, configs, baseline, say, failures),
+        "memory": lambda: memory_rows(options, manifest, configs, checkpoint, say),
+        "accuracy": lambda: accuracy_report(options, manifest, configs, say, failures),
+    }
+    for part, run in phases.items():
+        if part not in options.parts:
+            continue
         phase = time.perf_counter()
-        report["latency"] = latency_rows(options, manifest, configs, baseline, say)
-        report["seconds"]["latency"] = round(time.perf_counter() - phase, 1)
-    if "memory" in options.parts:
-        phase = time.perf_counter()
-        report["memory"] = memory_rows(options, manifest, configs, checkpoint, say)
-        report["seconds"]["memory"] = round(time.perf_counter() - phase, 1)
-    if "accuracy" in options.parts:
-        phase = time.perf_counter()
-        report["accuracy"] = accuracy_report(options, manifest, configs, baseline, say)
-        report["seconds"]["accuracy"] = round(time.perf_counter() - phase, 1)
+        try:
+            report[part] = run()
+        except Exception as err:  # keep what the other parts measured; the report says what broke
+            failures.append({"part": part, "error": f"{type(err).__name__}: {_first_line(err)}"})
+        report["seconds"][part] = round(time.perf_counter() - phase, 1)
+    failures += [{"part": "memory", **_name(row), "error": row["error"]}
+                 for row in report.get("memory", []) if "error" in row]
+    report["failures"] = failures
+    if hasattr(os, "getloadavg"):  # the machine may be shared: how busy it was at the end, beside the start
+        report["machine"]["load_average_end"] = list(os.getloadavg())
     report["seconds"]["total"] = round(time.perf_counter() - started, 1)
     return report
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _name(row: dict[str, Any]) -> dict[str, Any]:
+    return {"backend": row["backend"], "precision": row["precision"]}
 
 
 def _baseline_checkpoint(manifest: Manifest, wanted: bool) -> tuple[Path | None, str]:
@@ -153,9 +172,10 @@ def describe_artifact(manifest: Manifest) -> dict[str, Any]:
 
 
 def latency_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchConfig],
-                 baseline: TorchBaseline | None, say: Progress) -> list[dict[str, Any]]:
+                 baseline: TorchBaseline | None, say: Progress, failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per configuration × threads × size: encoder per image and decoder per click (see
-    :mod:`.latency`), plus the speed-up against the PyTorch eager row of the same size and threads."""
+    :mod:`.latency`), plus the speed-up against the PyTorch eager row of the same size and threads.
+    A configuration that fails to load or run is listed in ``failures`` and the others go on."""
     photos = {size: bench_photo(size) for size in options.sizes}
     cases: dict[tuple[int, int], ClickCase] = {}
     encoder_stats: dict[tuple[Any, ...], tuple[Stats, str]] = {}  # (encoder key, threads, size) → stats, first row
@@ -165,9 +185,13 @@ def latency_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchC
         for threads in options.threads:
             say(f"latency: {config.name}, {threads} thread(s): loading")
             started = time.perf_counter()
-            encoder = Encoder(manifest.root, config.backend, threads, config.hint, manifest=manifest)
-            decoder = Decoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
-                              variant=config.variant)
+            try:
+                encoder = Encoder(manifest.root, config.backend, threads, config.hint, manifest=manifest)
+                decoder = Decoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
+                                  variant=config.variant)
+            except InterFormerRuntimeError as err:
+                failures.append({"part": "latency", **config.to_dict(), "threads": threads, "error": str(err)})
+                continue
             load_s = time.perf_counter() - started
             for size in options.sizes:
                 say(f"latency: {config.name}, {threads} thread(s), {size_text(size)}")
@@ -244,9 +268,14 @@ def memory_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchCo
 # --------------------------------------------------------------------------------------------- accuracy
 
 
-def accuracy_report(options: BenchOptions, manifest: Manifest, configs: list[BenchConfig],
-                    baseline: TorchBaseline | None, say: Progress) -> dict[str, Any]:
-    """Parity with the FP32 reference and interactive quality on the dataset (see :mod:`.accuracy`)."""
+def accuracy_report(options: BenchOptions, manifest: Manifest, configs: list[BenchConfig], say: Progress,
+                    failures: list[dict[str, Any]]) -> dict[str, Any]:
+    """Parity with the FP32 reference and interactive quality on the dataset (see :mod:`.accuracy`).
+    A configuration that fails to load is listed in ``failures`` and left out (the reference must load).
+
+    PyTorch eager is not among the rows: on this protocol it costs several times all other rows
+    together (its decoder is 3-5x slower), and how closely the export follows it is what the export's
+    own parity gate measured; that gate's result is reported here as ``export_gate``."""
     threads = max(options.threads)
     reference = next((c for c in configs if c.precision == BASE_PRECISION), None)
     if reference is None:  # e.g. --precisions int8: the reference is still needed, it is just not a row
@@ -255,22 +284,23 @@ def accuracy_report(options: BenchOptions, manifest: Manifest, configs: list[Ben
     encoders: dict[tuple[str, str], Encoder] = {}
     participants = []
     for config in [reference, *[c for c in configs if c != reference]]:
-        if config.encoder_key not in encoders:
-            encoders[config.encoder_key] = Encoder(manifest.root, config.backend, threads, config.hint,
-                                                   manifest=manifest)
-        decoder = Decoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
-                          variant=config.variant)
+        try:
+            if config.encoder_key not in encoders:
+                encoders[config.encoder_key] = Encoder(manifest.root, config.backend, threads, config.hint,
+                                                       manifest=manifest)
+            decoder = Decoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
+                              variant=config.variant)
+        except InterFormerRuntimeError as err:
+            if config == reference:
+                raise
+            failures.append({"part": "accuracy", **config.to_dict(), "error": str(err)})
+            continue
         participants.append(accuracy.Participant(config, _runtime_start(encoders[config.encoder_key], decoder,
                                                                          config.encoder_key)))
-    if baseline is not None:
-        # Parity only: eager sessions of its own would cost as much as all other rows together, and its
-        # quality equals the reference's as far as parity shows (the export's parity gate checks the same).
-        baseline.set_threads(threads)
-        participants.append(accuracy.Participant(_torch_config(), lambda image, _: baseline.predictor(image).logits,
-                                                 sessions=False))
     dataset = open_dataset(options.dataset) if options.dataset else None
     result: dict[str, Any] = {"dataset": str(options.dataset), "threads": threads, "clicks": options.clicks,
-                              "limit": options.limit, "zoom_in": manifest.zoom_in.uses_roi}
+                              "limit": options.limit, "zoom_in": manifest.zoom_in.uses_roi,
+                              "export_gate": export_gate(manifest)}
     if dataset is None:
         return {**result, "skipped": "no dataset", "rows": [], "problems": []}
     result.update(accuracy.evaluate(
@@ -284,6 +314,25 @@ def accuracy_report(options: BenchOptions, manifest: Manifest, configs: list[Ben
         result["skipped"] = "no usable object in the dataset (see problems)"
         result["rows"] = []
     return result
+
+
+def export_gate(manifest: Manifest) -> dict[str, Any]:
+    """The export's parity gate (PyTorch eager vs each backend, FP32), per backend: worst logit difference
+    and mask agreement of the decoder, over the gate's sizes and cases."""
+    gate = manifest.parity
+    backends: dict[str, dict[str, Any]] = {}
+    for check in gate.checks:
+        if check.graph != "decoder":
+            continue
+        entry = backends.setdefault(check.backend, {"logit_max_abs_diff": 0.0, "mask_agreement_min": 1.0,
+                                                    "passed": True})
+        if check.max_abs_diff is not None:
+            entry["logit_max_abs_diff"] = max(entry["logit_max_abs_diff"], check.max_abs_diff)
+        if check.mask_agreement is not None:
+            entry["mask_agreement_min"] = min(entry["mask_agreement_min"], check.mask_agreement)
+        entry["passed"] = entry["passed"] and check.passed
+    return {"passed": gate.passed, "sizes": list(gate.sizes), "abs_tolerance": gate.abs_tolerance,
+            "decoder": backends}
 
 
 def _runtime_start(encoder: Encoder, decoder: Decoder, key: tuple[str, str]) -> Callable[..., accuracy.LogitsFn]:

@@ -11,10 +11,12 @@ SUITE=${ARM64_SUITE:-bookworm}
 MIRROR=${ARM64_MIRROR:-http://deb.debian.org/debian}
 CPU_PROFILE=${ARM64_CPU:-pi5}
 MODE=${ARM64_MODE:-auto}
-ARTIFACTS=${ARTIFACTS:-}
-BENCH=${ARM64_BENCH:-script}
+ARTIFACTS=${ARTIFACTS:-auto}
+BENCH=${ARM64_BENCH:-cli}
 BENCH_SIZE=${ARM64_BENCH_SIZE:-320}
 BENCH_RUNS=${ARM64_BENCH_RUNS:-3}
+BENCH_LIMIT=${ARM64_BENCH_LIMIT:-1}
+BENCH_CLICKS=${ARM64_BENCH_CLICKS:-3}
 THREADS=${ARM64_THREADS:-$(nproc)}
 CA_BUNDLE=${ARM64_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 TEST_EXPORTS=${ARM64_TEST_EXPORTS:-auto}
@@ -33,6 +35,7 @@ IN_SRC=$IN_BASE/src
 IN_VENV=$IN_BASE/venv
 IN_TEST_VENV=$IN_BASE/venv-test
 IN_ARTIFACTS=$IN_BASE/artifacts
+IN_BENCH_OUT=/tmp/interformer-bench
 IN_TEST_EXPORTS=$IN_BASE/test-exports
 IN_CPUINFO=/etc/interformer-edge/cpuinfo
 IN_CA=/etc/interformer-edge/host-ca.crt
@@ -53,29 +56,36 @@ interformer-edge package installs from PyPI wheels and works on aarch64 (Raspber
      checks that torch is NOT installed; pytest + scipy go into a separate test venv
   4. mounts /proc (with a Raspberry-Pi-style /proc/cpuinfo bound over it), /sys, /dev in a private
      mount namespace, so nothing can leak onto the host
-  5. runs (a) an import smoke test, (b) the torch-free tests, (c) a short onnxruntime benchmark of
-     \$ARTIFACTS (encoder.onnx + decoder.onnx) — EMULATED timings, not Raspberry Pi figures
+  5. runs (a) an import smoke test, (b) the torch-free tests, (c) a short interformer-bench of an
+     export (\$ARTIFACTS; by default the bundled model, exported on the host with torch and cached):
+     latency, memory, parity and accuracy, labelled EMULATED — not Raspberry Pi figures
   6. prints a summary; exits non-zero if any step failed
 
 Options (environment variable in brackets):
   --root DIR          arm64 root location, outside the repo [ARM64_ROOT, default $ROOT]
-  --artifacts DIR     exported model folder to benchmark [ARTIFACTS; benchmark skipped if unset]
+  --artifacts auto|none|DIR
+                      export folder to benchmark (manifest.json + graphs, e.g. with an int8 decoder
+                      from interformer-quantize); auto: the bundled default model, exported on the
+                      host (host python with torch, see --test-exports) into ROOT.default-export,
+                      cached by source hash; none: no benchmark [ARTIFACTS, default $ARTIFACTS]
   --cpu pi5|pi4       emulated board: pi5 = Cortex-A76 (QEMU_CPU=cortex-a76, dotprod),
                       pi4 = Cortex-A72 (QEMU_CPU=cortex-a72, no dotprod) [ARM64_CPU, default $CPU_PROFILE]
   --mode auto|binfmt|proot
                       how arm64 programs run: binfmt_misc + chroot, or PRoot with qemu (no binfmt
                       needed); auto tries binfmt first [ARM64_MODE, default $MODE]
-  --bench script|cli|none
-                      benchmark: scripts/arm64/bench_onnx.py, the interformer-bench hook, or none
-                      [ARM64_BENCH, default $BENCH; also ARM64_BENCH_SIZE=$BENCH_SIZE ARM64_BENCH_RUNS=$BENCH_RUNS]
-  --threads N         onnxruntime intra-op threads for the benchmark [ARM64_THREADS, default $THREADS]
+  --bench cli|none    benchmark with the lean venv's interformer-bench, or none [ARM64_BENCH, default $BENCH]:
+                      sizes ARM64_BENCH_SIZE=$BENCH_SIZE (square), ARM64_BENCH_RUNS=$BENCH_RUNS timed runs,
+                      accuracy on ARM64_BENCH_LIMIT=$BENCH_LIMIT held-out object(s) x ARM64_BENCH_CLICKS=$BENCH_CLICKS
+                      clicks; ARM64_BENCH_ARGS replaces those flags. Report: LOGS/bench-report/
+  --threads N         largest thread count of the benchmark (it measures 1 and N)
+                      [ARM64_THREADS, default $THREADS]
   --no-tests          skip the pytest step
   --test-exports auto|none|DIR
                       model folders for the runtime tests' light_export/tiny_export fixtures, which
                       conftest builds with torch: DIR holds prebuilt light/ tiny/ exports; auto builds
                       them on the host with scripts/arm64/make_test_exports.py (needs a host python
-                      with torch, ARM64_HOST_PYTHON, default /work/venv/bin/python; cached by source
-                      hash in ROOT.test-exports); none: those tests are skipped
+                      with torch, ARM64_HOST_PYTHON, default the repo's .venv or /work/venv; cached by
+                      source hash in ROOT.test-exports); none: those tests are skipped
                       [ARM64_TEST_EXPORTS, default $TEST_EXPORTS]
   --no-fake-cpuinfo   do NOT bind a Raspberry Pi cpuinfo over /proc/cpuinfo (reproduces the trap)
   --rebuild           delete the cached root and build it again
@@ -88,8 +98,7 @@ Other environment: ARM64_SUITE ($SUITE), ARM64_MIRROR ($MIRROR),
   ARM64_TEST_EXTRAS (test venv additions, default "$TEST_EXTRAS"),
   ARM64_QEMU_CPU (override the qemu CPU model, e.g. max), ARM64_NICE (niceness of emulated
   processes, default $NICE; the machine is shared).
-Needs root (debootstrap, chroot, mounts). A throwaway export for trying step (c):
-  /work/venv/bin/python scripts/arm64/make_dummy_export.py /var/tmp/interformer-dummy-export
+Needs root (debootstrap, chroot, mounts).
 EOF
 }
 
@@ -128,7 +137,7 @@ esac
 QEMU_CPU_MODEL=${ARM64_QEMU_CPU:-$QEMU_CPU_MODEL}
 CPUINFO_SRC=$SCRIPT_DIR/cpuinfo/$CPU_PROFILE.txt
 [[ $MODE == auto || $MODE == binfmt || $MODE == proot ]] || die "--mode must be auto, binfmt or proot"
-[[ $BENCH == script || $BENCH == cli || $BENCH == none ]] || die "--bench must be script, cli or none"
+[[ $BENCH == cli || $BENCH == none ]] || die "--bench must be cli or none"
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "--threads must be a positive integer"
 [[ $ROOT == /* ]] || die "the root must be an absolute path (got '$ROOT')"
 ROOT=${ROOT%/}
@@ -139,11 +148,9 @@ case $ROOT in
 esac
 ((EUID == 0)) || die "run as root (debootstrap, chroot and mounts need it)"
 [[ -r $CPUINFO_SRC ]] || die "missing $CPUINFO_SRC"
-if [[ -n $ARTIFACTS ]]; then
+if [[ $ARTIFACTS != auto && $ARTIFACTS != none ]]; then
     ARTIFACTS=$(cd "$ARTIFACTS" 2>/dev/null && pwd) || die "ARTIFACTS folder not found: ${ARTIFACTS}"
-    for graph in encoder.onnx decoder.onnx; do
-        [[ -f $ARTIFACTS/$graph ]] || die "ARTIFACTS=$ARTIFACTS has no $graph"
-    done
+    [[ -f $ARTIFACTS/manifest.json ]] || die "ARTIFACTS=$ARTIFACTS has no manifest.json (not an export folder)"
 fi
 
 if [[ $TEST_EXPORTS != auto && $TEST_EXPORTS != none ]]; then
@@ -426,14 +433,26 @@ sync_source() {
     log "copied $(find "$dest" -type f | wc -l) files ($(du -sh "$dest" | cut -f1)) to $IN_SRC"
 }
 
+# A host python with torch (for the exports the emulated root cannot make): ARM64_HOST_PYTHON, else
+# the repository's .venv, else /work/venv. Prints its path; fails if none has torch.
+host_python() {
+    local candidates=("$REPO_DIR/.venv/bin/python" /work/venv/bin/python) python
+    if [[ -n $HOST_PYTHON ]]; then candidates=("$HOST_PYTHON"); fi
+    for python in "${candidates[@]}"; do
+        if [[ -x $python ]] && "$python" -c 'import torch' 2>/dev/null; then
+            echo "$python"
+            return 0
+        fi
+    done
+    log "no host python with torch (${candidates[*]}); set ARM64_HOST_PYTHON" >&2
+    return 1
+}
+
 # Host side: build (or reuse) the small exports the runtime tests' fixtures would build with torch.
 TEST_EXPORTS_CACHE=$ROOT.test-exports
 build_test_exports() {
-    local python=${HOST_PYTHON:-/work/venv/bin/python}
-    if [[ ! -x $python ]] || ! "$python" -c 'import torch' 2>/dev/null; then
-        log "no host python with torch ($python); set ARM64_HOST_PYTHON or --test-exports DIR|none"
-        return 1
-    fi
+    local python
+    python=$(host_python) || { log "use --test-exports DIR|none instead"; return 1; }
     local key
     key=$(cd "$REPO_DIR" && {
         cat tests/conftest.py scripts/arm64/make_test_exports.py
@@ -461,9 +480,32 @@ sync_test_exports() {
     fi
 }
 
+# Host side: the bundled default model exported with interformer-export (what `--artifacts auto`
+# benchmarks), cached by the checkpoint and the exporter's sources.
+DEFAULT_EXPORT_CACHE=$ROOT.default-export
+build_default_export() {
+    local python key
+    python=$(host_python) || { log "use --artifacts DIR|none instead"; return 1; }
+    key=$(cd "$REPO_DIR" && {
+        sha256sum assets/*.pth
+        find models export runtime package -name '*.py' -print0 | sort -z | xargs -0 cat
+    } | sha256sum | cut -c1-16)
+    if [[ -f $DEFAULT_EXPORT_CACHE/manifest.json && -f $DEFAULT_EXPORT_CACHE.key &&
+        $(cat "$DEFAULT_EXPORT_CACHE.key") == "$key" ]]; then
+        log "reusing the default export in $DEFAULT_EXPORT_CACHE (source hash $key)"
+        return 0
+    fi
+    log "exporting the bundled default model with $python into $DEFAULT_EXPORT_CACHE"
+    rm -rf "$DEFAULT_EXPORT_CACHE" "$DEFAULT_EXPORT_CACHE.key"
+    (cd /tmp && nice -n "$NICE" "$python" -m interformer_edge.export.cli -o "$DEFAULT_EXPORT_CACHE" -q) \
+        >"$LOG_DIR/default-export.log" 2>&1 || { tail -n 15 "$LOG_DIR/default-export.log" >&2; return 1; }
+    echo "$key" >"$DEFAULT_EXPORT_CACHE.key"
+    cat "$LOG_DIR/default-export.log"
+}
+
 sync_artifacts() {
     rm -rf "$ROOT$IN_ARTIFACTS"
-    if [[ -n $ARTIFACTS ]]; then
+    if [[ -d $ARTIFACTS ]]; then
         cp -a "$ARTIFACTS" "$ROOT$IN_ARTIFACTS"
         log "copied $ARTIFACTS ($(du -sh "$ARTIFACTS" | cut -f1)) to $IN_ARTIFACTS"
     fi
@@ -528,25 +570,26 @@ run_pytest() {
 }
 
 run_bench() {
-    if [[ $BENCH == cli ]]; then
-        # ── HOOK: interformer-bench ────────────────────────────────────────────────────────────
-        # Once interformer-bench is implemented, a short configuration goes here, e.g.
-        #   interformer-bench $IN_ARTIFACTS --size $BENCH_SIZE --clicks 3 --repeat 1 --threads $THREADS
-        # (its arguments are not fixed yet; ARM64_BENCH_ARGS overrides them). Keep the output
-        # labelled as emulated.
-        local args=${ARM64_BENCH_ARGS:-$IN_ARTIFACTS}
-        in_root_sh bench "
-            echo '== EMULATED (qemu) — not Raspberry Pi figures =='
-            $IN_VENV/bin/interformer-bench $args
-        "
-        return
-    fi
+    # A short interformer-bench in the lean venv (no torch: no PyTorch row; no openvino: ONNX Runtime
+    # only): every precision the export has, 1 and $THREADS threads, memory of a fresh process and
+    # accuracy on a few held-out objects. Labelled as emulated in the terminal, report.json and report.md.
+    local label="EMULATED (qemu $QEMU_CPU_MODEL, $CPU_PROFILE cpuinfo) — not Raspberry Pi figures"
+    local args="--threads 1,$THREADS --sizes ${BENCH_SIZE}x$BENCH_SIZE --runs $BENCH_RUNS --budget 0 --warmup 1"
+    args+=" --limit $BENCH_LIMIT --clicks $BENCH_CLICKS --memory-clicks $BENCH_CLICKS"
+    args=${ARM64_BENCH_ARGS:-$args}
+    rm -rf "$LOG_DIR/bench-report"
+    local rc=0
     in_root_sh bench "
         cd /tmp
-        $IN_VENV/bin/python $IN_SRC/scripts/arm64/bench_onnx.py $IN_ARTIFACTS --size $BENCH_SIZE \
-            --decoder-runs $BENCH_RUNS --threads $THREADS \
-            --label 'EMULATED (qemu $QEMU_CPU_MODEL) — not Raspberry Pi figures'
-    "
+        rm -rf $IN_BENCH_OUT
+        $IN_VENV/bin/interformer-bench $IN_ARTIFACTS $args --emulated '$label' --out $IN_BENCH_OUT
+        $IN_VENV/bin/python $IN_SRC/scripts/arm64/bench_summary.py $IN_BENCH_OUT/report.json
+    " || rc=$?
+    if [[ -d $ROOT$IN_BENCH_OUT ]]; then
+        cp -a "$ROOT$IN_BENCH_OUT" "$LOG_DIR/bench-report"
+        log "benchmark report: $LOG_DIR/bench-report/report.md"
+    fi
+    return "$rc"
 }
 
 # ----------------------------------------------------------------------------------------------
@@ -591,6 +634,10 @@ main() {
         step "test exports (host, torch; cached)" build_test_exports
         ((LAST_RC == 0)) || rm -rf "$TEST_EXPORTS_CACHE"
     fi
+    if [[ $BENCH != none && $ARTIFACTS == auto ]]; then
+        step "default model export (host, torch; cached)" build_default_export
+        if ((LAST_RC == 0)); then ARTIFACTS=$DEFAULT_EXPORT_CACHE; else ARTIFACTS=none; fi
+    fi
     step "copy repo (+ artifacts) into the root" copy_into_root
     abort_if_failed "could not copy the repository into the root"
 
@@ -626,13 +673,14 @@ main() {
 
     if [[ $BENCH == none ]]; then
         skip "(c) benchmark" "--bench none"
-    elif [[ -z $ARTIFACTS && $BENCH == script ]]; then
-        skip "(c) benchmark" "no ARTIFACTS=/path/to/export given"
+    elif [[ ! -d $ARTIFACTS ]]; then
+        skip "(c) benchmark" "no export to benchmark (--artifacts none, or the default export failed)"
     else
-        step "(c) benchmark (EMULATED, $BENCH)" run_bench
-        local bench
-        bench=$(grep -E '^BENCH_SUMMARY' "$LOG_DIR/bench.log" 2>/dev/null | sed 's/^BENCH_SUMMARY //') || true
-        INFO+=("$(printf '%-22s %s' 'benchmark (EMULATED)' "${bench:-see $LOG_DIR/bench.log}")")
+        step "(c) interformer-bench (EMULATED)" run_bench
+        local line
+        while IFS= read -r line; do
+            INFO+=("$(printf '%-22s %s' 'bench (EMULATED)' "${line#BENCH_SUMMARY }")")
+        done < <(grep -E '^BENCH_SUMMARY' "$LOG_DIR/bench.log" 2>/dev/null || echo "BENCH_SUMMARY see $LOG_DIR/bench.log")
     fi
 
     print_summary
