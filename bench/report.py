@@ -332,6 +332,12 @@ def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
                     f"{acc['threads']} threads. Parity: each row's decoder on the reference's inputs "
                     f"({acc['reference']}), per-click mask IoU and logits; quality: each row's own sessions.", "",
                     _md_table(accuracy_table(acc))]
+            curves = [(row_name(r), r["quality"]["iou_curve"]) for r in acc["rows"] if r.get("quality")]
+            if curves:
+                clicks = max(len(c) for _, c in curves)
+                out += ["", "Mean IoU after each click:", "",
+                        _md_table((["row", *[str(k) for k in range(1, clicks + 1)]],
+                                   [[name, *[f"{v:.3f}" for v in curve]] for name, curve in curves]))]
         gate = acc.get("export_gate")
         if gate:
             out += ["", gate_text(gate)]
