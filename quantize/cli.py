@@ -1,14 +1,172 @@
-"""``interformer-quantize``: command-line entry point (being built; see the README's roadmap)."""
+"""``interformer-quantize``: INT8 click decoder for an export folder, calibrated on click sessions, accuracy-gated."""
 
 from __future__ import annotations
 
-import typer
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
 
-app = typer.Typer(add_completion=False, help="interformer-quantize: not implemented yet in this version.")
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from interformer_edge.runtime.backends import BACKENDS
+from interformer_edge.runtime.spec import EVAL_MAX_CLICKS
+
+from . import pipeline
+from .gate import DEFAULT_MAX_NOC90_DELTA, DEFAULT_MIN_IOU, GateThresholds
+from .pipeline import DEFAULT_KEEP_FLOAT, METHODS, QuantizeError, QuantizeOptions, QuantizeResult, run_quantize
+
+EXIT_BAD_INPUT = 2
+EXIT_GATE_FAILED = 3
+_DEFAULTS = QuantizeOptions(export_dir=Path("interformer_export"))
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+class _RichProgress(pipeline.Progress):
+    """One progress bar per step; notes are printed above the bars."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: int | None = None
+
+    def step(self, name: str, total: int | None = None) -> Callable[[int], None]:
+        if self.task is not None:  # a new step means the previous one is over
+            previous = self.task
+            self.progress.update(previous, completed=self.progress.tasks[previous].total)
+        task = self.task = self.progress.add_task(name, total=total or 1)
+        return lambda done: self.progress.update(task, completed=done)
+
+    def note(self, message: str) -> None:
+        self.progress.console.print(message, highlight=False, markup=False)
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or any(int(p) % 32 or int(p) <= 0
+                                                                              for p in parts):
+        raise QuantizeError(f"--latency-size {text!r} must be HxW with positive multiples of 32 (e.g. 512x512)")
+    return int(parts[0]), int(parts[1])
+
+
+def summary_table(result: QuantizeResult) -> Table:
+    """FP32 vs INT8 per backend: size, quick latency, accuracy, what stayed float, verdict."""
+    table = Table(title=f"INT8 click decoder for {result.export_dir}", title_justify="left")
+    for column, justify in (("backend", "left"), ("file", "left"), ("size FP32 → INT8", "right"),
+                            ("latency FP32 → INT8", "right"), ("IoU vs FP32", "right"),
+                            ("NoC@85 FP32 → INT8", "right"), ("NoC@90 FP32 → INT8", "right"),
+                            ("float layers", "right"), ("gate", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for o in result.outcomes:
+        r = o.result
+        ratio = o.fp32_size_bytes / o.size_bytes if o.size_bytes else float("nan")
+        lat = o.latency_ms
+        speed = lat["fp32"] / lat["int8"] if lat.get("int8") else float("nan")
+        table.add_row(
+            o.backend, o.file if o.passed else f"({o.file} not installed)",
+            f"{o.fp32_size_bytes / 2**20:.2f} → {o.size_bytes / 2**20:.2f} MiB ({ratio:.1f}x)",
+            f"{lat.get('fp32', float('nan')):.1f} → {lat.get('int8', float('nan')):.1f} ms ({speed:.2f}x) "
+            f"@{lat.get('size', '?')}",
+            f"{r.mean_iou_vs_fp32:.4f}", f"{r.noc85_fp32:.2f} → {r.noc85:.2f}", f"{r.noc90_fp32:.2f} → {r.noc90:.2f}",
+            str(len(o.float_layers)), "[green]pass[/]" if o.passed else "[red]FAIL[/]",
+        )
+    return table
 
 
 @app.command()
-def main() -> None:
-    """Not implemented yet: exits with status 2."""
-    typer.echo("interformer-quantize is not implemented yet in this version", err=True)
-    raise typer.Exit(2)
+def main(
+    export_dir: Annotated[Path, typer.Argument(
+        help="Export folder written by interformer-export (manifest.json + graphs).")] = _DEFAULTS.export_dir,
+    backends: Annotated[str, typer.Option(
+        "--backends", help="Comma-separated backends to build INT8 decoders for: onnxruntime (static QDQ), "
+                           "openvino (NNCF).")] = ",".join(BACKENDS),
+    calib: Annotated[Path | None, typer.Option(
+        help="Calibration images: a GrabCut-layout folder (img/, gt/, list/val.txt) or a plain folder of images "
+             "(targets then come from the model's own one-click masks). Default: the bundled assets/calib "
+             "(24 training-split scenes).")] = None,
+    heldout: Annotated[Path | None, typer.Option(
+        help="Held-out GrabCut-layout folder for the accuracy gate (never the calibration images). "
+             "Default: the bundled assets/heldout (100 objects).")] = None,
+    num_sessions: Annotated[int, typer.Option(
+        help="Simulated click sessions for calibration (each 1..--calib-clicks clicks on a calibration image; "
+             "every click's decoder input is a sample).")] = _DEFAULTS.num_sessions,
+    calib_clicks: Annotated[int, typer.Option(
+        help="Longest calibration session, in clicks.")] = _DEFAULTS.calib_clicks,
+    max_samples: Annotated[int, typer.Option(
+        help="Calibration samples kept at most (drawn evenly from all sessions).")] = _DEFAULTS.max_samples,
+    method: Annotated[str, typer.Option(
+        help=f"Activation range method: {', '.join(METHODS)} (ONNX Runtime: MinMax/Entropy/99.999th percentile; "
+             "NNCF: min-max/histogram/mean quantile).")] = _DEFAULTS.method,
+    min_iou: Annotated[float, typer.Option(
+        help="Gate: least mean IoU of INT8 vs FP32 masks over all held-out clicks.")] = DEFAULT_MIN_IOU,
+    max_noc_delta: Annotated[float, typer.Option(
+        help="Gate: largest allowed |NoC@90(INT8) - NoC@90(FP32)| on the held-out set.")] = DEFAULT_MAX_NOC90_DELTA,
+    gate_clicks: Annotated[int, typer.Option(
+        help="Clicks per held-out session (standard protocol: 20).")] = EVAL_MAX_CLICKS,
+    gate_limit: Annotated[int | None, typer.Option(
+        help="Gate on the first N held-out objects only (default: all).")] = None,
+    keep_float: Annotated[list[str] | None, typer.Option(
+        help="Regular expression of ONNX node names to keep in float (repeatable). Default: "
+             f"{', '.join(DEFAULT_KEEP_FLOAT)} (the stride-4 inverted bottleneck, slower in INT8).")] = None,
+    quantize_all: Annotated[bool, typer.Option(
+        "--quantize-all", help="Quantize every Conv/MatMul, ignoring the default --keep-float set.")] = False,
+    max_float_layers: Annotated[int, typer.Option(
+        help="When the gate fails: keep up to this many extra layers float, most sensitive first "
+             "(measured), before giving up.")] = _DEFAULTS.max_float_layers,
+    threads: Annotated[int | None, typer.Option(
+        help="CPU threads for calibration, the gate and the latency check. Default: the backends' own.")] = None,
+    latency_size: Annotated[str, typer.Option(
+        help="Canvas HxW for the quick FP32-vs-INT8 latency check.")] = "512x512",
+    seed: Annotated[int, typer.Option(help="Seed of the calibration sessions.")] = _DEFAULTS.seed,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; only the table and errors.")] = False,
+) -> None:
+    """Build the INT8 click decoder of an export: ONNX Runtime static QDQ and/or OpenVINO NNCF.
+
+    Calibrates on decoder inputs from simulated click sessions, then gates each backend's INT8 decoder on
+    held-out click sessions against FP32 (mean mask IoU and NoC@90 difference). A failing backend gets its
+    most sensitive layers (measured one at a time) kept in float and is retried. Passing files are written
+    beside the FP32 ones (decoder.int8.onnx, decoder.int8.xml/.bin) and recorded in manifest.json with the
+    calibration settings and gate results; use them with Decoder(export, variant="int8").
+
+    Exit status: 0 every backend passed; 2 bad input (nothing written); 3 the gate failed on a backend
+    (its files are not installed; passing backends are); 1 a crash.
+    """
+    err = Console(stderr=True)
+    out = Console()
+    try:
+        options = QuantizeOptions(
+            export_dir=export_dir,
+            backends=tuple(b.strip().lower() for b in backends.split(",") if b.strip()),
+            calib_dir=calib, heldout_dir=heldout, num_sessions=num_sessions, calib_clicks=calib_clicks,
+            max_samples=max_samples, method=method.lower(),
+            thresholds=GateThresholds(min_iou=min_iou, max_noc90_delta=max_noc_delta),
+            gate_clicks=gate_clicks, gate_limit=gate_limit,
+            keep_float=() if quantize_all else tuple(keep_float) if keep_float else DEFAULT_KEEP_FLOAT,
+            max_float_layers=max_float_layers, threads=threads, latency_size=_size(latency_size), seed=seed,
+        )
+        if quiet:
+            result = run_quantize(options)
+        else:
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=err, transient=False) as bars:
+                result = run_quantize(options, _RichProgress(bars))
+    except QuantizeError as error:
+        err.print(f"interformer-quantize: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    for problem in result.problems:
+        err.print(f"interformer-quantize: skipped {problem}", markup=False, highlight=False)
+    out.print(summary_table(result))
+    for o in result.outcomes:
+        out.print(f"{o.backend}: kept float: {', '.join(o.float_layers) or 'nothing'}", highlight=False)
+    out.print(f"done in {result.seconds:.0f} s; manifest: {result.export_dir / 'manifest.json'}", highlight=False)
+    if not result.passed:
+        failed = ", ".join(o.backend for o in result.outcomes if not o.passed)
+        err.print(f"interformer-quantize: accuracy gate FAILED on {failed}; those INT8 files were not installed",
+                  highlight=False)
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+if __name__ == "__main__":
+    app()

@@ -99,7 +99,7 @@ class OvGraph:
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = str(int(self.threads))
         try:
-            core = _openvino_core()
+            core = openvino_core()
             model = core.read_model(str(self.path))
             # Names come from the model as read: after compilation a port can carry extra internal tensor
             # names (e.g. "/backbone/fpn/.../Add_output_0") and get_any_name() may return one of those.
@@ -122,7 +122,7 @@ class OvGraph:
 
 
 @functools.cache
-def _openvino_core() -> Any:
+def openvino_core() -> Any:
     """One OpenVINO ``Core`` per process, shared by every graph.
 
     Besides being the documented way to use OpenVINO, this avoids a crash: each ``Core`` installs a

@@ -111,12 +111,13 @@ def run_session(
 
 
 def summarize(results: Sequence[SessionResult], at_clicks: Iterable[int] = (1, 3, 5)) -> dict[str, float | list[float]]:
-    """mIoU@k, NoC@85/90 and the mean IoU-per-click curve over sessions."""
+    """mIoU@k (for the ``at_clicks`` within the click budget), NoC@85/90 and the mean IoU-per-click
+    curve over sessions."""
     if not results:
         raise ValueError("no sessions to summarize")
     curves = np.asarray([r.ious for r in results], dtype=np.float64)
     summary: dict[str, float | list[float]] = {"sessions": float(len(results))}
-    for k in at_clicks:
+    for k in (k for k in at_clicks if k <= curves.shape[1]):
         summary[f"miou@{k}"] = float(curves[:, k - 1].mean())
     for threshold in IOU_THRESHOLDS:
         summary[f"noc@{round(threshold * 100)}"] = float(np.mean([r.clicks_to_reach(threshold) for r in results]))

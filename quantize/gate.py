@@ -1,0 +1,152 @@
+"""The INT8 accuracy gate: held-out click sessions, INT8 against FP32.
+
+For every held-out object the FP32 decoder runs the standard automatic-clicker session once (the
+reference, shared by every candidate). A candidate decoder is then measured two ways:
+
+* **agreement**: on every FP32 click's exact inputs (reference label, roi) the candidate's mask
+  is compared with the FP32 mask — mean IoU per click and over all clicks;
+* **interactive quality**: the candidate runs its own sessions, giving NoC@85/90 and mIoU@k to
+  compare with FP32's.
+
+It passes when the mean IoU vs FP32 reaches ``min_iou`` and |ΔNoC@90| stays within
+``max_noc90_delta``. Held-out objects are never calibration images (the pipeline takes them from
+another folder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from interformer_edge.runtime.evaluation import Roi, SessionResult, iou, run_session, summarize
+from interformer_edge.runtime.features import ImageFeatures
+from interformer_edge.runtime.session import ClickSession, Decoder
+
+DEFAULT_MIN_IOU = 0.98
+DEFAULT_MAX_NOC90_DELTA = 0.2
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    min_iou: float = DEFAULT_MIN_IOU
+    max_noc90_delta: float = DEFAULT_MAX_NOC90_DELTA
+
+
+@dataclass(frozen=True)
+class GateObject:
+    """A held-out object: its features (from the FP32 encoder) and ground-truth mask ``(H, W)`` bool."""
+
+    name: str
+    features: ImageFeatures
+    gt: np.ndarray
+
+
+@dataclass
+class ReferenceSession:
+    """The FP32 session of one object: its result and, per click, the decoder inputs and mask."""
+
+    obj: GateObject
+    result: SessionResult
+    inputs: list[tuple[np.ndarray, Roi | None]]
+    masks: list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Gate metrics of one candidate (JSON-ready through :meth:`to_dict`)."""
+
+    passed: bool
+    objects: int
+    clicks: int
+    mean_iou_vs_fp32: float
+    iou_vs_fp32_per_click: list[float]
+    min_iou_vs_fp32: float  # worst single click
+    noc85_fp32: float
+    noc85: float
+    noc90_fp32: float
+    noc90: float
+    miou_fp32: dict[str, float]
+    miou: dict[str, float]
+    thresholds: dict[str, float]
+
+    @property
+    def noc90_delta(self) -> float:
+        return self.noc90 - self.noc90_fp32
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["noc90_delta"] = self.noc90_delta
+        data["noc85_delta"] = self.noc85 - self.noc85_fp32
+        return data
+
+
+Progress = Callable[[int], None]
+
+
+def _predictor(decoder: Decoder, obj: GateObject) -> ClickSession:
+    return ClickSession(decoder, obj.features)
+
+
+class _Recording:
+    """A predictor that keeps every input it was asked about and the mask it answered."""
+
+    def __init__(self, session: ClickSession) -> None:
+        self.session = session
+        self.inputs: list[tuple[np.ndarray, Roi | None]] = []
+        self.masks: list[np.ndarray] = []
+
+    def __call__(self, ref_label: np.ndarray, roi: Roi | None) -> np.ndarray:
+        mask = self.session.predict(ref_label, roi)
+        self.inputs.append((ref_label.copy(), roi))
+        self.masks.append(mask)
+        return mask
+
+
+def reference_sessions(decoder: Decoder, objects: Sequence[GateObject], clicks: int,
+                       progress: Progress | None = None) -> list[ReferenceSession]:
+    """Run the FP32 sessions and keep what the candidates are compared on."""
+    references = []
+    for index, obj in enumerate(objects):
+        recording = _Recording(_predictor(decoder, obj))
+        result = run_session(recording, obj.gt, clicks, zoom_in=decoder.uses_roi)
+        references.append(ReferenceSession(obj, result, recording.inputs, recording.masks))
+        if progress is not None:
+            progress(index + 1)
+    return references
+
+
+def evaluate(candidate: Decoder, references: Sequence[ReferenceSession], clicks: int,
+             thresholds: GateThresholds = GateThresholds(), progress: Progress | None = None) -> GateResult:
+    """Measure ``candidate`` against the FP32 ``references`` (see the module docstring)."""
+    per_click: list[list[float]] = [[] for _ in range(clicks)]
+    own: list[SessionResult] = []
+    for index, ref in enumerate(references):
+        session = _predictor(candidate, ref.obj)
+        for step, ((ref_label, roi), fp32_mask) in enumerate(zip(ref.inputs, ref.masks, strict=True)):
+            per_click[step].append(iou(session.predict(ref_label, roi), fp32_mask))
+        own.append(run_session(session.predict, ref.obj.gt, clicks, zoom_in=candidate.uses_roi))
+        if progress is not None:
+            progress(index + 1)
+    fp32 = summarize([r.result for r in references])
+    int8 = summarize(own)
+    values = [v for step in per_click for v in step]
+    mean_iou = float(np.mean(values)) if values else 1.0
+    noc90_delta = float(int8["noc@90"]) - float(fp32["noc@90"])
+    passed = mean_iou >= thresholds.min_iou and abs(noc90_delta) <= thresholds.max_noc90_delta
+    return GateResult(
+        passed=passed,
+        objects=len(references),
+        clicks=clicks,
+        mean_iou_vs_fp32=mean_iou,
+        iou_vs_fp32_per_click=[float(np.mean(step)) if step else float("nan") for step in per_click],
+        min_iou_vs_fp32=float(min(values)) if values else 1.0,
+        noc85_fp32=float(fp32["noc@85"]),
+        noc85=float(int8["noc@85"]),
+        noc90_fp32=float(fp32["noc@90"]),
+        noc90=float(int8["noc@90"]),
+        miou_fp32={k: float(v) for k, v in fp32.items() if k.startswith("miou@")},  # type: ignore[arg-type]
+        miou={k: float(v) for k, v in int8.items() if k.startswith("miou@")},  # type: ignore[arg-type]
+        thresholds=asdict(thresholds),
+    )

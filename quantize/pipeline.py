@@ -1,0 +1,434 @@
+"""INT8 click decoder for an export folder: calibrate → quantize per backend → gate → install.
+
+1. Calibration inputs from simulated click sessions on the calibration images (:mod:`.calibration`).
+2. FP32 reference sessions on the held-out objects (:mod:`.gate`), shared by every candidate.
+3. Per backend: quantize (ONNX Runtime QDQ :mod:`.onnxrt`, OpenVINO NNCF :mod:`.nncf_ov`) and gate.
+   If the gate fails, layers are ranked by measured sensitivity (:mod:`.sensitivity`, once) and the
+   most sensitive 1, 2, 4, … are kept float until it passes or ``max_float_layers`` is reached.
+4. A quick in-process latency comparison FP32 vs INT8 per backend.
+5. The passing files are moved beside the FP32 ones and recorded in the manifest (written last,
+   atomically). Everything is built in a hidden temporary folder inside the export folder, so a
+   failure or an interruption leaves the export as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import interformer_edge
+from interformer_edge.runtime.backends import BACKENDS, FORMAT_OF, installed_backends, load_graph
+from interformer_edge.runtime.dataset import open_dataset
+from interformer_edge.runtime.encoder import Encoder
+from interformer_edge.runtime.manifest import (
+    Manifest,
+    ManifestError,
+    QuantizedGraph,
+    artifact_names,
+    load_manifest,
+    with_quantized,
+    write_manifest,
+)
+from interformer_edge.runtime.session import Decoder
+from interformer_edge.runtime.spec import (
+    DECODER_INT8_ONNX,
+    DECODER_INT8_OV,
+    EVAL_MAX_CLICKS,
+    FEATURE_CHANNELS,
+    FEATURE_NAMES,
+    FEATURE_STRIDES,
+    LOGITS_OUTPUT,
+    REF_FOREGROUND,
+    REF_LABEL_INPUT,
+    REF_UNKNOWN,
+    ROI_INPUT,
+)
+
+from . import calibration, gate, nncf_ov, onnxrt, sensitivity
+
+PRECISION = "int8"
+METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
+INT8_FILES = {"onnxruntime": DECODER_INT8_ONNX, "openvino": DECODER_INT8_OV}
+TEMP_PREFIX = ".interformer-quantize-"
+# Kept float by default, by measurement on the bundled model (see README): the stage-0 inverted
+# bottleneck works on 8x-expanded stride-4 maps around Hardswish, which has no integer kernel, so
+# INT8 there adds quantize/dequantize passes over the largest tensors that cost more than its
+# integer convolutions save, for no size benefit worth having (0.1 M weights).
+DEFAULT_KEEP_FLOAT: tuple[str, ...] = (r"^/neck/stages\.0/blocks\.\d+/mlp/",)
+
+
+class QuantizeError(Exception):
+    """Bad input or an unusable environment; ``str()`` is one line for the user."""
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """What to quantize and how; ``None`` folders mean the bundled calibration and held-out sets."""
+
+    export_dir: Path
+    backends: tuple[str, ...] = BACKENDS
+    calib_dir: Path | None = None
+    heldout_dir: Path | None = None
+    num_sessions: int = 48
+    calib_clicks: int = EVAL_MAX_CLICKS
+    max_samples: int = 240
+    method: str = "minmax"
+    thresholds: gate.GateThresholds = field(default_factory=gate.GateThresholds)
+    gate_clicks: int = EVAL_MAX_CLICKS
+    gate_limit: int | None = None
+    keep_float: tuple[str, ...] = DEFAULT_KEEP_FLOAT
+    max_float_layers: int = 16
+    sensitivity_samples: int = 12
+    threads: int | None = None
+    latency_size: tuple[int, int] = (512, 512)
+    latency_runs: int = 20
+    seed: int = 0
+
+
+@dataclass
+class BackendOutcome:
+    """What happened on one backend: the gate of the last attempt and every attempt's summary."""
+
+    backend: str
+    file: str
+    passed: bool
+    result: gate.GateResult
+    float_layers: list[str]
+    attempts: list[dict[str, Any]]
+    size_bytes: int = 0
+    fp32_size_bytes: int = 0
+    latency_ms: dict[str, Any] = field(default_factory=dict)
+    quantize_seconds: float = 0.0
+
+    def record(self) -> dict[str, Any]:
+        """The manifest's ``gates[backend]`` entry."""
+        return {**self.result.to_dict(), "float_layers": self.float_layers, "attempts": self.attempts,
+                "file": self.file, "size_bytes": self.size_bytes, "fp32_size_bytes": self.fp32_size_bytes,
+                "latency_ms": self.latency_ms, "quantize_seconds": round(self.quantize_seconds, 1)}
+
+
+@dataclass
+class QuantizeResult:
+    export_dir: Path
+    outcomes: list[BackendOutcome]
+    calibration: dict[str, Any]
+    problems: list[str]
+    manifest: Manifest
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outcomes)
+
+
+class Progress:
+    """Progress reporting hooks; the CLI draws bars, the default does nothing."""
+
+    def step(self, name: str, total: int | None = None) -> Callable[[int], None]:
+        """A new step; returns a callback taking the number of units done so far."""
+        return lambda done: None
+
+    def note(self, message: str) -> None:
+        """A line worth showing (e.g. a gate verdict)."""
+
+
+def validate(options: QuantizeOptions) -> None:
+    """Reject bad options before any work (raises :class:`QuantizeError`)."""
+    if not options.backends or any(b not in BACKENDS for b in options.backends):
+        raise QuantizeError(f"backends must be a non-empty subset of {', '.join(BACKENDS)}, got {options.backends}")
+    missing = [b for b in {"onnxruntime", *options.backends} if b not in installed_backends()]
+    if missing:
+        # ONNX Runtime is always needed: it runs the FP32 reference and the sensitivity search.
+        raise QuantizeError(f"backend not installed: {', '.join(sorted(missing))}")
+    if options.method not in METHODS:
+        raise QuantizeError(f"unknown calibration method {options.method!r}; use {', '.join(METHODS)}")
+    checks = [
+        (options.num_sessions >= 1, "--num-sessions must be at least 1"),
+        (1 <= options.calib_clicks <= 100, "--calib-clicks must be 1..100"),
+        (options.max_samples >= 1, "--max-samples must be at least 1"),
+        (1 <= options.gate_clicks <= 100, "--gate-clicks must be 1..100"),
+        (options.gate_limit is None or options.gate_limit >= 1, "--gate-limit must be at least 1"),
+        (0.0 < options.thresholds.min_iou <= 1.0, "--min-iou must be in (0, 1]"),
+        (options.thresholds.max_noc90_delta >= 0.0, "--max-noc-delta must be >= 0"),
+        (options.max_float_layers >= 0, "--max-float-layers must be >= 0"),
+        (options.threads is None or options.threads >= 1, "--threads must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise QuantizeError(message)
+
+
+def _load(export_dir: Path, backends: tuple[str, ...]) -> Manifest:
+    try:
+        manifest = load_manifest(export_dir)
+    except ManifestError as err:
+        raise QuantizeError(str(err)) from None
+    if "onnx" not in manifest.graphs["decoder"].files:
+        # The ONNX decoder names the layers, gives the FP32 reference and is what NNCF's IR came from.
+        raise QuantizeError(f"{export_dir} has no ONNX decoder; export with --format onnx,openvino")
+    for backend in backends:
+        if FORMAT_OF[backend] not in manifest.graphs["decoder"].files:
+            raise QuantizeError(f"{export_dir} has no {FORMAT_OF[backend]} decoder to quantize for {backend}")
+    return manifest
+
+
+def _default_dir(name: str) -> Path:
+    from interformer_edge import assets
+
+    return getattr(assets, name)
+
+
+def run_quantize(options: QuantizeOptions, progress: Progress | None = None) -> QuantizeResult:
+    """Quantize, gate and install (module docstring). Raises :class:`QuantizeError` on bad input."""
+    started = time.perf_counter()
+    progress = progress or Progress()
+    validate(options)
+    export_dir = Path(options.export_dir)
+    manifest = _load(export_dir, options.backends)
+    calib_dir = Path(options.calib_dir) if options.calib_dir is not None else _default_dir("CALIB_DIR")
+    heldout_dir = Path(options.heldout_dir) if options.heldout_dir is not None else _default_dir("HELDOUT_DIR")
+    if calib_dir.resolve() == heldout_dir.resolve():
+        raise QuantizeError("the calibration and held-out folders must differ: the gate never uses calibration images")
+    problems: list[str] = []
+    try:
+        calib_images = calibration.read_calibration_images(calib_dir, problems)
+    except calibration.CalibrationError as err:
+        raise QuantizeError(str(err)) from None
+    try:
+        heldout = open_dataset(heldout_dir, limit=options.gate_limit)
+    except FileNotFoundError as err:
+        raise QuantizeError(f"held-out set: {err}") from None
+
+    encoder = Encoder(export_dir, "onnxruntime", options.threads, manifest=manifest)
+    fp32 = Decoder(export_dir, "onnxruntime", options.threads, manifest=manifest)
+
+    tick = progress.step("simulating calibration click sessions", options.num_sessions)
+    try:
+        samples = calibration.simulate_sessions(encoder, fp32, calib_images, options.num_sessions,
+                                                options.calib_clicks, options.seed, tick)
+    except calibration.CalibrationError as err:
+        raise QuantizeError(str(err)) from None
+    samples = calibration.subsample(samples, options.max_samples, options.seed)
+
+    tick = progress.step("encoding the held-out images", len(heldout))
+    objects = []
+    for index, sample in enumerate(heldout):
+        objects.append(gate.GateObject(sample.name, encoder.encode(sample.image, name=sample.name), sample.mask))
+        tick(index + 1)
+    problems += [f"held-out {p}" for p in heldout.problems]
+    if not objects:
+        raise QuantizeError(f"no usable held-out objects in {heldout_dir}")
+    tick = progress.step("FP32 reference sessions", len(objects))
+    references = gate.reference_sessions(fp32, objects, options.gate_clicks, tick)
+    del encoder
+
+    calib_record = {
+        "method": options.method,
+        "num_sessions": options.num_sessions,
+        "session_clicks": f"1..{options.calib_clicks}",
+        "samples": len(samples),
+        "images": len({s.image_name for s in samples}),
+        "source": str(calib_dir.resolve()) if options.calib_dir is not None else "bundled assets/calib",
+        "heldout": str(heldout_dir.resolve()) if options.heldout_dir is not None else "bundled assets/heldout",
+        "gate_objects": len(objects),
+        "gate_clicks": options.gate_clicks,
+        "keep_float_patterns": list(options.keep_float),
+        "seed": options.seed,
+        "weights": "int8, per output channel, symmetric",
+        "activations": "uint8 per tensor, asymmetric (ONNX Runtime); NNCF mixed preset (OpenVINO)",
+        "tools": _tool_versions(),
+    }
+    work = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=export_dir))
+    try:
+        outcomes = [
+            _quantize_backend(backend, manifest, options, samples, references, fp32, work, progress)
+            for backend in options.backends
+        ]
+        for outcome in outcomes:
+            outcome.latency_ms = _latency(manifest, outcome.backend, work / outcome.file, options)
+        manifest = _install(export_dir, work, manifest, outcomes, calib_record)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return QuantizeResult(export_dir, outcomes, calib_record, problems, manifest, time.perf_counter() - started)
+
+
+def _metadata(manifest: Manifest, options: QuantizeOptions) -> dict[str, str]:
+    return {"precision": PRECISION, "calibration_method": options.method,
+            "source_checkpoint_sha256": manifest.source_checkpoint.sha256,
+            "fp32_decoder_sha256": _sha_of(manifest, manifest.graphs["decoder"].files["onnx"])}
+
+
+def _sha_of(manifest: Manifest, name: str) -> str:
+    return next((f.sha256 for f in manifest.files if f.name == name), "")
+
+
+def _quantize_backend(
+    backend: str,
+    manifest: Manifest,
+    options: QuantizeOptions,
+    samples: list[calibration.DecoderSample],
+    references: list[gate.ReferenceSession],
+    fp32: Decoder,
+    work: Path,
+    progress: Progress,
+) -> BackendOutcome:
+    started = time.perf_counter()
+    fmt = FORMAT_OF[backend]
+    fp32_onnx = manifest.graph_path("decoder", "onnx")
+    import onnx
+
+    layers = onnxrt.quantizable_layers(onnx.load(str(fp32_onnx), load_external_data=False))
+    base_float = onnxrt.matching_layers(layers, options.keep_float)
+    out = work / INT8_FILES[backend]
+    feeds = [s.feed() for s in samples]
+    cache = work / f"ranges-{options.method}.json"
+    metadata = _metadata(manifest, options)
+
+    def quantize(path: Path, keep_float: list[str]) -> None:
+        if backend == "onnxruntime":
+            onnxrt.quantize_onnx(fp32_onnx, path, feeds, options.method, keep_float, cache, metadata)
+        else:
+            nncf_ov.quantize_openvino(manifest.graph_path("decoder", fmt), path, feeds, options.method, keep_float,
+                                      metadata)
+
+    def attempt(keep_float: list[str]) -> gate.GateResult:
+        progress.step(f"{backend}: quantizing ({len(keep_float)} layers float)")
+        quantize(out, keep_float)
+        candidate = Decoder(manifest.root or options.export_dir, backend, options.threads, graph_file=out,
+                            manifest=manifest)
+        tick = progress.step(f"{backend}: accuracy gate", len(references))
+        result = gate.evaluate(candidate, references, options.gate_clicks, options.thresholds, tick)
+        progress.note(f"{backend} INT8 ({len(keep_float)} layers float): mean IoU vs FP32 "
+                      f"{result.mean_iou_vs_fp32:.4f}, NoC@90 {result.noc90:.2f} vs {result.noc90_fp32:.2f} → "
+                      f"{'pass' if result.passed else 'fail'}")
+        return result
+
+    keep = list(base_float)
+    result = attempt(keep)
+    attempts = [_attempt_record(keep, result)]
+    extra = 1
+    ranking: list[sensitivity.LayerSensitivity] | None = None
+    while not result.passed and extra <= options.max_float_layers:
+        if ranking is None:
+            candidates = [name for name in layers if name not in base_float]
+            tick = progress.step("ranking layers by measured sensitivity (ONNX Runtime)", len(candidates))
+            probe_feeds = [s.feed() for s in calibration.subsample(samples, options.sensitivity_samples,
+                                                                   options.seed + 1)]
+
+            def ort_quantize(path: Path, keep_float: list[str]) -> None:
+                onnxrt.quantize_onnx(fp32_onnx, path, feeds, options.method, keep_float, cache, metadata)
+
+            ranking = sensitivity.rank_layers(fp32_onnx, candidates, base_float, ort_quantize, probe_feeds,
+                                              work, options.threads, tick)
+        keep = base_float + [s.layer for s in ranking[:extra]]
+        result = attempt(keep)
+        attempts.append(_attempt_record(keep, result))
+        if extra >= len(ranking):
+            break
+        extra *= 2
+    files = [work / n for n in artifact_names(INT8_FILES[backend], fmt) if (work / n).is_file()]
+    fp32_files = [manifest.root / n for n in artifact_names(manifest.graphs["decoder"].files[fmt], fmt)
+                  if manifest.root is not None and (manifest.root / n).is_file()]
+    return BackendOutcome(backend=backend, file=INT8_FILES[backend], passed=result.passed, result=result,
+                          float_layers=keep, attempts=attempts,
+                          size_bytes=sum(f.stat().st_size for f in files),
+                          fp32_size_bytes=sum(f.stat().st_size for f in fp32_files),
+                          quantize_seconds=time.perf_counter() - started)
+
+
+def _attempt_record(keep_float: list[str], result: gate.GateResult) -> dict[str, Any]:
+    return {"float_layers": len(keep_float), "mean_iou_vs_fp32": round(result.mean_iou_vs_fp32, 5),
+            "noc90_delta": round(result.noc90_delta, 3), "passed": result.passed}
+
+
+def latency_inputs(size: tuple[int, int], uses_roi: bool, seed: int = 0) -> dict[str, np.ndarray]:
+    """Decoder inputs of a ``size`` canvas for timing: random features, one positive click in the middle."""
+    height, width = size
+    rng = np.random.default_rng(seed)
+    feed = {name: rng.standard_normal((1, channels, height // stride, width // stride), dtype=np.float32)
+            for name, channels, stride in zip(FEATURE_NAMES, FEATURE_CHANNELS, FEATURE_STRIDES, strict=True)}
+    ref = np.full((1, 1, height, width), REF_UNKNOWN, dtype=np.uint8)
+    ref[0, 0, height // 2 - 5: height // 2 + 5, width // 2 - 5: width // 2 + 5] = REF_FOREGROUND
+    feed[REF_LABEL_INPUT] = ref
+    if uses_roi:
+        feed[ROI_INPUT] = np.asarray([[0, 0, width, height]], dtype=np.int64)
+    return feed
+
+
+def median_ms(run: Callable[[], object], runs: int, warmup: int = 3) -> float:
+    """Median wall time of ``run()`` in milliseconds after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(times))
+
+
+def _latency(manifest: Manifest, backend: str, int8_path: Path, options: QuantizeOptions) -> dict[str, Any]:
+    """Quick in-process decoder latency, FP32 vs INT8 (ms, median), at ``options.latency_size``."""
+    feed = latency_inputs(options.latency_size, manifest.zoom_in.uses_roi, options.seed)
+    fp32 = load_graph(manifest.root or options.export_dir, "decoder", backend, options.threads, manifest=manifest)
+    int8 = load_graph(int8_path, backend=backend, threads=options.threads)
+    result: dict[str, Any] = {"size": "{}x{}".format(*options.latency_size), "threads": options.threads or "default"}
+    for name, graph in (("fp32", fp32), ("int8", int8)):
+        result[name] = round(median_ms(lambda g=graph: g.run(feed)[LOGITS_OUTPUT], options.latency_runs), 2)
+    return result
+
+
+def _install(export_dir: Path, work: Path, manifest: Manifest, outcomes: list[BackendOutcome],
+             calib_record: dict[str, Any]) -> Manifest:
+    """Move the passing files in and record them; the manifest is rewritten last (atomically).
+
+    Files of an earlier INT8 variant are dropped from the manifest *before* being replaced, so that at
+    no moment does the manifest describe a file that is being overwritten.
+    """
+    passing = [o for o in outcomes if o.passed]
+    if not passing:
+        return manifest
+    previous = [q for q in manifest.quantized if (q.graph, q.precision) == ("decoder", PRECISION)]
+    if previous:
+        stale = {n for q in previous for fmt, name in q.files.items() for n in artifact_names(name, fmt)}
+        manifest = replace(manifest, quantized=tuple(q for q in manifest.quantized if q not in previous),
+                           files=tuple(f for f in manifest.files if f.name not in stale))
+        write_manifest(manifest, export_dir)
+    files = {}
+    moved = set()
+    for outcome in passing:
+        fmt = FORMAT_OF[outcome.backend]
+        for name in artifact_names(outcome.file, fmt):
+            if (work / name).is_file():
+                os.replace(work / name, export_dir / name)
+                moved.add(name)
+        files[fmt] = outcome.file
+    for name in (stale if previous else set()) - moved:  # an earlier INT8 file this run did not replace
+        (export_dir / name).unlink(missing_ok=True)
+    variant = QuantizedGraph(
+        graph="decoder", precision=PRECISION, files=files, calibration=calib_record,
+        gates={o.backend: o.record() for o in outcomes},
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    updated = with_quantized(manifest, variant, export_dir)
+    write_manifest(updated, export_dir)
+    return load_manifest(export_dir, verify_hashes=False)
+
+
+def _tool_versions() -> dict[str, str]:
+    versions = {"interformer_edge": interformer_edge.__version__}
+    for module in ("onnxruntime", "openvino", "nncf", "onnx"):
+        with contextlib.suppress(ImportError):
+            versions[module] = __import__(module).__version__
+    return versions
+

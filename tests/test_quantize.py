@@ -1,0 +1,248 @@
+"""interformer-quantize: calibration sessions, the accuracy gate, INT8 artifacts, fallback and bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from PIL import Image
+from typer.testing import CliRunner
+
+from interformer_edge.quantize import GateThresholds, QuantizeOptions, calibration, gate, run_quantize
+from interformer_edge.quantize.cli import EXIT_BAD_INPUT, EXIT_GATE_FAILED, app
+from interformer_edge.runtime import Decoder, Encoder
+from interformer_edge.runtime.manifest import load_manifest
+from interformer_edge.runtime.spec import REF_FOREGROUND, REF_UNKNOWN
+
+SIZE = (64, 96)
+
+
+def write_grabcut_folder(root: Path, count: int, seed: int) -> Path:
+    """``count`` images with one smooth-edged object each, in the GrabCut layout (img/, gt/, list/val.txt)."""
+    rng = np.random.default_rng(seed)
+    for sub in ("img", "gt", "list"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    names = []
+    yy, xx = np.mgrid[: SIZE[0], : SIZE[1]]
+    for i in range(count):
+        cy, cx = rng.uniform(20, 44), rng.uniform(25, 70)
+        mask = ((yy - cy) / rng.uniform(10, 18)) ** 2 + ((xx - cx) / rng.uniform(12, 24)) ** 2 < 1
+        image = rng.integers(0, 60, (*SIZE, 3)).astype(np.uint8)
+        image[mask] = rng.integers(150, 255, 3).astype(np.uint8)
+        name = f"obj{i}"
+        Image.fromarray(image).save(root / "img" / f"{name}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "gt" / f"{name}.png")
+        names.append(name)
+    (root / "list" / "val.txt").write_text("\n".join(names) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("quantize_data")
+    return write_grabcut_folder(root / "calib", 3, seed=1), write_grabcut_folder(root / "heldout", 3, seed=2)
+
+
+def copy_export(export: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "export"
+    shutil.copytree(export, target)
+    return target
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` (hidden ones too) and its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+# ------------------------------------------------------------------------------------ calibration
+
+
+def test_calibration_sessions_feed_real_decoder_inputs(tiny_export: Path, folders: tuple[Path, Path]) -> None:
+    """Sessions click 1..N times, fold predictions in and zoom in (this model has refine stages)."""
+    calib, _ = folders
+    encoder, decoder = Encoder(tiny_export, threads=1), Decoder(tiny_export, threads=1)
+    images = calibration.read_calibration_images(calib, problems := [])
+    assert len(images) == 3 and not problems and all(i.mask is not None for i in images)
+    samples = calibration.simulate_sessions(encoder, decoder, images, num_sessions=6, max_clicks=5, seed=0)
+    assert 6 <= len(samples) <= 6 * 5
+    assert {s.image_name for s in samples} == {i.name for i in images}
+    for sample in samples:
+        feed = sample.feed()
+        assert feed["ref_label"].dtype == np.uint8 and feed["ref_label"].shape == (1, 1, 64, 96)
+        assert set(np.unique(feed["ref_label"])) <= set(range(5))
+        assert (feed["ref_label"] == REF_FOREGROUND).any()  # every session starts with a positive click
+        assert feed["roi"].shape == (1, 4) and feed["roi"].dtype == np.int64
+    # Later clicks see folded-in predictions (codes other than unknown/foreground) and zoomed rois.
+    assert any(((s.ref_label != REF_UNKNOWN) & (s.ref_label != REF_FOREGROUND)).any() for s in samples)
+    assert any(tuple(s.roi[0]) != (0, 0, 96, 64) for s in samples)
+    assert len(calibration.subsample(samples, 4)) == 4
+
+
+def test_calibration_without_masks_uses_the_models_own_targets(light_export: Path, tmp_path: Path,
+                                                                folders: tuple[Path, Path]) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for path in (folders[0] / "img").iterdir():
+        shutil.copy(path, plain / path.name)
+    (plain / "broken.jpg").write_bytes(b"not an image")
+    problems: list[str] = []
+    images = calibration.read_calibration_images(plain, problems)
+    assert len(images) == 3 and all(i.mask is None for i in images)
+    assert len(problems) == 1 and "broken.jpg" in problems[0]
+    samples = calibration.simulate_sessions(Encoder(light_export, threads=1), Decoder(light_export, threads=1),
+                                            images, num_sessions=3, max_clicks=3, seed=0)
+    assert samples and all(s.roi is None for s in samples)  # the Light model has no roi input
+    with pytest.raises(calibration.CalibrationError, match="calibration folder not found"):
+        calibration.read_calibration_images(tmp_path / "missing", [])
+
+
+# ---------------------------------------------------------------------------------------- the gate
+
+
+def test_gate_accepts_the_reference_and_rejects_a_wrong_decoder(light_export: Path, tmp_path: Path,
+                                                                 folders: tuple[Path, Path]) -> None:
+    export = copy_export(light_export, tmp_path)
+    proto = onnx.load(export / "decoder.onnx")
+    for tensor in proto.graph.initializer:
+        if "conv_seg" in tensor.name:  # a decoder whose masks are the FP32 masks inverted
+            tensor.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(tensor), tensor.name))
+    onnx.save(proto, tmp_path / "inverted.onnx")
+    encoder, fp32 = Encoder(export, threads=1), Decoder(export, threads=1)
+    from interformer_edge.runtime.dataset import open_dataset
+
+    objects = [gate.GateObject(s.name, encoder.encode(s.image), s.mask) for s in open_dataset(folders[1])]
+    references = gate.reference_sessions(fp32, objects, clicks=4)
+    assert all(len(r.inputs) == len(r.masks) == len(r.result.ious) == 4 for r in references)
+
+    same = gate.evaluate(Decoder(export, threads=1, backend="openvino"), references, clicks=4)
+    assert same.passed and same.mean_iou_vs_fp32 > 0.999 and same.noc90_delta == 0.0
+    inverted = gate.evaluate(Decoder(export, threads=1, graph_file=tmp_path / "inverted.onnx"), references, 4)
+    assert not inverted.passed and inverted.mean_iou_vs_fp32 < 0.5
+    assert len(inverted.iou_vs_fp32_per_click) == 4
+    strict = gate.evaluate(Decoder(export, threads=1, backend="openvino"), references, 4,
+                           GateThresholds(min_iou=1.0, max_noc90_delta=0.0))
+    assert strict.thresholds == {"min_iou": 1.0, "max_noc90_delta": 0.0}
+
+
+# ------------------------------------------------------------------------------------ end to end
+
+
+def test_int8_decoders_are_built_gated_recorded_and_loadable(light_export: Path, tmp_path: Path,
+                                                              folders: tuple[Path, Path]) -> None:
+    export = copy_export(light_export, tmp_path)
+    calib, heldout = folders
+    options = QuantizeOptions(export_dir=export, calib_dir=calib, heldout_dir=heldout, num_sessions=4,
+                              calib_clicks=4, gate_clicks=4, thresholds=GateThresholds(0.9, 1.0),
+                              max_float_layers=0, threads=1, latency_size=(64, 96), latency_runs=2)
+    result = run_quantize(options)
+    assert result.passed, [(o.backend, o.result) for o in result.outcomes]
+
+    manifest = load_manifest(export)  # verifies the hashes of the new files too
+    (variant,) = manifest.quantized
+    assert (variant.graph, variant.precision) == ("decoder", "int8")
+    assert variant.files == {"onnx": "decoder.int8.onnx", "openvino": "decoder.int8.xml"}
+    assert set(variant.gates) == {"onnxruntime", "openvino"}
+    for record in variant.gates.values():
+        assert record["passed"] and record["mean_iou_vs_fp32"] >= 0.9
+        assert record["latency_ms"]["fp32"] > 0 and record["latency_ms"]["int8"] > 0
+        assert record["size_bytes"] < record["fp32_size_bytes"]
+    assert variant.calibration["method"] == "minmax" and variant.calibration["samples"] >= 4
+    assert variant.calibration["gate_objects"] == 3
+    assert not [p for p in export.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+    int8 = onnx.load(export / "decoder.int8.onnx")
+    ops = {n.op_type for n in int8.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in int8.graph.initializer)
+    xml = (export / "decoder.int8.xml").read_text()
+    assert "FakeQuantize" in xml or "FakeConvert" in xml
+
+    encoder = Encoder(export, threads=1)
+    features = encoder.encode(np.asarray(Image.open(next((heldout / "img").iterdir())).convert("RGB")))
+    masks = {}
+    for backend in ("onnxruntime", "openvino"):
+        for precision in ("fp32", "int8"):
+            from interformer_edge.runtime import ClickSession
+
+            session = ClickSession(Decoder(export, backend, threads=1, variant=precision), features)
+            masks[backend, precision] = session.add_click(32, 48)
+    for backend in ("onnxruntime", "openvino"):
+        agree = (masks[backend, "int8"] == masks[backend, "fp32"]).mean()
+        assert agree > 0.9
+
+    # Quantizing again replaces the variant instead of adding a second one.
+    run_quantize(QuantizeOptions(**{**options.__dict__, "backends": ("onnxruntime",)}))
+    (variant,) = load_manifest(export).quantized
+    assert variant.files == {"onnx": "decoder.int8.onnx"}
+    assert not (export / "decoder.int8.xml").exists()
+
+
+def test_a_failing_gate_keeps_sensitive_layers_float_and_installs_nothing(light_export: Path, tmp_path: Path,
+                                                                           folders: tuple[Path, Path]) -> None:
+    export = copy_export(light_export, tmp_path)
+    before = snapshot(export)
+    calib, heldout = folders
+    runner = CliRunner()
+    args = [str(export), "--calib", str(calib), "--heldout", str(heldout), "--backends", "onnxruntime",
+            "--num-sessions", "3", "--calib-clicks", "3", "--gate-clicks", "3", "--threads", "1",
+            "--min-iou", "1.0", "--max-noc-delta", "0", "--max-float-layers", "2",
+            "--keep-float", "^/neck/", "--latency-size", "64x96", "--quiet"]
+    outcome = runner.invoke(app, args)
+    assert outcome.exit_code == EXIT_GATE_FAILED, outcome.output
+    assert "gate FAILED on onnxruntime" in outcome.output
+    assert "kept float" in outcome.output and "/decode_head/" in outcome.output  # the fallback measured the head
+    assert snapshot(export) == before  # nothing installed, manifest untouched, no temporary files
+
+
+@pytest.mark.parametrize("problem", ["no manifest", "tampered", "empty calib", "unreadable calib", "same folders",
+                                     "bad method", "bad backend"])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(problem: str, light_export: Path, tmp_path: Path,
+                                                         folders: tuple[Path, Path]) -> None:
+    export = copy_export(light_export, tmp_path)
+    calib, heldout = folders
+    extra: list[str] = []
+    expected = ""
+    if problem == "no manifest":
+        (export / "manifest.json").unlink()
+        expected = "no export manifest"
+    elif problem == "tampered":
+        data = bytearray((export / "decoder.onnx").read_bytes())
+        data[-1] ^= 0xFF
+        (export / "decoder.onnx").write_bytes(bytes(data))
+        expected = "does not match its sha256"
+    elif problem == "empty calib":
+        calib = tmp_path / "empty"
+        calib.mkdir()
+        expected = "no usable calibration images"
+    elif problem == "unreadable calib":
+        calib = tmp_path / "unreadable"
+        calib.mkdir()
+        (calib / "a.png").write_bytes(b"\x89PNG broken")
+        expected = "no usable calibration images in"
+    elif problem == "same folders":
+        heldout = calib
+        expected = "must differ"
+    elif problem == "bad method":
+        extra = ["--method", "magic"]
+        expected = "unknown calibration method 'magic'"
+    else:
+        extra = ["--backends", "tensorrt"]
+        expected = "backends must be"
+    before = snapshot(export)
+    outcome = CliRunner().invoke(app, [str(export), "--calib", str(calib), "--heldout", str(heldout),
+                                       "--num-sessions", "1", "--quiet", *extra])
+    assert outcome.exit_code == EXIT_BAD_INPUT, outcome.output
+    assert expected in outcome.output
+    assert snapshot(export) == before
+
+
+def test_help_explains_every_option() -> None:
+    outcome = CliRunner().invoke(app, ["--help"])
+    assert outcome.exit_code == 0
+    for flag in ("--calib", "--heldout", "--num-sessions", "--method", "--min-iou", "--max-noc-delta",
+                 "--keep-float", "--max-float-layers", "--gate-limit", "--backends"):
+        assert flag in outcome.output
