@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from interformer_edge.runtime.spec import FEATURE_STRIDES, MAX_IMAGE_SIDE, NUM_REF_LABELS
 
 from .config import InterFormerConfig
-from .layers import DropPath, adaptive_max_pool2d
+from .layers import DropPath, multi_adaptive_max_pool2d
 
 
 def official_pooled_size(size: int, target: int, ratio: int) -> int:
@@ -58,7 +58,12 @@ class PoolingAttention(nn.Module):
         self.dconvs = nn.ModuleList(
             nn.Conv2d(embed_dims, embed_dims, 3, padding=1, groups=embed_dims) for _ in ratios
         )
-        self.register_buffer("pool_sizes", pooled_size_table(target, ratios, max_size), persistent=False)
+        # Pooled sizes of the ratios that pool (ratio 1 keeps the map), indexed by the input side, and
+        # the largest size each can take (the block sizes of the stacked pooling windows).
+        self.pooled = tuple(i for i, ratio in enumerate(ratios) if ratio != 1)
+        table = pooled_size_table(target, tuple(ratios[i] for i in self.pooled), max_size)
+        self.register_buffer("pool_sizes", table, persistent=False)
+        self.capacity = tuple(int(row[1:].max()) for row in table)
 
     def _split_heads(self, tokens: Tensor) -> Tensor:
         batch, count, _ = tokens.shape
@@ -69,10 +74,14 @@ class PoolingAttention(nn.Module):
         kv_h, kv_w = kv.shape[2], kv.shape[3]
         if isinstance(kv_h, int) and max(kv_h, kv_w) > self.max_size:
             raise ValueError(f"feature map {kv_h}x{kv_w} exceeds this stage's maximum side {self.max_size}")
+        # Ratio 1 is never pooled; an unchanged size pools with 1-pixel windows, i.e. not at all.
+        levels = [kv] * len(self.ratios)
+        if self.pooled:
+            maps = multi_adaptive_max_pool2d(kv, self.pool_sizes[:, kv_h], self.pool_sizes[:, kv_w], self.capacity)
+            for i, level in zip(self.pooled, maps, strict=True):
+                levels[i] = level
         pooled = []
-        for i, (ratio, dconv) in enumerate(zip(self.ratios, self.dconvs, strict=True)):
-            # Ratio 1 is never pooled; an unchanged size pools with 1-pixel windows, i.e. not at all.
-            level = kv if ratio == 1 else adaptive_max_pool2d(kv, self.pool_sizes[i, kv_h], self.pool_sizes[i, kv_w])
+        for level, dconv in zip(levels, self.dconvs, strict=True):
             level = level + dconv(level)
             pooled.append(level.flatten(2).transpose(1, 2))
         keys_values = self.key_value_proj(self.norm(torch.cat(pooled, dim=1)))

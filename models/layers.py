@@ -36,13 +36,12 @@ def adaptive_windows(in_size: Tensor | int, out_size: Tensor | int) -> tuple[Ten
     return start, end
 
 
-def adaptive_max_pool_axis(x: Tensor, dim: int, out_size: Tensor | int) -> Tensor:
-    """Adaptive max pooling along one axis of ``x`` (bit-exact with ``F.adaptive_max_pool2d``).
+def _max_over_windows(x: Tensor, dim: int, start: Tensor, end: Tensor) -> Tensor:
+    """Max of ``x`` along ``dim`` over the windows ``[start[i], end[i])``: ``dim`` becomes ``len(start)``.
 
     Each window is gathered with its last index repeated up to the longest window length, so
     the graph needs no loop and no data-dependent shapes beyond the output size.
     """
-    start, end = adaptive_windows(x.shape[dim], out_size)
     longest = torch.max(end - start)
     offsets = torch.arange(longest, dtype=torch.int64)
     index = torch.minimum(start[:, None] + offsets[None, :], (end - 1)[:, None])
@@ -52,9 +51,39 @@ def adaptive_max_pool_axis(x: Tensor, dim: int, out_size: Tensor | int) -> Tenso
     return gathered.reshape(shape).amax(dim + 1)
 
 
-def adaptive_max_pool2d(x: Tensor, out_h: Tensor | int, out_w: Tensor | int) -> Tensor:
-    """``(B, C, H, W) -> (B, C, out_h, out_w)``; max over a rectangle is separable."""
-    return adaptive_max_pool_axis(adaptive_max_pool_axis(x, 2, out_h), 3, out_w)
+def stacked_adaptive_windows(in_size: Tensor | int, out_sizes: Tensor, capacity: tuple[int, ...]) -> tuple[
+        Tensor, Tensor]:
+    """Adaptive pooling windows of several output sizes at once, ``(sum(capacity),)`` starts and ends.
+
+    Block ``j`` holds ``capacity[j]`` windows: those of ``out_sizes[j]`` (``(len(capacity),)`` int64,
+    each at most ``capacity[j]``), the last one repeated to fill the block. Fixed block sizes keep the
+    shapes rectangular, so one computation serves every pooling ratio of an attention layer.
+    """
+    block = torch.tensor([j for j, c in enumerate(capacity) for _ in range(c)], dtype=torch.int64)
+    local = torch.tensor([i for c in capacity for i in range(c)], dtype=torch.int64)
+    n_in = torch.as_tensor(in_size, dtype=torch.int64)
+    n_out = out_sizes.index_select(0, block)
+    i = torch.minimum(local, n_out - 1)
+    start = torch.div(i * n_in, n_out, rounding_mode="trunc")  # non-negative: trunc == floor
+    end = torch.div((i + 1) * n_in + n_out - 1, n_out, rounding_mode="trunc")
+    return start, end
+
+
+def multi_adaptive_max_pool2d(x: Tensor, out_h: Tensor, out_w: Tensor, capacity: tuple[int, ...]) -> list[Tensor]:
+    """``F.adaptive_max_pool2d(x, (out_h[j], out_w[j]))`` for every ``j``, bit-exact, in one pass per axis.
+
+    ``x`` ``(B, C, H, W)``; ``out_h``/``out_w`` ``(k,)`` int64 with ``out_*[j] <= capacity[j]``. The
+    stacked windows (:func:`stacked_adaptive_windows`) pool both axes into a ``(B, C, sum(capacity),
+    sum(capacity))`` grid whose diagonal blocks are the results. Computing all sizes together instead
+    of one by one cuts the exported graph of an I-MSA attention layer to about a third.
+    """
+    rows = _max_over_windows(x, 2, *stacked_adaptive_windows(x.shape[2], out_h, capacity))
+    grid = _max_over_windows(rows, 3, *stacked_adaptive_windows(x.shape[3], out_w, capacity))
+    pooled, offset = [], 0
+    for j, size in enumerate(capacity):
+        pooled.append(grid[:, :, offset : offset + out_h[j], offset : offset + out_w[j]])
+        offset += size
+    return pooled
 
 
 def adaptive_avg_pool2d(x: Tensor, out_size: int) -> Tensor:

@@ -133,8 +133,9 @@ def main(
     Exit status: 0 every backend passed; 2 bad input (nothing written); 3 the gate failed on a backend
     (its files are not installed; passing backends are); 1 a crash.
     """
-    err = Console(stderr=True)
-    out = Console()
+    # Redirected output keeps the table readable instead of wrapping it at 80 columns.
+    err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
+    out = Console(width=None if Console().is_terminal else 160)
     try:
         options = QuantizeOptions(
             export_dir=export_dir,

@@ -1,0 +1,36 @@
+"""Export-friendly building blocks against their PyTorch definitions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from interformer_edge.models.imsa import pooled_size_table
+from interformer_edge.models.layers import adaptive_avg_pool2d, multi_adaptive_max_pool2d
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (7, 5), (24, 24), (33, 17), (96, 130)])
+def test_stacked_adaptive_max_pooling_is_bit_exact(height: int, width: int) -> None:
+    """Every pooled size of an I-MSA layer (incl. unchanged sizes and size 1) equals F.adaptive_max_pool2d."""
+    x = torch.randn(2, 3, height, width)
+    table = pooled_size_table(96, (12, 16, 20, 24), 256)
+    capacity = tuple(int(row[1:].max()) for row in table)
+    out_h, out_w = table[:, height], table[:, width]
+    for j, pooled in enumerate(multi_adaptive_max_pool2d(x, out_h, out_w, capacity)):
+        expected = F.adaptive_max_pool2d(x, (int(out_h[j]), int(out_w[j])))
+        assert pooled.shape == expected.shape
+        assert torch.equal(pooled, expected)
+
+
+def test_stacked_pooling_with_arbitrary_sizes_up_to_the_capacity() -> None:
+    x = torch.randn(1, 2, 19, 23)
+    sizes = torch.tensor([19, 1, 6], dtype=torch.int64)  # identity, global, non-divisible
+    for j, pooled in enumerate(multi_adaptive_max_pool2d(x, sizes, sizes, (19, 3, 8))):
+        assert torch.equal(pooled, F.adaptive_max_pool2d(x, int(sizes[j])))
+
+
+@pytest.mark.parametrize(("height", "width", "out"), [(6, 6, 3), (7, 11, 6), (5, 3, 2)])
+def test_adaptive_avg_pool_matches_pytorch(height: int, width: int, out: int) -> None:
+    x = torch.randn(1, 4, height, width)
+    torch.testing.assert_close(adaptive_avg_pool2d(x, out), F.adaptive_avg_pool2d(x, out))
