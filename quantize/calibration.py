@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from interformer_edge.runtime.clicks import Click, click_candidates
+from interformer_edge.runtime.clicks import TRAIN_FIRST_CLICK_INNER_K, TRAIN_LATER_CLICK_INNER_K, random_click
 from interformer_edge.runtime.dataset import IMAGE_SUFFIXES, open_dataset
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.evaluation import Roi
@@ -32,9 +32,6 @@ from interformer_edge.runtime.image_io import ImageReadError, read_rgb
 from interformer_edge.runtime.session import ClickSession, Decoder
 from interformer_edge.runtime.spec import REF_LABEL_INPUT, ROI_INPUT
 
-# The official training clicker: first click at the centre, later ones in the inner error region.
-FIRST_CLICK_INNER_K = 1.0
-LATER_CLICK_INNER_K = 1.7
 # A pseudo target must cover at least this share of the image to be worth a session.
 MIN_TARGET_SHARE = 0.002
 
@@ -111,17 +108,6 @@ class RecordingDecoder:
         return self._decoder.run(feed, ref_label, roi)
 
 
-def _random_click(pred: np.ndarray, target: np.ndarray, clicks: list[Click], inner_k: float,
-                  rng: np.random.Generator) -> Click | None:
-    found = click_candidates(pred, target, clicks, inner_k)
-    if found is None:
-        return None
-    candidates, is_positive = found
-    ys, xs = np.nonzero(candidates)
-    pick = int(rng.integers(len(ys)))
-    return Click(int(ys[pick]), int(xs[pick]), is_positive)
-
-
 def pseudo_target(decoder: Decoder, features: ImageFeatures, rng: np.random.Generator,
                   attempts: int = 5) -> np.ndarray | None:
     """The FP32 mask after one positive click at a random pixel (retried if it is nearly empty)."""
@@ -174,8 +160,8 @@ def _one_session(decoder: Decoder, name: str, features: ImageFeatures, feed: dic
     recorder = RecordingDecoder(decoder)
     session = ClickSession(recorder, features)  # type: ignore[arg-type]  # duck-typed Decoder
     for step in range(length):
-        inner_k = FIRST_CLICK_INNER_K if step == 0 else LATER_CLICK_INNER_K
-        click = _random_click(session.mask, target, session.clicks, inner_k, rng)
+        inner_k = TRAIN_FIRST_CLICK_INNER_K if step == 0 else TRAIN_LATER_CLICK_INNER_K
+        click = random_click(session.mask, target, session.clicks, inner_k, rng)
         if click is None:
             break
         session.add_click(click.y, click.x, click.is_positive)

@@ -378,6 +378,30 @@ def click_candidates(
     return candidates, is_positive
 
 
+# The official training clicker: the first click aims at the object's centre, later ones anywhere in
+# the inner part (distance > max / 1.7) of the largest error region.
+TRAIN_FIRST_CLICK_INNER_K = 1.0
+TRAIN_LATER_CLICK_INNER_K = 1.7
+
+
+def random_click(
+    pred_mask: ArrayLike,
+    gt_mask: ArrayLike,
+    previous_clicks: Sequence[Click],
+    sfc_inner_k: float,
+    rng: np.random.Generator,
+) -> Click | None:
+    """A click drawn uniformly among the official clicker's candidates (``click_candidates``), as the
+    official training does; ``None`` when there is nothing to correct."""
+    found = click_candidates(pred_mask, gt_mask, previous_clicks, sfc_inner_k)
+    if found is None:
+        return None
+    candidates, is_positive = found
+    ys, xs = np.nonzero(candidates)
+    pick = int(rng.integers(len(ys)))
+    return Click(int(ys[pick]), int(xs[pick]), is_positive)
+
+
 def next_click(
     pred_mask: ArrayLike,
     gt_mask: ArrayLike,
