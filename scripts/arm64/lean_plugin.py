@@ -8,9 +8,10 @@ A stop-gap while ``tests/conftest.py`` imports torch unconditionally (run_tests.
   from prebuilt folders under ``$INTERFORMER_TEST_EXPORTS/<light|tiny|default>`` (made on a machine
   with torch by scripts/arm64/make_test_exports.py with conftest's own helpers), copied to a temporary
   folder per session; without them the test is *skipped* with the reason;
-* a test whose own code (the test file, not ``interformer_edge``) does ``import torch`` is reported
-  as skipped ("needs torch") instead of failed. A ``ModuleNotFoundError: torch`` raised from inside
-  the package is still a failure: the runtime must never need torch.
+* a test whose own code (the test file, not ``interformer_edge``) imports torch or another
+  workstation-only package (``WORKSTATION_MODULES``: onnx, onnxslim, nncf, scikit-image) that is not
+  installed is reported as skipped ("needs torch") instead of failed. A ``ModuleNotFoundError`` for
+  them raised from inside the package is still a failure: the runtime must never need them.
 
 Once conftest makes torch optional and offers the same prebuilt-export escape hatch, this file is
 unnecessary (run_tests.py only loads it together with ``--noconftest``).
@@ -27,6 +28,9 @@ from pathlib import Path
 import pytest
 
 EXPORTS_ENV = "INTERFORMER_TEST_EXPORTS"
+# Packages of the workstation extra that a test may import for itself (e.g. onnx to build a graph
+# variant); run.sh's test venv adds onnx, but ARM64_TEST_EXTRAS can leave it out.
+WORKSTATION_MODULES = ("torch", "onnx", "onnxslim", "nncf", "skimage")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,18 +68,24 @@ def default_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]
     return _prebuilt("light", tmp_path_factory), "random small light"
 
 
-def _torch_import_in_test_code(excinfo: pytest.ExceptionInfo[BaseException], test_file: Path) -> bool:
-    """The ModuleNotFoundError for torch was raised by an import statement in the test file itself."""
-    if not (isinstance(excinfo.value, ModuleNotFoundError) and (excinfo.value.name or "").split(".")[0] == "torch"):
-        return False
+def _workstation_import_in_test_code(excinfo: pytest.ExceptionInfo[BaseException], test_file: Path) -> str | None:
+    """The workstation module whose ModuleNotFoundError was raised by an import statement in the test
+    file itself, or None."""
+    if not isinstance(excinfo.value, ModuleNotFoundError):
+        return None
+    module = (excinfo.value.name or "").split(".")[0]
+    if module not in WORKSTATION_MODULES:
+        return None
     frames = [f for f in traceback.extract_tb(excinfo.tb) if not f.filename.startswith("<frozen importlib")]
-    return bool(frames) and Path(frames[-1].filename).resolve() == test_file.resolve()
+    return module if frames and Path(frames[-1].filename).resolve() == test_file.resolve() else None
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, None]:
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    if call.excinfo is not None and report.failed and _torch_import_in_test_code(call.excinfo, Path(item.path)):
+    module = _workstation_import_in_test_code(call.excinfo, Path(item.path)) if call.excinfo is not None else None
+    if report.failed and module:
         report.outcome = "skipped"
-        report.longrepr = (str(item.path), item.location[1] or 0, "Skipped: needs torch (imported by the test itself)")
+        report.longrepr = (str(item.path), item.location[1] or 0,
+                           f"Skipped: needs {module} (workstation extra; imported by the test itself)")

@@ -21,7 +21,7 @@ THREADS=${ARM64_THREADS:-$(nproc)}
 CA_BUNDLE=${ARM64_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 TEST_EXPORTS=${ARM64_TEST_EXPORTS:-auto}
 HOST_PYTHON=${ARM64_HOST_PYTHON:-}
-TEST_EXTRAS=${ARM64_TEST_EXTRAS:-pytest>=8 scipy>=1.10 openvino>=2024.0}
+TEST_EXTRAS=${ARM64_TEST_EXTRAS:-pytest>=8 scipy>=1.10 openvino>=2024.0 onnx>=1.16}
 NICE=${ARM64_NICE:-10}
 FAKE_CPUINFO=1
 REBUILD=0
@@ -544,7 +544,8 @@ smoke() {
 
 # The test venv sees the lean venv's packages through a .pth file and adds only $TEST_EXTRAS
 # (scipy: reference implementation in tests/test_clicks.py; openvino: the runtime tests compare
-# both backends), so the lean venv stays exactly what 'pip install .' gives.
+# both backends; onnx: tests that build graph variants, e.g. an int8 decoder), so the lean venv
+# stays exactly what 'pip install .' gives.
 install_test_tools() {
     in_root_sh install-test-tools "
         [[ -x $IN_TEST_VENV/bin/python ]] || python3 -m venv $IN_TEST_VENV
