@@ -97,11 +97,9 @@ def openvino_facts() -> dict[str, Any]:
     Uses the runtime's one shared ``Core`` (a second Core per process can crash it, see
     ``runtime.backends.openvino_core``).
     """
-    from interformer_edge.runtime import backends
+    from interformer_edge.runtime.backends import openvino_core
 
-    # public since the quantizer needed it too; older runtimes only have the private name
-    core = getattr(backends, "openvino_core", None) or getattr(backends, "_openvino_core")  # noqa: B009
-    core = core()
+    core = openvino_core()
     facts: dict[str, Any] = {"version": None, "cpu": None, "optimization_capabilities": [],
                              "default_inference_precision": None}
     try:
