@@ -20,6 +20,11 @@ import numpy as np
 from interformer_edge.export.openvino import RT_INFO_SECTION
 
 NNCF_METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
+# As on ONNX Runtime, only convolutions and matrix products get integer inputs. NNCF would also
+# quantize the inputs of residual additions, resizes and concatenations; on the bundled model that
+# cost accuracy (mean mask IoU vs FP32 0.958 instead of 0.982, 12 held-out objects x 8 clicks) and
+# gains nothing in size.
+FLOAT_OP_TYPES: tuple[str, ...] = ("Add", "Interpolate", "Concat")
 
 
 def _range_estimator(method: str) -> Any:
@@ -29,6 +34,14 @@ def _range_estimator(method: str) -> Any:
     # "entropy" → NNCF's histogram-optimal ranges, "percentile" → mean of per-sample quantiles.
     return {"minmax": RangeEstimatorParametersSet.MINMAX, "entropy": RangeEstimatorParametersSet.HISTOGRAM,
             "percentile": RangeEstimatorParametersSet.MEAN_QUANTILE}[method]
+
+
+def _check_layers_exist(model: Any, onnx_layers: Sequence[str]) -> None:
+    """Fail loudly if a float-kept ONNX layer has no IR operation (the name mapping broke)."""
+    names = [op.get_friendly_name() for op in model.get_ops()]
+    for layer, pattern in zip(onnx_layers, ignored_patterns(onnx_layers), strict=True):
+        if not any(re.fullmatch(pattern, name) for name in names):
+            raise ValueError(f"no OpenVINO operation corresponds to the ONNX layer {layer!r}")
 
 
 def ignored_patterns(onnx_layers: Sequence[str]) -> list[str]:
@@ -63,7 +76,9 @@ def quantize_openvino(
     nncf.set_log_level(logging.ERROR)
     model = openvino_core().read_model(str(fp32_xml))
     data = list(feeds)
-    ignored = nncf.IgnoredScope(patterns=ignored_patterns(keep_float)) if keep_float else None
+    # validate=False: a model may lack some of the float op types (the layer names are checked below).
+    ignored = nncf.IgnoredScope(patterns=ignored_patterns(keep_float), types=list(FLOAT_OP_TYPES), validate=False)
+    _check_layers_exist(model, keep_float)
     quantized = nncf.quantize(
         model, nncf.Dataset(data), preset=nncf.QuantizationPreset.MIXED, subset_size=len(data),
         ignored_scope=ignored,
