@@ -45,6 +45,8 @@ ENCODER_OV: Final[str] = "encoder.xml"
 DECODER_OV: Final[str] = "decoder.xml"
 DECODER_INT8_ONNX: Final[str] = "decoder.int8.onnx"
 DECODER_INT8_OV: Final[str] = "decoder.int8.xml"
+# Section of an OpenVINO IR's rt_info that holds our metadata (the ONNX files use metadata_props).
+OPENVINO_RT_INFO_SECTION: Final[str] = "interformer_edge"
 
 # Export folder layout and graph signatures (shared by the exporter, the runtime, quantize and bench).
 MANIFEST_FORMAT_VERSION: Final[int] = 1
