@@ -76,7 +76,6 @@ class Decoder:
         variant: str = BASE_PRECISION,
     ) -> None:
         self.manifest = manifest if manifest is not None else load_manifest(export_dir, verify_hashes=verify)
-        self.variant = variant if graph_file is None else Path(graph_file).name
         if graph_file is None:
             self.graph = load_graph(export_dir, "decoder", backend, threads, precision, manifest=self.manifest,
                                     variant=variant)
