@@ -193,7 +193,7 @@ def run_quantize(options: QuantizeOptions, progress: Progress | None = None) -> 
     started = time.perf_counter()
     progress = progress or Progress()
     validate(options)
-    export_dir = Path(options.export_dir)
+    export_dir = Path(options.export_dir).resolve()  # graph files are joined onto it: keep paths absolute
     manifest = _load(export_dir, options.backends)
     calib_dir = Path(options.calib_dir) if options.calib_dir is not None else _default_dir("CALIB_DIR")
     heldout_dir = Path(options.heldout_dir) if options.heldout_dir is not None else _default_dir("HELDOUT_DIR")

@@ -181,13 +181,14 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(light_export: Path,
     assert not (export / "decoder.int8.xml").exists()
 
 
-def test_a_failing_gate_keeps_sensitive_layers_float_and_installs_nothing(light_export: Path, tmp_path: Path,
-                                                                           folders: tuple[Path, Path]) -> None:
+def test_a_failing_gate_keeps_sensitive_layers_float_and_installs_nothing(
+        light_export: Path, tmp_path: Path, folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     export = copy_export(light_export, tmp_path)
     before = snapshot(export)
     calib, heldout = folders
     runner = CliRunner()
-    args = [str(export), "--calib", str(calib), "--heldout", str(heldout), "--backends", "onnxruntime",
+    monkeypatch.chdir(tmp_path)  # the export folder given as a relative path, as users type it
+    args = ["export", "--calib", str(calib), "--heldout", str(heldout), "--backends", "onnxruntime",
             "--num-sessions", "3", "--calib-clicks", "3", "--gate-clicks", "3", "--threads", "1",
             "--min-iou", "1.0", "--max-noc-delta", "0", "--max-float-layers", "2",
             "--keep-float", "^/neck/", "--latency-size", "64x96", "--quiet"]

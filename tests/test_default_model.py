@@ -1,0 +1,37 @@
+"""The shipped default model really segments: held-out objects, the standard automatic clicker, the
+torch-free runtime (what a user of the quick start gets).
+
+The bar here guards the shipped model's actual level (mean IoU after 5 clicks 0.77 on these
+objects, random weights give about 0.1); it is not issue #3's target (IoU >= 0.8 within 5 clicks on
+held-out images), which the bundled model does not reach yet — see the README's model card.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from interformer_edge.assets import HELDOUT_DIR
+from interformer_edge.runtime import ClickSession, Decoder, Encoder
+from interformer_edge.runtime.dataset import open_dataset
+from interformer_edge.runtime.evaluation import run_session
+
+OBJECTS = 16  # the first held-out objects (list order), never seen in training
+CLICKS = 5
+MIN_MEAN_IOU_AT_5 = 0.7
+
+
+def test_default_model_segments_held_out_objects(default_export: tuple[Path, str]) -> None:
+    export, which = default_export
+    assert which == "default", "the bundled default checkpoint is missing"
+    encoder, decoder = Encoder(export, threads=2), Decoder(export, threads=2)
+    curves = []
+    for sample in open_dataset(HELDOUT_DIR, limit=OBJECTS):
+        session = ClickSession(decoder, encoder.encode(sample.image))
+        curves.append(run_session(session.predict, sample.mask, max_clicks=CLICKS).ious)
+    curves_array = np.asarray(curves)
+    assert curves_array.shape == (OBJECTS, CLICKS)
+    mean_per_click = curves_array.mean(axis=0)
+    assert mean_per_click[-1] >= MIN_MEAN_IOU_AT_5, mean_per_click
+    assert mean_per_click[-1] > mean_per_click[0] + 0.2, "clicks must improve the masks"
