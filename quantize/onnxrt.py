@@ -11,9 +11,10 @@ with other layers kept in float (the sensitivity search) costs no further calibr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,19 @@ class _Reader:
         self._index = 0
 
 
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """ONNX Runtime's quantizer warns through the root logger on every call that it would like a shape
+    pre-processing pass (which cannot infer this decoder's dynamic shapes and is not needed)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_onnx(
     fp32_path: Path,
     out_path: Path,
@@ -85,14 +99,14 @@ def quantize_onnx(
     extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
-    logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
-    quantize_static(
-        str(fp32_path), str(out_path), _Reader(feeds) if not cache_path.is_file() else None,
-        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OP_TYPES),
-        nodes_to_exclude=list(keep_float), calibrate_method=calibrate, extra_options=extra,
-        calibration_cache_path=str(cache_path),
-    )
+    with _quiet_root_logger():
+        quantize_static(
+            str(fp32_path), str(out_path), _Reader(feeds) if not cache_path.is_file() else None,
+            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OP_TYPES),
+            nodes_to_exclude=list(keep_float), calibrate_method=calibrate, extra_options=extra,
+            calibration_cache_path=str(cache_path),
+        )
     model = onnx.load(str(out_path))
     # Shape hints are not needed to run the graph and are a sizeable part of a small decoder file.
     model.graph.ClearField("value_info")
