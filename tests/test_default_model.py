@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from interformer_edge.assets import HELDOUT_DIR
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
@@ -22,6 +23,7 @@ CLICKS = 5
 MIN_MEAN_IOU_AT_5 = 0.7
 
 
+@pytest.mark.bundled_model
 def test_default_model_segments_held_out_objects(default_export: tuple[Path, str]) -> None:
     export, which = default_export
     assert which == "default", "the bundled default checkpoint is missing"
