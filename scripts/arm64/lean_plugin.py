@@ -61,15 +61,23 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _prebuilt("tiny", tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
-def default_export(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[Path, str]:
+def _has_prebuilt_default() -> bool:
     root = os.environ.get(EXPORTS_ENV)
-    if root and (Path(root) / "default" / "manifest.json").is_file():
+    return bool(root) and (Path(root) / "default" / "manifest.json").is_file()
+
+
+@pytest.fixture(scope="session")
+def default_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    if _has_prebuilt_default():
         return _prebuilt("default", tmp_path_factory), "default"
-    if request.node.get_closest_marker("bundled_model") is not None:
+    return _prebuilt("light", tmp_path_factory), "random small light"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Checked per test: the session-scoped fixture above cannot see the requesting test's markers.
+    if item.get_closest_marker("bundled_model") is not None and not _has_prebuilt_default():
         # A model-quality test: the same graphs are checked on the host; emulating it here would take long.
         pytest.skip(f"needs the bundled model's export ({EXPORTS_ENV}/default); this run has small random models")
-    return _prebuilt("light", tmp_path_factory), "random small light"
 
 
 def _workstation_import_in_test_code(excinfo: pytest.ExceptionInfo[BaseException], test_file: Path) -> str | None:
