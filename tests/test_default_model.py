@@ -1,9 +1,9 @@
 """The shipped default model really segments: held-out objects, the standard automatic clicker, the
 torch-free runtime (what a user of the quick start gets).
 
-The bar here guards the shipped model's actual level (mean IoU after 5 clicks 0.77 on these
-objects, random weights give about 0.1); it is not issue #3's target (IoU >= 0.8 within 5 clicks on
-held-out images), which the bundled model does not reach yet — see the README's model card.
+Issue #3's bar: IoU >= 0.8 within 5 clicks on held-out images, read as the mean over objects after
+the 5th click (the shipped model: 0.88 on these objects, 11 of 16 reach 0.8 individually; random
+weights give about 0.1).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from interformer_edge.runtime.evaluation import run_session
 
 OBJECTS = 16  # the first held-out objects (list order), never seen in training
 CLICKS = 5
-MIN_MEAN_IOU_AT_5 = 0.7
+MIN_MEAN_IOU_AT_5 = 0.8
 
 
 @pytest.mark.bundled_model

@@ -16,7 +16,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train a small InterFormer on CPU with synthetic data, or evaluate a checkpoint.")
 
 
-# Defaults of the train command: the settings of the bundled model's run (one source of truth).
+# Defaults of the train command: the settings of the bundled model's first stage (one source of truth; the
+# second stage passes --init-from, --lr and --warmup, see the README's model card).
 _DEFAULT = TrainSettings()
 
 

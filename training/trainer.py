@@ -6,7 +6,7 @@ the previous prediction folded into the reference labels; then one differentiabl
 final reference labels with the normalized focal loss. The ViT runs once per batch with
 gradients and its features are reused (detached) by the simulated clicks.
 
-Two options, off in the defaults (the bundled model's run): batches of their own (non-square) size
+Two options, off in the defaults (the bundled model's runs): batches of their own (non-square) size
 between ``min_side`` and ``max_side`` (same pixels per step, fewer images for larger sides), to
 cover the sizes the model is evaluated at (held-out images are 256–480 px and the official
 evaluation never resizes); and bfloat16 autocast of the forward passes (weights, optimizer and
