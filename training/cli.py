@@ -40,8 +40,8 @@ def train(
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW; linear warm-up, then linear decay).")] = (
         _DEFAULT.lr),
     warmup: Annotated[int, typer.Option(help="Warm-up steps of the learning rate.")] = _DEFAULT.warmup,
-    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast of the forward passes (about 2x faster).")] = (
-        _DEFAULT.bf16),
+    bf16: Annotated[bool, typer.Option(
+        help="bfloat16 autocast of the forward passes (about 1.4x faster per step on AVX512-BF16).")] = _DEFAULT.bf16,
     init_from: Annotated[
         Path | None, typer.Option(help="Start from this checkpoint's weights (e.g. a finished run) instead of random.")
     ] = None,

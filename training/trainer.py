@@ -10,7 +10,7 @@ Two options, off in the defaults (the bundled model's runs): batches of their ow
 between ``min_side`` and ``max_side`` (same pixels per step, fewer images for larger sides), to
 cover the sizes the model is evaluated at (held-out images are 256–480 px and the official
 evaluation never resizes); and bfloat16 autocast of the forward passes (weights, optimizer and
-loss stay float32), about 2.2x faster on CPUs with AVX512-BF16. A run with both (256–480 px, bf16,
+loss stay float32), about 1.4x faster per step here (AVX512-BF16). A run with both (256–480 px, bf16,
 5200 steps) gave a worse model than the defaults (see the README's model card).
 """
 
@@ -55,7 +55,7 @@ class TrainSettings:
     min_side: int = 256
     max_side: int = 256
     table_size: int = 256  # img_size of the model: position tables and pooling targets of a 16x16 grid
-    bf16: bool = False  # bfloat16 autocast of the forward passes (about 2.2x faster on AVX512-BF16)
+    bf16: bool = False  # bfloat16 autocast of the forward passes (about 1.4x faster per step on AVX512-BF16)
     lr: float = 4e-4
     weight_decay: float = 0.05
     warmup: int = 150
