@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,14 @@ from interformer_edge.models import load_interformer
 from interformer_edge.runtime.spec import REF_FOREGROUND
 from interformer_edge.training.losses import normalized_focal_loss
 from interformer_edge.training.sessions import BatchSession, sample_num_clicks
-from interformer_edge.training.trainer import FINAL_NAME, RESUME_NAME, Trainer, TrainSettings, learning_rate
+from interformer_edge.training.trainer import (
+    FINAL_NAME,
+    RESUME_NAME,
+    Trainer,
+    TrainSettings,
+    learning_rate,
+    training_stages,
+)
 
 
 def test_focal_loss_rewards_confident_correct_logits() -> None:
@@ -86,3 +94,17 @@ def test_tiny_run_is_deterministic_resumable_and_loadable(tmp_path: Path) -> Non
     state = raw["state_dict"]
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
     assert all(v.dtype == torch.int16 for k, v in state.items() if k.endswith("relative_position_index"))
+
+
+def test_a_continued_run_records_every_stage(tmp_path: Path) -> None:
+    first_settings = tiny_settings(1)
+    first = Trainer(first_settings, tmp_path / "one", log=lambda _: None).run()
+    second_settings = replace(tiny_settings(1), seed=3, lr=1e-4, init_from=str(first))
+    second = Trainer(second_settings, tmp_path / "two", log=lambda _: None).run()
+    stages = training_stages(second)
+    assert [stage["settings"] for stage in stages] == [asdict(first_settings), asdict(second_settings)]
+    assert [stage["iterations_done"] for stage in stages] == [1, 1]
+    # Checkpoints without a record (official ones) have no stages.
+    bare = tmp_path / "bare.pth"
+    torch.save({"state_dict": torch.load(first, weights_only=True)["state_dict"]}, bare)
+    assert training_stages(bare) == []

@@ -177,8 +177,11 @@ class Trainer:
         self.model = InterFormer(settings.model_config(), backbone_drop_path=settings.drop_path,
                                  neck_drop_path=settings.drop_path)
         _init_weights(self.model)
+        # Settings of the runs this one continues (oldest first), recorded in the final checkpoint.
+        self.earlier_stages: list[dict[str, Any]] = []
         if settings.init_from:
             load_into(self.model, read_checkpoint(settings.init_from))
+            self.earlier_stages = training_stages(settings.init_from)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.lr,
                                            weight_decay=settings.weight_decay)
         self.iteration = 0
@@ -271,18 +274,42 @@ class Trainer:
         return self.write_final(elapsed_s=time.monotonic() - started)
 
     def write_final(self, elapsed_s: float, metrics: dict[str, Any] | None = None) -> Path:
+        this_stage = {"settings": asdict(self.settings), "iterations_done": self.iteration,
+                      "train_seconds_this_session": round(elapsed_s, 1)}
         meta = {
             "interformer_edge": __version__,
             "arch": json.dumps(self.settings.model_config().to_dict()),
             "train_settings": json.dumps(asdict(self.settings)),
             "iterations_done": self.iteration,
             "train_seconds_this_session": round(elapsed_s, 1),
+            "stages": json.dumps([*self.earlier_stages, this_stage]),
         }
         if metrics:
             meta["metrics"] = json.dumps(metrics)
         path = self.run_dir / FINAL_NAME
         _atomic_save(official_layout(self.model, meta), path)
         return path
+
+
+def training_stages(checkpoint: str | Path) -> list[dict[str, Any]]:
+    """The training stages that produced a checkpoint written by :class:`Trainer`, oldest first, each
+    ``{'settings': {...}, 'iterations_done': int | None, ...}``; empty for checkpoints without that
+    record (e.g. official ones). Reads the ``stages`` entry of its ``meta``, or the two-entry form of
+    older bundled models (``init_train_settings`` then ``train_settings``)."""
+    blob = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    meta = blob.get("meta") if isinstance(blob, dict) else None
+    if not isinstance(meta, dict):
+        return []
+    if "stages" in meta:
+        return list(json.loads(meta["stages"]))
+    stages = []
+    if "init_train_settings" in meta:
+        stages.append({"settings": json.loads(meta["init_train_settings"]), "iterations_done": None})
+    if "train_settings" in meta:
+        stages.append({"settings": json.loads(meta["train_settings"]),
+                       "iterations_done": meta.get("iterations_done"),
+                       "train_seconds_this_session": meta.get("train_seconds_this_session")})
+    return stages
 
 
 # Settings that do not change what the run computes may differ when resuming.
