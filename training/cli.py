@@ -74,6 +74,15 @@ def evaluate(
 ) -> None:
     """NoC@85/90 and mIoU@1/3/5 of a checkpoint with the automatic clicker, in PyTorch."""
     import torch
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from interformer_edge.assets import HELDOUT_DIR
     from interformer_edge.models import CheckpointError, load_interformer
@@ -89,9 +98,12 @@ def evaluate(
         raise typer.Exit(2) from None
     data = open_dataset(dataset or HELDOUT_DIR, limit=limit or None)
     results = []
-    for sample in data:
-        predictor = TorchPredictor(model, sample.image)
-        results.append(run_session(predictor, sample.mask, clicks, zoom_in=model.cfg.has_refine))
+    # The bar goes to stderr: stdout carries only the summary.
+    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+        for sample in progress.track(data, total=len(data)):
+            predictor = TorchPredictor(model, sample.image)
+            results.append(run_session(predictor, sample.mask, clicks, zoom_in=model.cfg.has_refine))
     for problem in data.problems:
         typer.echo(f"skipped {problem}", err=True)
     summary = summarize(results)
