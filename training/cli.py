@@ -17,7 +17,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 # Defaults of the train command: the settings of the bundled model's first stage (one source of truth; the
-# second stage passes --init-from, --lr and --warmup, see the README's model card).
+# later stages pass --init-from, --lr, --warmup and --seed, see the README's model card).
 _DEFAULT = TrainSettings()
 
 
