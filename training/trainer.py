@@ -276,12 +276,13 @@ class Trainer:
     def write_final(self, elapsed_s: float, metrics: dict[str, Any] | None = None) -> Path:
         this_stage = {"settings": asdict(self.settings), "iterations_done": self.iteration,
                       "train_seconds_this_session": round(elapsed_s, 1)}
+        # This run's own entries stay at the top level too, the form older checkpoints have.
         meta = {
             "interformer_edge": __version__,
             "arch": json.dumps(self.settings.model_config().to_dict()),
-            "train_settings": json.dumps(asdict(self.settings)),
-            "iterations_done": self.iteration,
-            "train_seconds_this_session": round(elapsed_s, 1),
+            "train_settings": json.dumps(this_stage["settings"]),
+            "iterations_done": this_stage["iterations_done"],
+            "train_seconds_this_session": this_stage["train_seconds_this_session"],
             "stages": json.dumps([*self.earlier_stages, this_stage]),
         }
         if metrics:
