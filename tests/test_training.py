@@ -108,3 +108,27 @@ def test_a_continued_run_records_every_stage(tmp_path: Path) -> None:
     bare = tmp_path / "bare.pth"
     torch.save({"state_dict": torch.load(first, weights_only=True)["state_dict"]}, bare)
     assert training_stages(bare) == []
+
+
+def test_train_command_records_its_flags(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from interformer_edge.training.cli import app
+
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", "--run-dir", str(run_dir), "--iterations", "1", "--batch-size", "2", "--min-side", "64",
+        "--max-side", "64", "--seed", "7", "--click-gamma", "0.25", "--time-limit-min", "0",
+    ])
+    assert result.exit_code == 0, result.output
+    (stage,) = training_stages(run_dir / FINAL_NAME)
+    assert stage["iterations_done"] == 1
+    assert {k: stage["settings"][k] for k in ("seed", "click_gamma", "max_side")} == {
+        "seed": 7, "click_gamma": 0.25, "max_side": 64}
+    refused = CliRunner().invoke(app, ["train", "--run-dir", str(tmp_path / "bad"), "--click-gamma", "1.5"])
+    assert refused.exit_code != 0 and not (tmp_path / "bad" / FINAL_NAME).exists()
+
+
+def test_click_gamma_zero_trains_the_first_click_only() -> None:
+    rng = np.random.default_rng(0)
+    assert {sample_num_clicks(rng, 20, 0.0) for _ in range(200)} == {0}
