@@ -1,4 +1,4 @@
-"""Training pieces: loss, click simulation, and a tiny deterministic, resumable run."""
+"""Training pieces: loss, click simulation, a tiny deterministic, resumable run, and its command."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from typer.testing import CliRunner
 
 from interformer_edge.models import load_interformer
 from interformer_edge.runtime.spec import REF_FOREGROUND
+from interformer_edge.training.cli import app
 from interformer_edge.training.losses import normalized_focal_loss
 from interformer_edge.training.sessions import BatchSession, sample_num_clicks
 from interformer_edge.training.trainer import (
@@ -111,10 +113,6 @@ def test_a_continued_run_records_every_stage(tmp_path: Path) -> None:
 
 
 def test_train_command_records_its_flags(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from interformer_edge.training.cli import app
-
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(app, [
         "train", "--run-dir", str(run_dir), "--iterations", "1", "--batch-size", "2", "--min-side", "64",
