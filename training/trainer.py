@@ -3,8 +3,8 @@
 Per iteration: a batch of synthetic (image, mask) pairs; a first click at the object centre; k ~
 P(k) ∝ gamma^k further simulated clicks (``click_gamma``, 0.6 by default), each from the model's
 own prediction (no gradient) with the previous prediction folded into the reference labels; then
-one differentiable pass on the final reference labels with the normalized focal loss. The ViT runs once per batch with
-gradients and its features are reused (detached) by the simulated clicks.
+one differentiable pass on the final reference labels with the normalized focal loss. The ViT runs
+once per batch with gradients and its features are reused (detached) by the simulated clicks.
 
 Two options, off in the defaults (the bundled model's runs): batches of their own (non-square) size
 between ``min_side`` and ``max_side`` (same pixels per step, fewer images for larger sides), to
