@@ -1,0 +1,197 @@
+"""The ASGI app: the page, its JSON API, and the CVAT and Label Studio endpoints on one server.
+
+Routes (JSON in and out; a refusal is a 4xx ``{"error": "<one line>"}``)::
+
+    GET  /                         the annotator page (one self-contained HTML file)
+    GET  /api/images               image list with status (done / untouched) and the model
+    GET  /files/<name>             an image file as served to the page and to tools
+    POST /api/open                 {image} -> size, encode time, saved objects; pre-encodes the next images
+    POST /api/sessions             {image, label} -> {session}: one object of one tab
+    POST /api/sessions/<id>/click  {x, y, positive} -> {mask: 1-bit PNG base64, decode_ms, clicks, area}
+    POST /api/sessions/<id>/undo   (and /reset) -> the same
+    DELETE /api/sessions/<id>
+    POST /api/save                 {image, objects: [{session, label} | {saved, label}]}
+    POST /cvat/interactor          CVAT interactor contract (see :mod:`.tools`)
+    GET  /health, POST /setup, POST /predict   Label Studio ML backend
+
+Model work runs in a small thread pool (``click_workers``, default 1: on a small CPU, decoder runs
+that overlap only slow each other down); encoding waits run in Starlette's own pool so a click is
+never queued behind an image being encoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from typing import Any
+
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from interformer_edge.runtime.image_io import ImageReadError, read_rgb
+
+from .errors import RequestError, TooLargeError
+from .service import Annotator, check_runtime_error
+
+log = logging.getLogger("interformer_edge.annotate")
+
+JSON_LIMIT_BYTES = 1 << 20  # the page's and Label Studio's requests are small; images come as files or base64
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(f"the request has {declared} bytes, more than the {limit >> 20} MB limit")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLargeError(f"the request is larger than the {limit >> 20} MB limit")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RequestError(f"the body is not valid JSON ({err})") from None
+
+
+def build_app(annotator: Annotator, click_workers: int = 1) -> Starlette:
+    """The Starlette app around ``annotator`` (which it closes on shutdown)."""
+    pool = ThreadPoolExecutor(max_workers=click_workers, thread_name_prefix="annotate-click")
+    page = files("interformer_edge.annotate").joinpath("static/index.html").read_text(encoding="utf-8")
+    upload_limit = annotator.max_upload_bytes * 4 // 3 + JSON_LIMIT_BYTES  # base64 of the largest image
+
+    async def on_model(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    def endpoint(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        async def wrapped(request: Request) -> Response:
+            try:
+                result = await handler(request)
+            except RequestError as err:
+                return _error(err.status, str(err))
+            except Exception as err:  # a runtime refusal is the client's; anything else is logged, one line out
+                mapped = check_runtime_error(err)
+                if mapped is not None:
+                    return _error(mapped.status, str(mapped))
+                log.exception("%s %s failed", request.method, request.url.path)
+                detail = str(err).splitlines()[0] if str(err) else ""
+                return _error(500, f"internal error: {type(err).__name__}: {detail}")
+            return result if isinstance(result, Response) else JSONResponse(result)
+
+        return wrapped
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    async def images(request: Request) -> Any:
+        return annotator.listing()
+
+    async def image_file(request: Request) -> Response:
+        name = annotator.folder.require(request.path_params["name"])
+        media = annotator.folder.media_type(name)
+        path = annotator.folder.path(name)
+        if media is not None:
+            return Response(await run_in_threadpool(path.read_bytes), media_type=media)
+
+        def as_png() -> bytes:
+            buffer = io.BytesIO()
+            try:
+                Image.fromarray(read_rgb(path)).save(buffer, format="PNG")
+            except ImageReadError as err:
+                raise RequestError(str(err), status=422) from None
+            return buffer.getvalue()
+
+        return Response(await run_in_threadpool(as_png), media_type="image/png")
+
+    async def open_image(request: Request) -> Any:
+        body = await _read_json(request, JSON_LIMIT_BYTES)
+        name = body.get("image") if isinstance(body, dict) else None
+        if not isinstance(name, str):
+            raise RequestError("the body must be {\"image\": <name>}")
+        return await run_in_threadpool(annotator.open_image, name)
+
+    async def new_session(request: Request) -> Any:
+        body = await _read_json(request, JSON_LIMIT_BYTES)
+        if not isinstance(body, dict) or not isinstance(body.get("image"), str):
+            raise RequestError("the body must be {\"image\": <name>, \"label\": <label>}")
+        return await run_in_threadpool(annotator.new_session, body["image"], body.get("label", "object"))
+
+    async def click(request: Request) -> Any:
+        body = await _read_json(request, JSON_LIMIT_BYTES)
+        if not isinstance(body, dict):
+            raise RequestError("the body must be {\"x\": int, \"y\": int, \"positive\": bool}")
+        return await on_model(annotator.click, request.path_params["sid"], body.get("x"), body.get("y"),
+                              body.get("positive", True))
+
+    async def undo(request: Request) -> Any:
+        return await on_model(annotator.undo, request.path_params["sid"])
+
+    async def reset(request: Request) -> Any:
+        return await on_model(annotator.reset, request.path_params["sid"])
+
+    async def close_session(request: Request) -> Any:
+        return annotator.close_session(request.path_params["sid"])
+
+    async def save(request: Request) -> Any:
+        body = await _read_json(request, JSON_LIMIT_BYTES)
+        if not isinstance(body, dict):
+            raise RequestError("the body must be {\"image\": <name>, \"objects\": [...]}")
+        return await run_in_threadpool(annotator.save, body.get("image"), body.get("objects"))
+
+    async def cvat(request: Request) -> Any:
+        body = await _read_json(request, upload_limit)
+        return await run_in_threadpool(annotator.cvat, body)
+
+    async def health(request: Request) -> Any:
+        return annotator.health()
+
+    async def setup(request: Request) -> Any:
+        return annotator.setup(await _read_json(request, JSON_LIMIT_BYTES))
+
+    async def predict(request: Request) -> Any:
+        body = await _read_json(request, JSON_LIMIT_BYTES)
+        return await run_in_threadpool(annotator.predict, body)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(404, f"no route {request.method} {request.url.path}")
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return _error(405, f"{request.method} is not allowed on {request.url.path}")
+
+    routes = [
+        Route("/", endpoint(index)),
+        Route("/api/images", endpoint(images)),
+        Route("/files/{name:path}", endpoint(image_file)),
+        Route("/api/open", endpoint(open_image), methods=["POST"]),
+        Route("/api/sessions", endpoint(new_session), methods=["POST"]),
+        Route("/api/sessions/{sid}/click", endpoint(click), methods=["POST"]),
+        Route("/api/sessions/{sid}/undo", endpoint(undo), methods=["POST"]),
+        Route("/api/sessions/{sid}/reset", endpoint(reset), methods=["POST"]),
+        Route("/api/sessions/{sid}", endpoint(close_session), methods=["DELETE"]),
+        Route("/api/save", endpoint(save), methods=["POST"]),
+        Route("/cvat/interactor", endpoint(cvat), methods=["POST"]),
+        Route("/health", endpoint(health)),
+        Route("/setup", endpoint(setup), methods=["POST"]),
+        Route("/predict", endpoint(predict), methods=["POST"]),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        pool.shutdown(wait=False, cancel_futures=True)
+        annotator.close()
+
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed}, lifespan=lifespan)

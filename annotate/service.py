@@ -1,0 +1,373 @@
+"""What the server does, without HTTP: images, features, click sessions, saving and the tool endpoints.
+
+Every method is blocking and thread-safe; the web layer (:mod:`.server`) runs them in worker threads.
+Results are plain JSON-ready dicts; refusals raise :class:`~.errors.RequestError` (a 4xx).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import numpy as np
+from PIL import Image
+
+from interformer_edge.runtime.encoder import Encoder
+from interformer_edge.runtime.errors import ClickError, FeatureFileError, InterFormerRuntimeError, ModelMismatchError
+from interformer_edge.runtime.features import FEATURE_SUFFIX, ImageFeatures, load_features, save_features
+from interformer_edge.runtime.image_io import ImageReadError
+from interformer_edge.runtime.manifest import BASE_PRECISION, load_manifest
+from interformer_edge.runtime.session import ClickSession, Decoder
+
+from .errors import ConflictError, RequestError, TooLargeError
+from .feature_cache import CachedFeatures, FeatureCache
+from .images import ImageFolder, decode_image
+from .saving import AnnotationStore, ObjectMask, check_label
+from .sessions import ReplaySessions, SessionRegistry, session_bytes
+from .tools import (
+    brush_result,
+    cvat_clicks,
+    cvat_response,
+    keypoint_clicks,
+    parse_context,
+    parse_cvat,
+    parse_label_config,
+    thresholded_mask,
+)
+
+log = logging.getLogger("interformer_edge.annotate")
+
+MODEL_NAME = "interformer-edge"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``interformer-annotate`` is started with (see its ``--help``)."""
+
+    images: Path
+    model: Path
+    out: Path
+    features: Path | None = None  # a store written by interformer-encode (read, and filled with new encodings)
+    threads: int | None = None
+    precision: str = BASE_PRECISION
+    backend: str = "auto"
+    max_side: int | None = None  # None: the runtime's default bound
+    recursive: bool = False
+    cache_mb: int = 512
+    prefetch: int = 7
+    idle_minutes: float = 30.0
+    max_sessions: int = 64
+    max_upload_mb: int = 32
+    label_studio_url: str | None = None
+    label_studio_token: str | None = None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err)
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def png_base64(mask: np.ndarray) -> str:
+    """A mask for the page: 1-bit PNG, base64 (a few KB where raw bits would be ``H W / 8`` bytes)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(mask, dtype=bool)).save(buffer, format="PNG", compress_level=1)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class Annotator:
+    """The model, the served folder and the state shared by every annotator.
+
+    Raises:
+        ManifestError, InterFormerRuntimeError, RequestError: the model, options or output folder are unusable.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        manifest = load_manifest(settings.model)
+        self.encoder = Encoder(settings.model, settings.backend, settings.threads, manifest=manifest,
+                               max_side=settings.max_side, verify=False)
+        self.decoder = Decoder(settings.model, settings.backend, settings.threads, manifest=manifest, verify=False,
+                               variant=settings.precision)
+        self.model_id = self.encoder.model_id
+        self.model_version = f"{MODEL_NAME}-{self.model_id}-{settings.precision}"
+        self.folder = ImageFolder(settings.images, settings.recursive, exclude=settings.out)
+        self.store = AnnotationStore(settings.out)
+        self.cache = FeatureCache(settings.cache_mb << 20, settings.prefetch)
+        self.sessions = SessionRegistry(self.decoder, settings.idle_minutes * 60.0, settings.max_sessions)
+        self.replays = ReplaySessions(self.decoder)
+        self.max_upload_bytes = settings.max_upload_mb << 20
+        self.label_studio_url = settings.label_studio_url
+        self.label_studio_token = settings.label_studio_token
+
+    def close(self) -> None:
+        self.cache.close()
+
+    # --------------------------------------------------------------------------------- features
+
+    def _store_path(self, name: str) -> Path | None:
+        if self.settings.features is None:
+            return None
+        return self.settings.features / (name + FEATURE_SUFFIX)
+
+    def _load_folder_image(self, name: str) -> tuple[ImageFeatures, str]:
+        """Features of a served image: from the feature store when it holds this image's, else encoded."""
+        path = self.folder.path(name)
+        stored = self._store_path(name)
+        if stored is not None and stored.is_file():
+            try:
+                features = load_features(stored, expected_model_id=self.model_id)
+            except ModelMismatchError as err:
+                raise ConflictError(f"{stored}: {_first_line(err)}") from None
+            except FeatureFileError as err:
+                log.warning("%s is unusable (%s): encoding %s again", stored, _first_line(err), name)
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                if features.meta.image_sha256 in (None, digest):
+                    return features, "store"
+                log.info("%s was encoded from another version of %s: encoding it again", stored, name)
+        try:
+            features = self.encoder.encode(path, name=name)
+        except ImageReadError as err:
+            raise RequestError(_first_line(err), status=422) from None
+        if stored is not None:
+            try:
+                save_features(features, stored)
+            except OSError as err:  # the store is a cache: serving goes on without it
+                log.warning("could not write %s: %s", stored, _first_line(err))
+        return features, "encoded"
+
+    def _folder_loader(self, name: str):
+        return lambda: self._load_folder_image(name)
+
+    def folder_features(self, name: str) -> CachedFeatures:
+        return self.cache.get("file:" + self.folder.require(name), self._folder_loader(name))
+
+    def prefetch_after(self, name: str) -> None:
+        """Queue the images after ``name`` in the list for background encoding."""
+        start = self.folder.index(name)
+        following = self.folder.names[start + 1 : start + 1 + self.cache.prefetch_depth]
+        self.cache.prefetch([("file:" + n, self._folder_loader(n)) for n in following])
+
+    def _bytes_features(self, data: bytes, what: str) -> CachedFeatures:
+        """Features of an image given as file bytes, cached by their sha256 (tools send the same image per click)."""
+        if len(data) > self.max_upload_bytes:
+            raise TooLargeError(f"the {what} has {len(data)} bytes, "
+                                f"more than the {self.settings.max_upload_mb} MB limit")
+        digest = hashlib.sha256(data).hexdigest()
+
+        def load() -> tuple[ImageFeatures, str]:
+            return self.encoder.encode(decode_image(data, what), name=f"{what}:{digest[:12]}",
+                                       image_sha256=digest), "encoded"
+
+        return self.cache.get("sha256:" + digest, load)
+
+    # ----------------------------------------------------------------------------------- the page
+
+    def listing(self) -> dict[str, Any]:
+        counts = self.store.counts()
+        images = [{"name": n, "status": "done" if n in counts else "untouched", "objects": counts.get(n, 0)}
+                  for n in self.folder.names]
+        return {"images": images, "done": sum(i["status"] == "done" for i in images), "total": len(images),
+                "model": {"id": self.model_id, "precision": self.settings.precision,
+                          "backend": self.decoder.backend}}
+
+    def open_image(self, name: str) -> dict[str, Any]:
+        """Make sure the image's features are ready (encoding it if needed) and queue the next ones."""
+        name = self.folder.require(name)
+        cached = self.folder_features(name)
+        self.prefetch_after(name)
+        meta = cached.features.meta
+        height, width = meta.original_size
+        saved = [{"label": obj.label, "mask": png_base64(obj.mask),
+                  "clicks": [list(c) for c in obj.clicks]} for obj in self.store.objects(name)]
+        return {"name": name, "width": width, "height": height, "encoded": list(meta.encoded_size),
+                "source": cached.source, "encode_ms": round(cached.seconds * 1000, 1), "saved": saved,
+                "session_bytes": session_bytes(meta.original_size, meta.encoded_size)}
+
+    def new_session(self, name: str, label: Any) -> dict[str, Any]:
+        name = self.folder.require(name)
+        label = check_label(label)
+        session = self.sessions.open(name, self.folder_features(name).features, label)
+        return {"session": session.id, "image": name, "label": label}
+
+    def _mask_reply(self, clicks: ClickSession, started: float | None) -> dict[str, Any]:
+        reply = {"mask": png_base64(clicks.mask), "clicks": [[c.x, c.y, c.is_positive] for c in clicks.clicks],
+                 "area": int(clicks.mask.sum())}
+        if started is not None:
+            reply["decode_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return reply
+
+    def click(self, session_id: str, x: Any, y: Any, positive: Any) -> dict[str, Any]:
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (x, y)) or not isinstance(positive, bool):
+            raise RequestError("a click needs integer x, y (image pixels) and a boolean positive")
+
+        def act(session: Any) -> dict[str, Any]:
+            started = time.perf_counter()
+            try:
+                session.clicks.add_click(y, x, positive)
+            except ClickError as err:
+                raise RequestError(_first_line(err)) from None
+            return self._mask_reply(session.clicks, started)
+
+        return self.sessions.use(session_id, act)
+
+    def undo(self, session_id: str) -> dict[str, Any]:
+        def act(session: Any) -> dict[str, Any]:
+            started = time.perf_counter()
+            try:
+                session.clicks.undo()
+            except ClickError as err:
+                raise ConflictError(_first_line(err)) from None
+            return self._mask_reply(session.clicks, started)
+
+        return self.sessions.use(session_id, act)
+
+    def reset(self, session_id: str) -> dict[str, Any]:
+        def act(session: Any) -> dict[str, Any]:
+            session.clicks.reset()
+            return self._mask_reply(session.clicks, None)
+
+        return self.sessions.use(session_id, act)
+
+    def close_session(self, session_id: str) -> dict[str, Any]:
+        self.sessions.close(session_id)
+        return {"closed": session_id}
+
+    def save(self, name: Any, objects: Any) -> dict[str, Any]:
+        """Save image ``name`` with ``objects``: ``[{"session": id, "label": str} | {"saved": index, "label": str}]``.
+
+        ``saved`` refers to an object already saved for the image (by its index in ``open_image``'s list).
+        """
+        if not isinstance(name, str):
+            raise RequestError("image must be the image's name")
+        name = self.folder.require(name)
+        if not isinstance(objects, list):
+            raise RequestError("objects must be a list")
+        size = self.folder_features(name).features.meta.original_size
+        previous = self.store.objects(name)
+        masks = []
+        for item in objects:
+            if not isinstance(item, dict):
+                raise RequestError("each object must be {session, label} or {saved, label}")
+            label = check_label(item.get("label"))
+            if "session" in item:
+                session = self.sessions.get(str(item["session"]))
+                if session.image != name:
+                    raise RequestError(f"click session {session.id} belongs to {session.image}, not {name}")
+                with session.lock:
+                    clicks = session.clicks
+                    masks.append(ObjectMask(label, np.array(clicks.mask),
+                                            tuple((c.x, c.y, c.is_positive) for c in clicks.clicks)))
+            elif isinstance(item.get("saved"), int) and 0 <= item["saved"] < len(previous):
+                kept = previous[item["saved"]]
+                masks.append(ObjectMask(label, kept.mask, kept.clicks))
+            else:
+                raise RequestError("each object needs a click session id or the index of a saved object")
+        try:
+            written = self.store.save(name, size, masks)
+        except OSError as err:
+            raise RequestError(f"cannot write to {self.settings.out}: {_first_line(err)}", status=507) from None
+        return {"image": name, "objects": len(masks), "files": [str(p) for p in written],
+                "annotations": str(self.store.json_path)}
+
+    # -------------------------------------------------------------------------------------- CVAT
+
+    def cvat(self, body: Any) -> dict[str, Any]:
+        request = parse_cvat(body)
+        cached = self._bytes_features(request.image, "image")
+        height, width = cached.features.meta.original_size
+        clicks = cvat_clicks(request.points, height, width)
+        key = "cvat:" + cached.features.meta.image_name
+        mask = self.replays.run(key, cached.features, clicks, lambda s: thresholded_mask(s, request.threshold))
+        return cvat_response(mask)
+
+    # ------------------------------------------------------------------------------ Label Studio
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "UP", "model_class": "InterFormer", "model_version": self.model_version}
+
+    def setup(self, body: Any) -> dict[str, Any]:
+        if isinstance(body, dict):  # older Label Studio versions hand over where to fetch uploads from
+            if not self.label_studio_url and isinstance(body.get("hostname"), str) and body["hostname"]:
+                self.label_studio_url = body["hostname"]
+            if not self.label_studio_token and isinstance(body.get("access_token"), str) and body["access_token"]:
+                self.label_studio_token = body["access_token"]
+        return {"model_version": self.model_version}
+
+    def predict(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise RequestError("the body must be a JSON object with tasks, label_config and params")
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list) or not tasks or not isinstance(tasks[0], dict):
+            raise RequestError("tasks must be a non-empty list of task objects")
+        context = parse_context(body)
+        if context is None:  # no click yet (Label Studio also asks when a task opens)
+            return {"results": [], "model_version": self.model_version}
+        config = parse_label_config(body.get("label_config"))
+        task = tasks[0]
+        reference = (task.get("data") or {}).get(config.image_key)
+        if not isinstance(reference, str) or not reference:
+            raise RequestError(f"the task has no data.{config.image_key} (the Image tag's value)")
+        cached, key = self._task_features(reference)
+        height, width = cached.features.meta.original_size
+        clicks = keypoint_clicks(context, height, width)
+        mask = self.replays.run("ls:" + key, cached.features, clicks, lambda s: np.array(s.mask))
+        result_id = hashlib.sha256(f"{task.get('id')}:{clicks}".encode()).hexdigest()[:10]
+        prediction = brush_result(mask, config, context.label, 1.0, self.model_version, result_id)
+        return {"results": [prediction], "model_version": self.model_version}
+
+    def _task_features(self, reference: str) -> tuple[CachedFeatures, str]:
+        """A task's image: a served file (by name or by our own URL), else fetched from Label Studio."""
+        name = self.folder.match(reference)
+        if name is not None:
+            return self.folder_features(name), "file:" + name
+        data = self._fetch_from_label_studio(reference)
+        cached = self._bytes_features(data, "task image")
+        return cached, cached.features.meta.image_name
+
+    def _fetch_from_label_studio(self, reference: str) -> bytes:
+        """Download an upload / local-files URL from ``--label-studio-url`` with the API token, as Label
+        Studio's own backends do (``Authorization: Token <key>``); nothing is fetched from anywhere else."""
+        parts = urlsplit(reference)
+        if (parts.scheme in ("", None) and reference.startswith("/data/")) or parts.scheme in ("http", "https"):
+            if not self.label_studio_url:
+                raise RequestError(f"{reference[:80]} is not a served image, and no --label-studio-url "
+                                   "(LABEL_STUDIO_URL) is set to fetch it from", status=404)
+            base = self.label_studio_url.rstrip("/") + "/"
+            url = urljoin(base, reference)
+            if not url.startswith(base):
+                raise RequestError(f"{reference[:80]} is neither a served image nor under --label-studio-url",
+                                   status=404)
+        else:
+            raise RequestError(f"{reference[:80]} matches no served image", status=404)
+        headers = {"Authorization": f"Token {self.label_studio_token}"} if self.label_studio_token else {}
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+                data = response.read(self.max_upload_bytes + 1)
+        except urllib.error.HTTPError as err:
+            raise RequestError(f"Label Studio answered {err.code} for {url}", status=502) from None
+        except (urllib.error.URLError, OSError) as err:
+            raise RequestError(f"cannot fetch {url}: {_first_line(err)}", status=502) from None
+        if len(data) > self.max_upload_bytes:
+            raise TooLargeError(f"{url} is larger than the {self.settings.max_upload_mb} MB limit")
+        return data
+
+
+def check_runtime_error(err: BaseException) -> RequestError | None:
+    """The 4xx a runtime refusal maps to (None: a server fault)."""
+    if isinstance(err, ModelMismatchError):
+        return ConflictError(_first_line(err))
+    if isinstance(err, (ClickError, ImageReadError)):
+        return RequestError(_first_line(err))
+    if isinstance(err, InterFormerRuntimeError):
+        return RequestError(_first_line(err), status=422)
+    return None
