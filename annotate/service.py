@@ -30,19 +30,11 @@ from interformer_edge.runtime.session import ClickSession, Decoder
 
 from .errors import ConflictError, RequestError, TooLargeError
 from .feature_cache import CachedFeatures, FeatureCache
-from .images import ImageFolder, decode_image
+from .images import ImageFolder
+from .interactor import CvatInteractor
 from .saving import AnnotationStore, ObjectMask, check_label
 from .sessions import ReplaySessions, SessionRegistry, session_bytes
-from .tools import (
-    brush_result,
-    cvat_clicks,
-    cvat_response,
-    keypoint_clicks,
-    parse_context,
-    parse_cvat,
-    parse_label_config,
-    thresholded_mask,
-)
+from .tools import brush_result, keypoint_clicks, parse_context, parse_label_config
 
 log = logging.getLogger("interformer_edge.annotate")
 
@@ -105,6 +97,7 @@ class Annotator:
         self.sessions = SessionRegistry(self.decoder, settings.idle_minutes * 60.0, settings.max_sessions)
         self.replays = ReplaySessions(self.decoder)
         self.max_upload_bytes = settings.max_upload_mb << 20
+        self.interactor = CvatInteractor(self.encoder, self.cache, self.replays, self.max_upload_bytes)
         self.label_studio_url = settings.label_studio_url
         self.label_studio_token = settings.label_studio_token
 
@@ -158,17 +151,7 @@ class Annotator:
         self.cache.prefetch([("file:" + n, self._folder_loader(n)) for n in following])
 
     def _bytes_features(self, data: bytes, what: str) -> CachedFeatures:
-        """Features of an image given as file bytes, cached by their sha256 (tools send the same image per click)."""
-        if len(data) > self.max_upload_bytes:
-            raise TooLargeError(f"the {what} has {len(data)} bytes, "
-                                f"more than the {self.settings.max_upload_mb} MB limit")
-        digest = hashlib.sha256(data).hexdigest()
-
-        def load() -> tuple[ImageFeatures, str]:
-            return self.encoder.encode(decode_image(data, what), name=f"{what}:{digest[:12]}",
-                                       image_sha256=digest), "encoded"
-
-        return self.cache.get("sha256:" + digest, load)
+        return self.interactor.features_of_bytes(data, what)
 
     # ----------------------------------------------------------------------------------- the page
 
@@ -211,6 +194,9 @@ class Annotator:
             raise RequestError("a click needs integer x, y (image pixels) and a boolean positive")
 
         def act(session: Any) -> dict[str, Any]:
+            if not (0 <= x < session.clicks.width and 0 <= y < session.clicks.height):
+                raise RequestError(f"click at x={x}, y={y} lies outside the {session.clicks.width}x"
+                                   f"{session.clicks.height} image")
             started = time.perf_counter()
             try:
                 session.clicks.add_click(y, x, positive)
@@ -282,13 +268,7 @@ class Annotator:
     # -------------------------------------------------------------------------------------- CVAT
 
     def cvat(self, body: Any) -> dict[str, Any]:
-        request = parse_cvat(body)
-        cached = self._bytes_features(request.image, "image")
-        height, width = cached.features.meta.original_size
-        clicks = cvat_clicks(request.points, height, width)
-        key = "cvat:" + cached.features.meta.image_name
-        mask = self.replays.run(key, cached.features, clicks, lambda s: thresholded_mask(s, request.threshold))
-        return cvat_response(mask)
+        return self.interactor.handle(body)
 
     # ------------------------------------------------------------------------------ Label Studio
 
