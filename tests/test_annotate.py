@@ -1,0 +1,452 @@
+"""interformer-annotate: mask encodings, the page's API, the CVAT and Label Studio endpoints, bad input.
+
+Masks are compared with the runtime's own :class:`ClickSession` for the same clicks; the RLE
+encodings are checked against hand-worked values and decoders written here from the format
+descriptions (not the package's).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from starlette.testclient import TestClient
+
+from interformer_edge.annotate.rle import brush_rle, coco_counts, coco_rle, compress_counts, decode_coco_rle
+from interformer_edge.annotate.server import build_app
+from interformer_edge.annotate.service import Annotator, Settings
+from interformer_edge.annotate.sessions import SessionRegistry
+from interformer_edge.assets import PHOTOS_DIR
+from interformer_edge.runtime import ClickSession, Decoder, Encoder, save_features
+
+pytestmark = pytest.mark.bundled_model
+
+LS_CONFIG = """
+<View>
+    <Image name="image" value="$image" zoom="true"/>
+    <BrushLabels name="tag" toName="image">
+        <Label value="Cat" background="#FF0000"/>
+    </BrushLabels>
+    <KeyPointLabels name="tag2" toName="image" smart="true">
+        <Label value="Cat" background="#000000" showInline="true"/>
+    </KeyPointLabels>
+</View>
+"""
+
+
+# ------------------------------------------------------------------ decoders written from the formats
+
+
+def coco_string_to_counts(text: str) -> list[int]:
+    """COCO's compressed counts (maskApi.c rleFrString): 5-bit groups, 0x20 continues, 0x10 of the last is the sign,
+    from the third count on a delta to the count two before."""
+    counts, i = [], 0
+    while i < len(text):
+        x, k, more = 0, 0, 1
+        while more:
+            c = ord(text[i]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = c & 0x20
+            i += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def coco_to_mask(rle: dict) -> np.ndarray:
+    height, width = rle["size"]
+    flat = np.zeros(height * width, dtype=bool)
+    position, value = 0, False
+    for count in coco_string_to_counts(rle["counts"]):
+        flat[position : position + count] = value
+        position, value = position + count, not value
+    assert position == height * width
+    return flat.reshape((width, height)).T  # column-major
+
+
+def brush_to_mask(data: list[int], height: int, width: int) -> np.ndarray:
+    """Label Studio brush RLE (thi.ng rle-pack): header, then (repeat flag, size class, length - 1, value(s))."""
+    bits = "".join(f"{byte:08b}" for byte in data)
+    pos = 0
+
+    def read(n: int) -> int:
+        nonlocal pos
+        value = int(bits[pos : pos + n], 2)
+        pos += n
+        return value
+
+    num = read(32)
+    word = read(5) + 1
+    sizes = [read(4) + 1 for _ in range(4)]
+    out = np.zeros(num, dtype=np.uint8)
+    i = 0
+    while i < num:
+        repeat = read(1)
+        j = i + 1 + read(sizes[read(2)])
+        if repeat:
+            out[i:j] = read(word)
+            i = j
+        else:
+            while i < j:
+                out[i] = read(word)
+                i += 1
+    assert num == height * width * 4
+    return out.reshape(height, width, 4)[:, :, 3] > 0
+
+
+# ----------------------------------------------------------------------------------- encodings
+
+
+def test_coco_rle_hand_worked() -> None:
+    mask = np.array([[0, 1], [1, 1], [0, 0]], dtype=bool)  # column-major: 0 1 0 | 1 1 0
+    assert coco_counts(mask) == [1, 1, 1, 2, 1]
+    # counts 1, 1, 1, then deltas 2-1=1 and 1-1=0: one character each, '0' + value
+    assert coco_rle(mask) == {"size": [3, 2], "counts": "11110"}
+    full = np.ones((10, 10), dtype=bool)  # counts [0, 100]: 100 = 3*32 + 4 -> '0'+(4|0x20)='T', then '3'
+    assert coco_rle(full)["counts"] == "0T3"
+    # a negative delta: 1 - 5 = -4 -> low 5 bits 0b11100 (sign bit set), nothing more -> chr(48 + 28) = 'L'
+    assert compress_counts([0, 5, 3, 1]) == "05" + "3" + "L"
+    assert coco_string_to_counts("05" + "3" + "L") == [0, 5, 3, 1]
+
+
+def test_coco_rle_matches_an_independent_decoder() -> None:
+    rng = np.random.default_rng(0)
+    for shape in ((1, 1), (7, 5), (40, 33)):
+        mask = rng.random(shape) < 0.3
+        mask[: shape[0] // 2, : shape[1] // 2] = True  # long runs too
+        rle = coco_rle(mask)
+        assert np.array_equal(coco_to_mask(rle), mask)
+        assert np.array_equal(decode_coco_rle(rle), mask)
+
+
+def test_brush_rle_hand_worked() -> None:
+    # one set pixel -> 4 values of 255: header (32-bit count 4, word size 8-1, classes 3,4,8,16 minus 1),
+    # then one repeat of class 0: '1', '00', length 4-1 in 3 bits, value 255; zero-padded to whole bytes
+    bits = f"{4:032b}" + "00111" + "0010" + "0011" + "0111" + "1111" + "1" + "00" + "011" + "11111111"
+    bits += "0" * (-len(bits) % 8)
+    assert brush_rle(np.ones((1, 1), dtype=bool)) == [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
+
+
+def test_brush_rle_matches_an_independent_decoder() -> None:
+    rng = np.random.default_rng(1)
+    empty = np.zeros((200, 200), dtype=bool)  # 160000 equal values: runs beyond the 16-bit class
+    assert np.array_equal(brush_to_mask(brush_rle(empty), 200, 200), empty)
+    for shape in ((3, 4), (37, 23)):
+        mask = rng.random(shape) < 0.5
+        mask[5:, 3:] = True
+        assert np.array_equal(brush_to_mask(brush_rle(mask), *shape), mask)
+
+
+# ------------------------------------------------------------------------------------- the server
+
+
+@pytest.fixture(scope="module")
+def export(default_export: tuple[Path, str]) -> Path:
+    return default_export[0]
+
+
+@pytest.fixture(scope="module")
+def runtime(export: Path) -> tuple[Encoder, Decoder]:
+    return Encoder(export, threads=2), Decoder(export, threads=2)
+
+
+def runtime_mask(runtime: tuple[Encoder, Decoder], image: Path | np.ndarray, clicks: list[tuple[int, int, bool]],
+                 max_side: int | None = None) -> np.ndarray:
+    """The runtime's mask for ``clicks`` given as (x, y, positive)."""
+    encoder, decoder = runtime
+    session = ClickSession(decoder, encoder.encode(image, max_side=max_side))
+    for x, y, positive in clicks:
+        session.add_click(y, x, positive)
+    return np.array(session.mask)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("chelsea.jpg", "coffee.jpg"):
+        (folder / name).write_bytes((PHOTOS_DIR / name).read_bytes())
+    return folder
+
+
+def make_client(export: Path, images: Path, out: Path, **options: object) -> TestClient:
+    annotator = Annotator(Settings(images=images, model=export, out=out, threads=2, prefetch=0, **options))
+    return TestClient(build_app(annotator))
+
+
+def png_mask(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path)) > 127
+
+
+def test_page_api_saves_the_runtime_mask_and_reopens_it(export: Path, runtime, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    clicks = [(220, 150, True), (60, 40, False), (300, 200, True)]
+    with make_client(export, photos, out) as client:
+        assert client.get("/").text.startswith("<!doctype html>")
+        listing = client.get("/api/images").json()
+        assert [(i["name"], i["status"]) for i in listing["images"]] == [("chelsea.jpg", "untouched"),
+                                                                         ("coffee.jpg", "untouched")]
+        opened = client.post("/api/open", json={"image": "chelsea.jpg"}).json()
+        assert (opened["width"], opened["height"], opened["saved"]) == (451, 300, [])
+        cat = client.post("/api/sessions", json={"image": "chelsea.jpg", "label": "cat"}).json()["session"]
+        rug = client.post("/api/sessions", json={"image": "chelsea.jpg", "label": "rug"}).json()["session"]
+        for x, y, positive in clicks:
+            reply = client.post(f"/api/sessions/{cat}/click", json={"x": x, "y": y, "positive": positive}).json()
+            assert reply["decode_ms"] > 0
+        assert client.post(f"/api/sessions/{cat}/undo").json()["clicks"] == [list(c) for c in clicks[:2]]
+        client.post(f"/api/sessions/{rug}/click", json={"x": 20, "y": 280, "positive": True})
+        saved = client.post("/api/save", json={"image": "chelsea.jpg", "objects": [
+            {"session": cat, "label": "cat"}, {"session": rug, "label": "rug"}]})
+        assert saved.status_code == 200, saved.text
+    expected_cat = runtime_mask(runtime, photos / "chelsea.jpg", clicks[:2])
+    expected_rug = runtime_mask(runtime, photos / "chelsea.jpg", [(20, 280, True)])
+    assert expected_cat.any() and not np.array_equal(expected_cat, expected_rug)
+    assert np.array_equal(png_mask(out / "masks/chelsea.jpg/00_cat.png"), expected_cat)
+    assert np.array_equal(png_mask(out / "masks/chelsea.jpg/01_rug.png"), expected_rug)
+    coco = json.loads((out / "annotations.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["cat", "rug"]
+    assert coco["images"] == [{"id": 1, "file_name": "chelsea.jpg", "width": 451, "height": 300}]
+    first = coco["annotations"][0]
+    assert np.array_equal(coco_to_mask(first["segmentation"]), expected_cat)
+    assert first["area"] == int(expected_cat.sum())
+    rows, cols = np.nonzero(expected_cat)
+    assert first["bbox"] == [cols.min(), rows.min(), cols.max() - cols.min() + 1, rows.max() - rows.min() + 1]
+    assert (out / "annotations.json").stat().st_mode & 0o044 == 0o044  # group/other readable as usual (umask 022)
+
+    with make_client(export, photos, out) as client:  # reopening the folder shows what was saved
+        listing = client.get("/api/images").json()
+        assert listing["images"][0] == {"name": "chelsea.jpg", "status": "done", "objects": 2}
+        assert listing["done"] == 1
+        saved = client.post("/api/open", json={"image": "chelsea.jpg"}).json()["saved"]
+        assert [s["label"] for s in saved] == ["cat", "rug"]
+        shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(saved[0]["mask"]))))
+        assert np.array_equal(shown.astype(bool), expected_cat)
+        # keep the cat, drop the rug: its PNG goes
+        client.post("/api/save", json={"image": "chelsea.jpg", "objects": [{"saved": 0, "label": "cat"}]})
+    assert sorted(p.name for p in (out / "masks/chelsea.jpg").iterdir()) == ["00_cat.png"]
+
+
+def test_large_photo_is_encoded_bounded_and_masked_at_full_size(export: Path, runtime, tmp_path: Path) -> None:
+    folder = tmp_path / "big"
+    folder.mkdir()
+    photo = Image.open(PHOTOS_DIR / "coffee.jpg").resize((1200, 800))
+    photo.save(folder / "big.png")
+    with make_client(export, folder, tmp_path / "out", max_side=400) as client:
+        opened = client.post("/api/open", json={"image": "big.png"}).json()
+        assert (opened["width"], opened["height"], opened["encoded"]) == (1200, 800, [267, 400])
+        sid = client.post("/api/sessions", json={"image": "big.png", "label": "cup"}).json()["session"]
+        client.post(f"/api/sessions/{sid}/click", json={"x": 600, "y": 400, "positive": True})
+        client.post("/api/save", json={"image": "big.png", "objects": [{"session": sid, "label": "cup"}]})
+    saved = png_mask(tmp_path / "out/masks/big.png/00_cup.png")
+    assert saved.shape == (800, 1200)
+    assert np.array_equal(saved, runtime_mask(runtime, folder / "big.png", [(600, 400, True)], max_side=400))
+
+
+def test_feature_store_is_used_and_another_models_features_refused(export: Path, runtime, photos: Path,
+                                                                    tmp_path: Path) -> None:
+    encoder, _ = runtime
+    store = tmp_path / "store"
+    save_features(encoder.encode(photos / "chelsea.jpg"), store / "chelsea.jpg.npz")
+    foreign = encoder.encode(photos / "coffee.jpg")
+    foreign.meta = type(foreign.meta)(**{**foreign.meta.__dict__, "model_id": "0123456789abcdef"})
+    save_features(foreign, store / "coffee.jpg.npz")
+    with make_client(export, photos, tmp_path / "out", features=store) as client:
+        assert client.post("/api/open", json={"image": "chelsea.jpg"}).json()["source"] == "store"
+        refused = client.post("/api/open", json={"image": "coffee.jpg"})
+        assert refused.status_code == 409
+        assert "0123456789abcdef" in refused.json()["error"] and "\n" not in refused.json()["error"]
+
+
+def test_bad_input_gets_one_line_4xx_and_the_server_keeps_serving(export: Path, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with make_client(export, photos, out, max_upload_mb=1) as client:
+        sid = client.post("/api/sessions", json={"image": "chelsea.jpg", "label": "cat"}).json()["session"]
+        cases = [
+            (client.post("/api/open", json={"image": "missing.jpg"}), 404),
+            (client.post("/api/open", content=b"{not json"), 400),
+            (client.post(f"/api/sessions/{sid}/click", json={"x": 451, "y": 10, "positive": True}), 400),
+            (client.post(f"/api/sessions/{sid}/click", json={"x": -1, "y": 10, "positive": True}), 400),
+            (client.post(f"/api/sessions/{sid}/click", json={"x": 1.5, "y": 10, "positive": True}), 400),
+            (client.post(f"/api/sessions/{sid}/undo"), 409),
+            (client.post("/api/sessions/nope/click", json={"x": 1, "y": 1, "positive": True}), 404),
+            (client.post("/api/sessions", json={"image": "chelsea.jpg", "label": ""}), 400),
+            (client.post("/cvat/interactor", json={"image": base64.b64encode(b"not an image").decode(),
+                                                   "pos_points": [[1, 1]], "neg_points": []}), 415),
+            (client.post("/cvat/interactor", json={"image": "@@@", "pos_points": [[1, 1]], "neg_points": []}), 400),
+            (client.post("/cvat/interactor", json={"image": base64.b64encode(b"x" * (2 << 20)).decode(),
+                                                   "pos_points": [[1, 1]], "neg_points": []}), 413),
+            (client.post("/predict", json={"tasks": [{"data": {"image": "elsewhere.jpg"}}], "label_config": LS_CONFIG,
+                                           "params": {"context": {"result": [keypoint(50, 50, True, 451, 300)]}}}),
+             404),
+            (client.get("/no/such/route"), 404),
+        ]
+        for response, status in cases:
+            assert response.status_code == status, (response.request.url, response.text)
+            error = response.json()["error"]
+            assert error and "\n" not in error and "Traceback" not in error
+        # a save that fails leaves nothing behind: no PNG, no JSON
+        bad_save = client.post("/api/save", json={"image": "chelsea.jpg", "objects": [
+            {"session": sid, "label": "cat"}, {"session": "expired-or-wrong", "label": "x"}]})
+        assert bad_save.status_code == 404
+        assert not out.exists() or (not any(out.rglob("*.png")) and not (out / "annotations.json").exists())
+        assert client.get("/api/images").status_code == 200
+        ok = client.post(f"/api/sessions/{sid}/click", json={"x": 220, "y": 150, "positive": True})
+        assert ok.status_code == 200
+
+
+def test_idle_sessions_expire_with_410(runtime, photos: Path) -> None:
+    encoder, decoder = runtime
+    registry = SessionRegistry(decoder, idle_seconds=0.0)
+    session = registry.open("chelsea.jpg", encoder.encode(photos / "chelsea.jpg"), "cat")
+    with pytest.raises(Exception, match="idle") as caught:
+        registry.get(session.id)
+    assert caught.value.status == 410
+
+
+def test_concurrent_clicks_on_shared_decoder_match_sequential(export: Path, runtime, photos: Path,
+                                                               tmp_path: Path) -> None:
+    annotator = Annotator(Settings(images=photos, model=export, out=tmp_path / "out", threads=1, prefetch=0))
+    plans = {i: [(100 + 40 * i, 120, True), (30 + 20 * i, 250, False)] for i in range(3)}
+    sessions = {i: annotator.new_session("chelsea.jpg", f"o{i}")["session"] for i in plans}
+    errors: list[BaseException] = []
+
+    def annotate(i: int) -> None:
+        try:
+            for x, y, positive in plans[i]:
+                annotator.click(sessions[i], x, y, positive)
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=annotate, args=(i,)) for i in plans]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    annotator.close()
+    assert not errors
+    for i, plan in plans.items():
+        got = np.array(annotator.sessions.get(sessions[i]).clicks.mask)
+        assert np.array_equal(got, runtime_mask(runtime, photos / "chelsea.jpg", plan)), i
+
+
+# ------------------------------------------------------------------------------------ tool endpoints
+
+
+def cvat_body(image: bytes, pos: list[list[int]], neg: list[list[int]]) -> dict:
+    """As CVAT's lambda manager posts to an interactor (serverless/.../nuclio/main.py reads these keys)."""
+    return {"image": base64.b64encode(image).decode("ascii"), "pos_points": pos, "neg_points": neg,
+            "threshold": 0.5}
+
+
+def test_cvat_interactor_masks_equal_the_runtime(export: Path, runtime, photos: Path, tmp_path: Path) -> None:
+    image = (photos / "coffee.jpg").read_bytes()
+    with make_client(export, photos, tmp_path / "out") as client:
+        first = client.post("/cvat/interactor", json=cvat_body(image, [[250, 170]], []))
+        second = client.post("/cvat/interactor", json=cvat_body(image, [[250, 170]], [[40, 30]]))
+    assert first.status_code == second.status_code == 200
+    one = np.array(first.json()["mask"], dtype=np.uint8)
+    two = np.array(second.json()["mask"], dtype=np.uint8)
+    assert one.shape == (341, 512) and set(np.unique(one)) <= {0, 1}
+    assert np.array_equal(one.astype(bool), runtime_mask(runtime, photos / "coffee.jpg", [(250, 170, True)]))
+    assert np.array_equal(two.astype(bool),
+                          runtime_mask(runtime, photos / "coffee.jpg", [(250, 170, True), (40, 30, False)]))
+
+
+def test_nuclio_handler_answers_like_the_route(export: Path, runtime, photos: Path, monkeypatch) -> None:
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("nuclio_main", Path(__file__).parents[1] / "annotate/nuclio/main.py")
+    main = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(main)
+    monkeypatch.setenv("INTERFORMER_EXPORT", str(export))
+    monkeypatch.setenv("INTERFORMER_THREADS", "2")
+
+    class Response:
+        def __init__(self, **kwargs: object) -> None:
+            self.__dict__.update(kwargs)
+
+    log = SimpleNamespace(info=lambda *a: None)
+    context = SimpleNamespace(logger=log, user_data=SimpleNamespace(), Response=Response)
+    main.init_context(context)
+    body = cvat_body((photos / "coffee.jpg").read_bytes(), [[250, 170]], [])
+    answer = main.handler(context, SimpleNamespace(body=body))
+    assert answer.status_code == 200
+    mask = np.array(json.loads(answer.body)["mask"], dtype=bool)
+    assert np.array_equal(mask, runtime_mask(runtime, photos / "coffee.jpg", [(250, 170, True)]))
+    bad = main.handler(context, SimpleNamespace(body=b"{oops"))
+    assert bad.status_code == 400 and "JSON" in json.loads(bad.body)["error"]
+    spec_text = (Path(main.__file__).parent / "function.yaml").read_text()
+    assert "type: interactor" in spec_text and "min_pos_points: 1" in spec_text and "min_neg_points: 0" in spec_text
+
+
+def keypoint(x_pct: float, y_pct: float, positive: bool, width: int, height: int) -> dict:
+    """A smart keypoint as Label Studio sends it in params.context.result (label-studio-ml-backend's SAM example)."""
+    return {"original_width": width, "original_height": height, "image_rotation": 0,
+            "value": {"x": x_pct, "y": y_pct, "width": 0.3189792663476874, "labels": ["Cat"],
+                      "keypointlabels": ["Cat"]},
+            "is_positive": positive, "id": "fBWv1t0S2L", "from_name": "tag2", "to_name": "image",
+            "type": "keypointlabels", "origin": "manual"}
+
+
+class _LabelStudioFiles(BaseHTTPRequestHandler):
+    """A stand-in for Label Studio's /data/upload/ route: serves one file to a request with the right token."""
+
+    payload = b""
+
+    def do_GET(self) -> None:
+        if self.headers.get("Authorization") != "Token secret-token" or not self.path.startswith("/data/upload/"):
+            self.send_response(401 if self.path.startswith("/data/upload/") else 404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.end_headers()
+        self.wfile.write(self.payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_label_studio_backend_masks_equal_the_runtime(export: Path, runtime, photos: Path, tmp_path: Path) -> None:
+    _LabelStudioFiles.payload = (PHOTOS_DIR / "rocket.jpg").read_bytes()
+    fake = ThreadingHTTPServer(("127.0.0.1", 0), _LabelStudioFiles)
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    try:
+        with make_client(export, photos, tmp_path / "out", label_studio_url=f"http://127.0.0.1:{fake.server_port}",
+                         label_studio_token="secret-token") as client:
+            assert client.get("/health").json()["status"] == "UP"
+            assert "model_version" in client.post("/setup", json={"project": "1.1", "schema": LS_CONFIG}).json()
+            points = [keypoint(49.44, 59.97, True, 451, 300), keypoint(10.0, 10.0, False, 451, 300)]
+            body = {"tasks": [{"id": 7, "data": {"image": "/data/local-files/?d=photos/chelsea.jpg"}}],
+                    "project": "1.1", "label_config": LS_CONFIG, "params": {"context": {"result": points}}}
+            reply = client.post("/predict", json=body)
+            assert reply.status_code == 200, reply.text
+            empty = client.post("/predict", json={**body, "params": {}}).json()
+            uploaded = client.post("/predict", json={
+                "tasks": [{"id": 8, "data": {"image": "/data/upload/3/abc-rocket.jpg"}}], "label_config": LS_CONFIG,
+                "params": {"context": {"result": [keypoint(50.0, 40.0, True, 512, 342)]}}})
+            assert uploaded.status_code == 200, uploaded.text
+    finally:
+        fake.shutdown()
+    assert empty["results"] == []
+    result = reply.json()["results"][0]["result"][0]
+    assert (result["type"], result["from_name"], result["to_name"]) == ("brushlabels", "tag", "image")
+    assert result["value"]["format"] == "rle" and result["value"]["brushlabels"] == ["Cat"]
+    # percent of original_width / original_height -> pixels: x = 49.44% of 451 = 222.97 -> 222, y = 179.9 -> 179
+    expected = runtime_mask(runtime, photos / "chelsea.jpg", [(222, 179, True), (45, 30, False)])
+    assert np.array_equal(brush_to_mask(result["value"]["rle"], 300, 451), expected)
+    rocket = uploaded.json()["results"][0]["result"][0]["value"]["rle"]
+    rocket_rgb = np.asarray(Image.open(PHOTOS_DIR / "rocket.jpg").convert("RGB"))
+    assert np.array_equal(brush_to_mask(rocket, 342, 512), runtime_mask(runtime, rocket_rgb, [(256, 136, True)]))
