@@ -377,3 +377,8 @@ def test_runtime_modules_stay_torch_free() -> None:
     code = ("import sys, interformer_edge.runtime.manifest, interformer_edge.runtime.metrics; "
             "bad = [m for m in ('torch', 'interformer_edge.models') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+    # the annotator runs on the device: the runtime only, never torch, the model port, export or quantize
+    code = ("import sys, interformer_edge.annotate.cli, interformer_edge.annotate.server; "
+            "bad = [m for m in ('torch', 'interformer_edge.models', 'interformer_edge.export', "
+            "'interformer_edge.quantize') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
