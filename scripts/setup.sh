@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create (or reuse) the virtualenv and install interformer-edge with the workstation and dev extras.
+# Create (or reuse) the virtualenv and install interformer-edge with the workstation, dev and serve extras.
 # torch is pinned first: an unpinned torch would pull gigabytes of CUDA packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,5 +10,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-"$VENV/bin/python" -m pip install -q -e ".[workstation,dev]"
+# serve: interformer-annotate (its tests start the server and drive Debian's chromium with Playwright)
+"$VENV/bin/python" -m pip install -q -e ".[workstation,dev,serve]"
 echo "environment ready: $VENV"
