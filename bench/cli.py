@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from interformer_edge.runtime.atomic import write_atomic
 from interformer_edge.runtime.backends import installed_backends
 from interformer_edge.runtime.manifest import Manifest, ManifestError, load_manifest
 from interformer_edge.runtime.spec import EVAL_MAX_CLICKS, MANIFEST_NAME
@@ -20,7 +21,7 @@ from .configs import check_backends, default_precisions, known_precisions, openv
 from .latency import DEFAULT_BUDGET_S, DEFAULT_MIN_RUNS, DEFAULT_WARMUP, TimingPolicy
 from .machine import usable_cores
 from .plots import write_plots
-from .report import failure_text, headline, print_report, to_json, to_markdown, write_atomic
+from .report import failure_text, headline, print_report, to_json, to_markdown
 from .suite import PARTS, BenchOptions, run_bench
 
 EXIT_FAILURES = 1  # some configuration failed to load or run; the report is written and lists it

@@ -7,10 +7,10 @@ Each PNG is rendered to a temporary file in the output folder and renamed into p
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from interformer_edge.runtime.atomic import atomic_target
 
 from .report import row_name
 
@@ -100,13 +100,8 @@ def _iou_figure(report: dict[str, Any]) -> Any:
 def _save(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_target(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(fig)

@@ -18,9 +18,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -93,19 +90,6 @@ def failure_text(failure: dict[str, Any]) -> str:
 
 
 # -------------------------------------------------------------------------------------------- writing
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``path`` via a temporary file in the same folder and a rename: never a half-written report."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def to_json(report: dict[str, Any]) -> str:
@@ -185,24 +169,41 @@ def memory_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
     return header, body
 
 
-def accuracy_table(acc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def int8_target_text(precision: str, quantized: list[dict[str, Any]], host_class: str) -> str:
+    """``portable, covers x86-avx2`` for a quantized decoder row (``–`` for the others): whether the
+    target it was quantized for covers this host's CPU class, so the parity beside it is the proof."""
+    variant = next((q for q in quantized if q.get("graph") == "decoder" and q.get("precision") == precision), None)
+    if variant is None:
+        return "–"
+    covered = host_class in variant.get("covers", [])
+    return f"{variant.get('target', '?')}, {'covers' if covered else 'does NOT cover'} {host_class}"
+
+
+def accuracy_table(acc: dict[str, Any], quantized: list[dict[str, Any]] | None = None,
+                   host_class: str = "unknown") -> tuple[list[str], list[list[str]]]:
     ks = sorted({k for r in acc.get("rows", []) for k in r.get("quality", {}) if k.startswith("miou@")},
                 key=lambda k: int(k.split("@")[1]))
     last = ks[-1] if ks else None
-    header = ["backend", "precision", "mask IoU vs ref mean / min", "same mask", "max |Δlogit|",
+    header = ["backend", "precision", "INT8 target vs host", "mask IoU vs ref mean / min", "same mask", "max |Δlogit|",
               *[k.replace("miou", "mIoU") for k in ks], "NoC@85", "NoC@90",
               f"Δ{last.replace('miou', 'mIoU')}" if last else "Δ"]
     body = []
     for r in acc.get("rows", []):
         p, q, d = r.get("parity", {}), r.get("quality", {}), r.get("delta_vs_reference", {})
         name = precision_label(r) + (" (ref)" if r.get("reference") else "")
-        body.append([r["backend"], name,
+        body.append([r["backend"], name, int8_target_text(r["precision"], quantized or [], host_class),
                      f"{_num(p.get('mask_iou_mean'), 4)} / {_num(p.get('mask_iou_min'), 4)}",
                      "–" if "identical_masks" not in p else f"{100 * p['identical_masks']:.0f} %",
                      _sci(p.get("logit_max_abs_diff")),
                      *[_num(q.get(k)) for k in ks], _num(q.get("noc@85"), 2), _num(q.get("noc@90"), 2),
                      "–" if last is None or last not in d else f"{d[last]:+.4f}"])
     return header, body
+
+
+def report_accuracy_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """:func:`accuracy_table` of a whole report, with its INT8 targets and the host's INT8 class."""
+    return accuracy_table(report["accuracy"], report.get("artifact", {}).get("quantized", []),
+                          report.get("machine", {}).get("isa", {}).get("int8_class", "unknown"))
 
 
 def _rich(title: str, table: tuple[list[str], list[list[str]]], numeric_from: int) -> Table:
@@ -241,7 +242,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         if acc.get("rows"):
             title = (f"Accuracy on {acc['objects']} objects of {acc['dataset']} ({acc['clicks']} clicks, "
                      f"{acc['threads']} threads); parity vs {acc['reference']}")
-            console.print(_rich(title, accuracy_table(acc), 2))
+            console.print(_rich(title, report_accuracy_table(report), 3))
         if acc.get("export_gate"):
             console.print(gate_text(acc["export_gate"]), highlight=False)
         if acc.get("skipped"):
@@ -331,7 +332,7 @@ def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
             out += [f"{acc['objects']} objects of `{acc['dataset']}`, {acc['clicks']} clicks, automatic clicker, "
                     f"{acc['threads']} threads. Parity: each row's decoder on the reference's inputs "
                     f"({acc['reference']}), per-click mask IoU and logits; quality: each row's own sessions.", "",
-                    _md_table(accuracy_table(acc))]
+                    _md_table(report_accuracy_table(report))]
             curves = [(row_name(r), r["quality"]["iou_curve"]) for r in acc["rows"] if r.get("quality")]
             if curves:
                 clicks = max(len(c) for _, c in curves)

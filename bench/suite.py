@@ -163,7 +163,8 @@ def describe_artifact(manifest: Manifest) -> dict[str, Any]:
         "export_parity_passed": manifest.parity.passed,
         "decoder_precisions": manifest.precisions("decoder"),
         "quantized": [{"graph": q.graph, "precision": q.precision, "files": q.files, "calibration": q.calibration,
-                       "gates": q.gates, "created": q.created} for q in manifest.quantized],
+                       "gates": q.gates, "created": q.created, "target": q.target, "covers": list(q.covers)}
+                      for q in manifest.quantized],
         "sizes": memory.artifact_sizes(manifest),
     }
 
@@ -186,7 +187,8 @@ def latency_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchC
             say(f"latency: {config.name}, {threads} thread(s): loading")
             started = time.perf_counter()
             try:
-                encoder = Encoder(manifest.root, config.backend, threads, config.hint, manifest=manifest)
+                encoder = Encoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
+                                  max_side=0)  # the sizes asked for, never shrunk
                 decoder = Decoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
                                   variant=config.variant)
             except InterFormerRuntimeError as err:
@@ -287,7 +289,7 @@ def accuracy_report(options: BenchOptions, manifest: Manifest, configs: list[Ben
         try:
             if config.encoder_key not in encoders:
                 encoders[config.encoder_key] = Encoder(manifest.root, config.backend, threads, config.hint,
-                                                       manifest=manifest)
+                                                       manifest=manifest, max_side=0)
             decoder = Decoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
                               variant=config.variant)
         except InterFormerRuntimeError as err:

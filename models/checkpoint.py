@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import InterFormerConfig, config_from_state_dict
+from .config import PRESETS, InterFormerConfig, config_from_state_dict
 from .interformer import InterFormer
 from .vit import canonical_relative_position_index
 
@@ -29,16 +30,22 @@ def read_checkpoint(path: str | Path, allow_pickle: bool = False) -> dict[str, T
     Accepts ``{'meta', 'state_dict', ...}`` mmcv files and bare state dicts; strips ``module.``
     prefixes and drops the auxiliary head. Uses ``torch.load(weights_only=True)``; with
     ``allow_pickle`` it falls back to full unpickling (only for files you trust) with a warning.
+    A file that is neither a ``torch.save`` zip archive nor a pickle is refused before any
+    unpickling, so ``allow_pickle`` never runs the unpickler on arbitrary bytes.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    is_archive = _check_container(path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         # torch raises this both for objects the safe loader refuses and for garbage bytes.
-        if "Weights only load failed" not in str(err):
-            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(err)})") from None
+        # In a verified torch.save archive the safe loader only fails on what it refuses to build (objects,
+        # newer pickle opcodes); in a bare pickle, anything but a refused global may just be garbage.
+        refused = "Weights only load failed" in str(err) if is_archive else "Unsupported global" in str(err)
+        if not refused:
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_first_sentence(err)}") from None
         if not allow_pickle:
             raise CheckpointError(
                 f"{path} holds Python objects that the safe loader refuses; "
@@ -47,20 +54,60 @@ def read_checkpoint(path: str | Path, allow_pickle: bool = False) -> dict[str, T
         warnings.warn(f"loading {path} with full unpickling: only do this for trusted files", stacklevel=2)
         raw = _load_or_fail(path, weights_only=False)
     except Exception as err:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(err)})") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_first_sentence(err)}") from None
     return clean_state_dict(raw, source=str(path))
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = b"\x80"  # pickle protocol 2+ opcode: legacy torch.save files and plain pickles start with it
+
+
+def _check_container(path: Path) -> bool:
+    """Refuse files that cannot be a ``torch.save`` output, naming what is wrong (one sentence).
+
+    Returns True for a zip archive with a ``data.pkl`` (the current format), False for a pickle (legacy).
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): not a PyTorch checkpoint")
+    if head.startswith(_PICKLE_PROTO):
+        return False
+    if head != _ZIP_MAGIC:
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint: it is neither a torch.save zip archive nor a pickle"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise CheckpointError(
+            f"{path} is a truncated or damaged PyTorch checkpoint ({size} bytes, its zip archive is incomplete): "
+            "copy or download it again"
+        ) from None
+    if not any(name.endswith("data.pkl") for name in names):
+        raise CheckpointError(f"{path} is a zip archive but not a PyTorch checkpoint (it has no data.pkl)")
+    return True
 
 
 def _load_or_fail(path: Path, weights_only: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as err:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(err)})") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_first_sentence(err)}") from None
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:160]
+def _first_sentence(err: BaseException, limit: int = 200) -> str:
+    """The first whole sentence of an exception's message (torch's are paragraphs), ending with a full stop."""
+    lines = str(err).strip().splitlines()
+    text = lines[0].strip() if lines else type(err).__name__
+    end = text.find(". ")
+    if end > 0:
+        text = text[: end + 1]
+    if len(text) > limit:  # still too long for one line: cut at a word, and say so
+        text = text[:limit].rsplit(" ", 1)[0] + " …"
+    return text if text.endswith((".", "…")) else text + "."
 
 
 def clean_state_dict(raw: Any, source: str = "checkpoint") -> dict[str, Tensor]:
@@ -83,8 +130,10 @@ def _describe(keys: list[str], limit: int = 6) -> str:
     return f"{shown}, … (+{len(keys) - limit} more)" if len(keys) > limit else shown
 
 
-def load_into(model: InterFormer, state_dict: Mapping[str, Tensor]) -> None:
+def load_into(model: InterFormer, state_dict: Mapping[str, Tensor], architecture: str | None = None) -> None:
     """Strictly load ``state_dict`` into ``model``: one error lists every mismatch.
+
+    ``architecture`` names the architecture in that error (default: ``preset 'NAME'``).
 
     ``relative_position_index`` buffers are deterministic: they may be absent, and when present
     they must equal BEiT's index for the model's grid.
@@ -112,8 +161,15 @@ def load_into(model: InterFormer, state_dict: Mapping[str, Tensor]) -> None:
     if mismatched:
         problems.append(f"{len(mismatched)} shape mismatches: {_describe(mismatched)}")
     if problems:
-        raise CheckpointError(f"checkpoint does not fit architecture {model.cfg.name!r}: " + "; ".join(problems))
+        what = architecture or _architecture_label(model.cfg)
+        raise CheckpointError(f"checkpoint does not fit the {what} architecture: " + "; ".join(problems))
     model.load_state_dict({k: merged[k] for k in expected}, strict=True)
+
+
+def _architecture_label(cfg: InterFormerConfig) -> str:
+    """``preset 'light'`` for an unchanged preset, else ``custom 'NAME'``."""
+    kind = "preset" if PRESETS.get(cfg.name) == cfg else "custom"
+    return f"{kind} {cfg.name!r}"
 
 
 def load_interformer(
@@ -121,11 +177,13 @@ def load_interformer(
 ) -> InterFormer:
     """Build the architecture (given, or inferred from the checkpoint's shapes) and load it, in eval mode."""
     state_dict = read_checkpoint(path, allow_pickle=allow_pickle)
+    architecture = None
     if cfg is None:
         try:
             cfg = config_from_state_dict(state_dict, name=Path(path).stem)
         except ValueError as err:
             raise CheckpointError(f"{path}: {err}") from None
+        architecture = "inferred (from the checkpoint's tensor shapes)"
     model = InterFormer(cfg)
-    load_into(model, state_dict)
+    load_into(model, state_dict, architecture)
     return model.eval()

@@ -85,12 +85,20 @@ def read_calibration_images(folder: str | Path, problems: list[str]) -> list[Cal
         for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
             try:
                 images.append(CalibrationImage(path.stem, read_rgb(path), None))
-            except ImageReadError as err:
-                problems.append(f"{path.name}: {err}")
+            except ImageReadError as err:  # the reason without the folder, which the message names once
+                reason = str(err).removeprefix(f"cannot read image {path}: ").replace(str(path), path.name)
+                problems.append(f"{path.name}: {reason}")
     if not images:
-        detail = f" ({len(problems)} unreadable)" if problems else ""
-        raise CalibrationError(f"no usable calibration images in {folder}{detail}")
+        raise CalibrationError(f"no usable calibration images in {folder}{_problem_summary(problems)}")
     return images
+
+
+def _problem_summary(problems: list[str], shown: int = 5) -> str:
+    """``: 5 unreadable: a.jpg: why; b.jpg: why; …`` (empty without problems)."""
+    if not problems:
+        return ""
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return f": {len(problems)} unreadable: " + "; ".join(problems[:shown]) + more
 
 
 class RecordingDecoder:

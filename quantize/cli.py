@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from interformer_edge.runtime.backends import BACKENDS
+from interformer_edge.runtime.progress import ProgressReporter, cli_console
 from interformer_edge.runtime.spec import EVAL_MAX_CLICKS
 
 from . import pipeline
 from .gate import DEFAULT_MAX_NOC90_DELTA, DEFAULT_MIN_IOU, GateThresholds
 from .pipeline import DEFAULT_KEEP_FLOAT, METHODS, QuantizeError, QuantizeOptions, QuantizeResult, run_quantize
+from .targets import DEFAULT_TARGET, TARGETS
 
 EXIT_BAD_INPUT = 2
 EXIT_GATE_FAILED = 3
@@ -25,22 +24,8 @@ _DEFAULTS = QuantizeOptions(export_dir=Path("interformer_export"))
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
-class _RichProgress(pipeline.Progress):
-    """One progress bar per step; notes are printed above the bars."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task: int | None = None
-
-    def step(self, name: str, total: int | None = None) -> Callable[[int], None]:
-        if self.task is not None:  # a new step means the previous one is over
-            previous = self.task
-            self.progress.update(previous, completed=self.progress.tasks[previous].total)
-        task = self.task = self.progress.add_task(name, total=total or 1)
-        return lambda done: self.progress.update(task, completed=done)
-
-    def note(self, message: str) -> None:
-        self.progress.console.print(message, highlight=False, markup=False)
+class _Progress(ProgressReporter, pipeline.Progress):
+    """The pipeline's progress hooks: bars on a terminal, progress lines in a log (see runtime/progress.py)."""
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -53,7 +38,10 @@ def _size(text: str) -> tuple[int, int]:
 
 def summary_table(result: QuantizeResult) -> Table:
     """FP32 vs INT8 per backend: size, quick latency, accuracy, what stayed float, verdict."""
-    table = Table(title=f"INT8 click decoder for {result.export_dir}", title_justify="left")
+    calibration = result.calibration
+    title = (f"INT8 click decoder for {result.export_dir} — target {calibration['target']}, "
+             f"gated on {calibration['build_host']['class']} ({calibration['build_host']['model']})")
+    table = Table(title=title, title_justify="left")
     for column, justify in (("backend", "left"), ("file", "left"), ("size FP32 → INT8", "right"),
                             ("latency FP32 → INT8", "right"), ("IoU vs FP32", "right"),
                             ("NoC@85 FP32 → INT8", "right"), ("NoC@90 FP32 → INT8", "right"),
@@ -79,6 +67,10 @@ def summary_table(result: QuantizeResult) -> Table:
 def main(
     export_dir: Annotated[Path, typer.Argument(
         help="Export folder written by interformer-export (manifest.json + graphs).")] = _DEFAULTS.export_dir,
+    target: Annotated[str, typer.Option(
+        help="Which CPUs the INT8 decoder must be accurate on: "
+             + "; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values())
+             + ". Recorded in the manifest; the runtime warns on a CPU the target does not cover.")] = DEFAULT_TARGET,
     backends: Annotated[str, typer.Option(
         "--backends", help="Comma-separated backends to build INT8 decoders for: onnxruntime (static QDQ), "
                            "openvino (NNCF).")] = ",".join(BACKENDS),
@@ -120,7 +112,8 @@ def main(
     latency_size: Annotated[str, typer.Option(
         help="Canvas HxW for the quick FP32-vs-INT8 latency check.")] = "512x512",
     seed: Annotated[int, typer.Option(help="Seed of the calibration sessions.")] = _DEFAULTS.seed,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; only the table and errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress (bars on a terminal, lines in a "
+                                                                 "log); only the table and errors.")] = False,
 ) -> None:
     """Build the INT8 click decoder of an export: ONNX Runtime static QDQ and/or OpenVINO NNCF.
 
@@ -133,13 +126,13 @@ def main(
     Exit status: 0 every backend passed; 2 bad input (nothing written); 3 the gate failed on a backend
     (its files are not installed; passing backends are); 1 a crash.
     """
-    # Redirected output keeps the table readable instead of wrapping it at 80 columns.
-    err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
-    out = Console(width=None if Console().is_terminal else 160)
+    # Redirected output: wide tables, no hard wraps, progress as lines (rich draws bars only on a terminal).
+    err = cli_console(stderr=True)
+    out = cli_console()
     try:
         options = QuantizeOptions(
             export_dir=export_dir,
-            backends=tuple(b.strip().lower() for b in backends.split(",") if b.strip()),
+            backends=tuple(b.strip().lower() for b in backends.split(",") if b.strip()), target=target.lower(),
             calib_dir=calib, heldout_dir=heldout, num_sessions=num_sessions, calib_clicks=calib_clicks,
             max_samples=max_samples, method=method.lower(),
             thresholds=GateThresholds(min_iou=min_iou, max_noc90_delta=max_noc_delta),
@@ -150,9 +143,8 @@ def main(
         if quiet:
             result = run_quantize(options)
         else:
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-            with Progress(*columns, console=err, transient=False) as bars:
-                result = run_quantize(options, _RichProgress(bars))
+            with _Progress(err) as progress:
+                result = run_quantize(options, progress)
     except QuantizeError as error:
         err.print(f"interformer-quantize: error: {error}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None

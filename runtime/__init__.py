@@ -2,7 +2,7 @@
 
 Public API (imported lazily, so ``runtime.spec`` stays cheap for everyone who only needs constants)::
 
-    Encoder(export_dir, backend="auto", threads=None)  .encode(path | array) -> ImageFeatures
+    Encoder(export_dir, backend="auto", threads=None, max_side=1024)  .encode(path | array) -> ImageFeatures
     save_features(features, path) / load_features(path, expected_model_id=None)
     Decoder(export_dir, backend="auto", threads=None)
     ClickSession(decoder, features)  .add_click(y, x, positive) / .undo() / .reset() / .mask / .predict
@@ -30,6 +30,7 @@ _EXPORTS = {
     "FeatureFileError": "errors",
     "ModelMismatchError": "errors",
     "ClickError": "errors",
+    "MemoryBudgetError": "errors",
     "ImageReadError": "image_io",
 }
 

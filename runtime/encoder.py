@@ -8,14 +8,19 @@ Preparation (all numbers from the manifest's ``preprocessing``, none from consta
 
 1. the image is read as ``(H, W, 3)`` uint8 RGB (EXIF orientation applied, 16-bit scaled,
    grayscale / palette expanded, alpha dropped; see :mod:`.image_io`);
-2. if its longer side exceeds ``max_side`` — or the model's ``max_image_side`` — it is shrunk with
-   Pillow's antialiased bilinear filter to ``encoded_size`` (aspect ratio kept, sides rounded);
+2. if its longer side exceeds ``max_side`` (default :data:`~.spec.DEFAULT_MAX_SIDE`, 1024; 0 or None:
+   no limit but the model's ``max_image_side``) it is shrunk with Pillow's antialiased bilinear
+   filter to ``encoded_size`` (aspect ratio kept, sides rounded);
 3. mapped to the model's color order and input range, normalized with its mean / std, and padded
    bottom/right with ``pad_value`` to a multiple of ``size_divisor`` (or to ``static_size`` for a
    static-size export).
 
 The features remember ``original_size`` and ``encoded_size``; the click session works at the
 encoded size and brings masks back to the original size (see :mod:`.session`).
+
+Memory grows with the fourth power of the encoded side (global attention, see :mod:`.memory`):
+before running, the encoder estimates its need for the canvas and refuses with
+:class:`~.errors.MemoryBudgetError`, naming ``max_side``, when the machine does not have it.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from .errors import ModelMismatchError
 from .features import FeatureMeta, ImageFeatures, check_shapes, model_id, now_iso
 from .image_io import as_rgb_array, read_rgb
 from .manifest import Manifest, load_manifest
+from .memory import check_encoder_memory
 from .preprocess import fit_size, normalize_image, padded_shape, resize_rgb
-from .spec import FEATURE_NAMES, IMAGE_INPUT
+from .spec import DEFAULT_MAX_SIDE, FEATURE_NAMES, IMAGE_INPUT
 
 ImageInput = np.ndarray | Image.Image | str | Path
 
@@ -51,7 +57,7 @@ class Encoder:
         threads: CPU threads for the encoder (None: the backend default, all cores).
         precision: OpenVINO precision (``"f32"`` default, ``"device"``: the CPU's default), see
             :func:`~.backends.load_graph`.
-        max_side: default longest side for :meth:`encode` (None: only the model's own limit).
+        max_side: default longest side for :meth:`encode` (0 or None: only the model's own limit).
         manifest: an already loaded manifest (skips reading and hashing the folder again).
         verify: check every artifact's sha256 when loading the manifest (reads all files once).
     """
@@ -62,7 +68,7 @@ class Encoder:
         backend: str = "auto",
         threads: int | None = None,
         precision: str = "f32",
-        max_side: int | None = None,
+        max_side: int | None = DEFAULT_MAX_SIDE,
         manifest: Manifest | None = None,
         verify: bool = True,
     ) -> None:
@@ -91,7 +97,7 @@ class Encoder:
         """
         pre = self.manifest.preprocessing
         limit = pre.max_image_side // pre.size_divisor * pre.size_divisor
-        side = limit if max_side is None else min(max_side, limit)
+        side = limit if not max_side else min(max_side, limit)
         static = self.manifest.static_size
         if static is not None:  # shrink to fit inside the fixed canvas, then pad to it
             factor = min(1.0, static[0] / height, static[1] / width, side / max(height, width))
@@ -123,7 +129,7 @@ class Encoder:
         Args:
             image: a file path, a Pillow image or an array (see :func:`.image_io.as_rgb_array`).
             name: recorded as the image name (default: the file name, or ``""`` for in-memory images).
-            max_side: longest side to encode at (default: the encoder's ``max_side``).
+            max_side: longest side to encode at (default: the encoder's ``max_side``; 0: the model's limit).
             image_sha256: recorded for resumable stores (computed here for file paths).
 
         Returns:
@@ -132,6 +138,7 @@ class Encoder:
 
         Raises:
             ImageReadError: unreadable, empty or unsupported image.
+            MemoryBudgetError: the encoder would need more memory than is available (before any work).
             BackendError: the encoder failed to run.
         """
         if isinstance(image, (str, Path)):
@@ -143,8 +150,10 @@ class Encoder:
         else:
             rgb = as_rgb_array(image)
         height, width = rgb.shape[:2]
-        max_side = self.max_side if max_side is None else max_side
+        max_side = (self.max_side if max_side is None else max_side) or None
         encoded_size, padded_size, scale = self.plan(height, width, max_side)
+        check_encoder_memory(self.manifest.architecture, (height, width), padded_size,
+                             self.manifest.preprocessing.size_divisor)
         outputs = self.graph.run({IMAGE_INPUT: self.prepare(rgb, encoded_size, padded_size)})
         meta = FeatureMeta(
             model_id=self.model_id,

@@ -26,3 +26,7 @@ class ModelMismatchError(InterFormerRuntimeError, ValueError):
 
 class ClickError(InterFormerRuntimeError, ValueError):
     """A click outside the image, or an undo with nothing to undo."""
+
+
+class MemoryBudgetError(InterFormerRuntimeError, MemoryError):
+    """Encoding an image this large would need more memory than the machine has available."""

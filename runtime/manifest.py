@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_atomic
+from .cpu import INT8_TARGET_COVERAGE, LEGACY_TARGET
 from .spec import MANIFEST_FORMAT_VERSION, MANIFEST_NAME
 
 SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (MANIFEST_FORMAT_VERSION,)
@@ -152,6 +152,8 @@ class QuantizedGraph:
     ``files`` maps a format to its file, like :attr:`GraphSpec.files`; the signature is the FP32
     graph's. ``calibration`` records how it was calibrated and ``gates`` the accuracy gate per backend
     (metrics, thresholds, the layers kept in float); both are plain JSON written by ``interformer-quantize``.
+    ``target`` is the INT8 target it was quantized for and ``covers`` the CPU classes that target runs
+    accurately on (:mod:`.cpu`); variants written before targets existed read as the full-range target.
     """
 
     graph: str
@@ -160,6 +162,8 @@ class QuantizedGraph:
     calibration: dict[str, Any]
     gates: dict[str, Any]
     created: str
+    target: str = LEGACY_TARGET
+    covers: tuple[str, ...] = INT8_TARGET_COVERAGE[LEGACY_TARGET]
 
 
 @dataclass(frozen=True)
@@ -194,10 +198,14 @@ class Manifest:
         """Format → file name of ``graph`` in ``precision`` (raises :class:`ManifestError` if absent)."""
         if precision == BASE_PRECISION and graph in self.graphs:
             return self.graphs[graph].files
-        for variant in self.quantized:
-            if (variant.graph, variant.precision) == (graph, precision):
-                return variant.files
+        variant = self.quantized_variant(graph, precision)
+        if variant is not None:
+            return variant.files
         raise ManifestError(f"the export has no {precision} {graph} (has: {self._available()})")
+
+    def quantized_variant(self, graph: str, precision: str) -> QuantizedGraph | None:
+        """The quantized variant ``precision`` of ``graph`` (None for ``fp32`` or a variant the export lacks)."""
+        return next((q for q in self.quantized if (q.graph, q.precision) == (graph, precision)), None)
 
     def graph_path(self, graph: str, fmt: str = "onnx", precision: str = BASE_PRECISION) -> Path:
         """Absolute path of ``graph`` (``encoder``/``decoder``) in format ``fmt`` (``onnx``/``openvino``)
@@ -333,8 +341,35 @@ def _str_map(r: _Reader, key: str, kind: type) -> dict[str, Any]:
     return dict(values)
 
 
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:200] if lines else type(err).__name__
+
+
+def _check_values(manifest: Manifest) -> Manifest:
+    """Values a runtime divides by, allocates with or indexes by must make sense (types are checked already)."""
+    pre, clk, zoom = manifest.preprocessing, manifest.clicks, manifest.zoom_in
+    checks = [
+        (1 <= pre.size_divisor <= 1024, "preprocessing.size_divisor must be 1..1024"),
+        (pre.size_divisor <= pre.max_image_side <= 1 << 16, "preprocessing.max_image_side must be size_divisor..65536"),
+        (all(math.isfinite(v) and v > 0 for v in pre.std), "preprocessing.std must be positive numbers"),
+        (all(math.isfinite(v) for v in (*pre.mean, *pre.input_range, pre.pad_value)),
+         "preprocessing mean, input_range and pad_value must be finite"),
+        (0 <= clk.inner_radius <= 1024 and 0 <= clk.outer_radius <= 1024, "click radii must be 0..1024"),
+        (math.isfinite(zoom.expand_ratio) and 0 < zoom.expand_ratio <= 100, "zoom_in.expand_ratio must be in (0, 100]"),
+        (0 <= zoom.min_size <= 1 << 16 and 1 <= zoom.stride <= 1024 and zoom.start_click >= 0,
+         "zoom_in min_size, stride and start_click out of range"),
+        (manifest.static_size is None or all(0 < v <= 1 << 16 for v in manifest.static_size),
+         "static_size must be two positive sides"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ManifestError(f"manifest value out of range: {message}")
+    return manifest
+
+
 def manifest_from_dict(data: Any) -> Manifest:
-    """Parse and type-check a manifest JSON object (no file checks)."""
+    """Parse and type-check a manifest JSON object (no file checks); values are range-checked too."""
     r = _Reader(data, "")
     version = r.get("format_version", int)
     if version not in SUPPORTED_FORMAT_VERSIONS:
@@ -362,6 +397,8 @@ def manifest_from_dict(data: Any) -> Manifest:
             calibration=dict(q.get("calibration", Mapping)),
             gates=dict(q.get("gates", Mapping)),
             created=q.get("created", str),
+            target=q.get("target", str, optional=True) or LEGACY_TARGET,
+            covers=tuple(q.get("covers", list, optional=True) or INT8_TARGET_COVERAGE[LEGACY_TARGET]),
         )
         for q in (r.objects("quantized") if r.get("quantized", list, optional=True) is not None else [])
     )
@@ -371,7 +408,7 @@ def manifest_from_dict(data: Any) -> Manifest:
     static = r.get("static_size", list, optional=True)
     if static is not None and (len(static) != 2 or not all(isinstance(v, int) for v in static)):
         raise ManifestError("static_size must be [height, width] or null")
-    return Manifest(
+    return _check_values(Manifest(
         format_version=version,
         created=r.get("created", str),
         architecture=dict(r.get("architecture", Mapping)),
@@ -433,7 +470,7 @@ def manifest_from_dict(data: Any) -> Manifest:
             ),
         ),
         quantized=quantized,
-    )
+    ))
 
 
 def _check_files(manifest: Manifest, root: Path, verify_hashes: bool) -> None:
@@ -444,7 +481,7 @@ def _check_files(manifest: Manifest, root: Path, verify_hashes: bool) -> None:
                 raise ManifestError(f"the {fmt} {precision} {role} file {name!r} is not among the manifest's files")
     for entry in manifest.files:
         path = root / entry.name
-        if Path(entry.name).is_absolute() or ".." in Path(entry.name).parts:
+        if "\x00" in entry.name or Path(entry.name).is_absolute() or ".." in Path(entry.name).parts:
             raise ManifestError(f"manifest file name {entry.name!r} points outside the export folder")
         if not path.is_file():
             raise ManifestError(f"{path} is listed in the manifest but missing")
@@ -473,8 +510,8 @@ def load_manifest(directory: str | Path, verify_hashes: bool = True, require_par
         raise ManifestError(f"no export manifest at {path}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ManifestError(f"{path} is not a readable JSON manifest ({err})") from None
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, UTF-8 or a 5000-digit number
+        raise ManifestError(f"{path} is not a readable JSON manifest ({_first_line(err)})") from None
     manifest = manifest_from_dict(data)
     root = path.parent.resolve()
     _check_files(manifest, root, verify_hashes)
@@ -485,19 +522,9 @@ def load_manifest(directory: str | Path, verify_hashes: bool = True, require_par
 
 
 def write_manifest(manifest: Manifest, directory: str | Path) -> Path:
-    """Write ``manifest.json`` into ``directory`` atomically (temporary file, then rename)."""
-    directory = Path(directory)
+    """Write ``manifest.json`` into ``directory`` atomically (temporary file, then rename; umask mode)."""
     text = json.dumps(manifest.to_dict(), indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        target = directory / MANIFEST_NAME
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomic(Path(directory) / MANIFEST_NAME, text)
 
 
 def symbolic_shape(dims: Sequence[int | str]) -> tuple[int | str, ...]:

@@ -43,12 +43,13 @@ import numpy as np
 
 from .backends import load_graph
 from .clicks import Click, add_click, initial_ref_label, update_ref_label_with_prediction
+from .cpu import check_int8_target
 from .errors import ClickError, ModelMismatchError
 from .evaluation import Roi, zoom_roi_padded
-from .features import ImageFeatures, load_features, model_id
+from .features import ImageFeatures, check_finite, check_shapes, check_sizes, load_features, model_id
 from .manifest import BASE_PRECISION, Manifest, load_manifest
 from .preprocess import pad_ref_label, resize_bilinear
-from .spec import FEATURE_NAMES, LOGITS_OUTPUT, REF_LABEL_INPUT, ROI_INPUT
+from .spec import FEATURE_NAMES, LOGITS_OUTPUT, NUM_REF_LABELS, REF_LABEL_INPUT, ROI_INPUT
 
 
 class Decoder:
@@ -82,6 +83,11 @@ class Decoder:
         else:
             self.graph = load_graph(Path(export_dir) / graph_file, "decoder", backend, threads, precision)
         self.model_id = model_id(self.manifest)
+        quantized = self.manifest.quantized_variant("decoder", variant) if graph_file is None else None
+        # The INT8 target the running variant was quantized for (None for the exported FP32 graph).
+        self.target = quantized.target if quantized is not None else None
+        if quantized is not None:
+            check_int8_target(quantized.target, quantized.covers, f"{variant} decoder")
         self.uses_roi = self.manifest.zoom_in.uses_roi
         if self.uses_roi != (ROI_INPUT in self.graph.input_names):
             raise ModelMismatchError(
@@ -96,12 +102,22 @@ class Decoder:
         return self.graph.backend
 
     def check(self, features: ImageFeatures) -> None:
-        """Refuse features of another model (or with other channel counts) with :class:`ModelMismatchError`."""
+        """Refuse features of another model (or with other channel counts or canvas) with
+        :class:`ModelMismatchError`, and features whose metadata contradicts the maps or that hold
+        NaN/inf with :class:`FeatureFileError` (in-memory features get the checks a file gets at load)."""
+        where = f"features of {features.meta.image_name or 'the image'}"
         features.check_model(self.model_id)
+        check_sizes(features.meta, where)
+        check_shapes(features, where)
         for name, channels in self.channels.items():
             got = features.maps[name].shape[1]
             if isinstance(channels, int) and got != channels:
                 raise ModelMismatchError(f"{name} has {got} channels, the decoder expects {channels}")
+        static = self.manifest.static_size
+        if static is not None and features.meta.padded_size != static:
+            raise ModelMismatchError(f"{where} are on a {features.meta.padded_size} canvas, this static-size "
+                                     f"decoder takes {static}")
+        check_finite(features, where)
 
     def run(self, feed: dict[str, np.ndarray], ref_label: np.ndarray, roi: Roi | None) -> np.ndarray:
         """One decoder pass.
@@ -243,11 +259,14 @@ class ClickSession:
         """Click at pixel ``(y, x)`` of the original image; returns the new ``(H, W)`` bool mask.
 
         Raises:
-            ClickError: the click lies outside the image or is not an integer pixel.
+            ClickError: the click lies outside the image or is not an integer pixel, or ``positive``
+                is not a bool.
         """
         if isinstance(y, (bool, np.bool_)) or isinstance(x, (bool, np.bool_)) or not (
                 isinstance(y, (int, np.integer)) and isinstance(x, (int, np.integer))):
             raise ClickError(f"click coordinates must be integer pixels, got ({y!r}, {x!r})")
+        if not isinstance(positive, (bool, np.bool_)):  # "no" or None must not pass as a truth value
+            raise ClickError(f"positive must be True or False, got {positive!r}")
         y, x = int(y), int(x)
         if not (0 <= y < self.height and 0 <= x < self.width):
             raise ClickError(f"click ({y}, {x}) lies outside the {self.height}x{self.width} image")
@@ -319,6 +338,9 @@ class ClickSession:
         """
         if self._model_size != (self.height, self.width):
             raise ModelMismatchError("predict needs features encoded at full size (max_side left unset)")
+        ref_label = np.asarray(ref_label)
         if ref_label.shape != self._model_size:
             raise ModelMismatchError(f"ref_label has shape {ref_label.shape}, the image is {self._model_size}")
-        return self._decode(np.asarray(ref_label, dtype=np.uint8), roi) > 0
+        if ref_label.dtype.kind not in "biu" or not (ref_label.min() >= 0 and ref_label.max() < NUM_REF_LABELS):
+            raise ClickError(f"ref_label must hold integer codes 0..{NUM_REF_LABELS - 1} (got {ref_label.dtype})")
+        return self._decode(ref_label.astype(np.uint8), roi) > 0

@@ -18,6 +18,12 @@ FEATURE_STRIDES: Final[tuple[int, int, int, int]] = (4, 8, 16, 32)
 FEATURE_CHANNELS: Final[tuple[int, int, int, int]] = (32, 64, 128, 256)
 # Largest padded image side the click decoder supports (its pooling-size tables are sized for it).
 MAX_IMAGE_SIDE: Final[int] = 4096
+# Longest side the runtime encodes at unless asked otherwise: larger photos are shrunk to it and their
+# masks scaled back. It keeps the standard benchmarks (GrabCut, Berkeley, DAVIS 480p: at most 854 px)
+# at full size, is twice the official 512-px training crop, and bounds the encoder's memory (which
+# grows with the fourth power of the side: about 1.2 GiB for the default model at 1024 px, see
+# runtime/memory.py).
+DEFAULT_MAX_SIDE: Final[int] = 1024
 
 # Reference-label codes: one value per pixel, fed to the click decoder.
 REF_BACKGROUND: Final[int] = 0  # definite background (inside a negative click)

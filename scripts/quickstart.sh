@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
-OUT="${OUT:-artifacts/default}"
+OUT="${OUT:-interformer_export}"  # the folder every README example uses
 bash scripts/setup.sh
 "$VENV/bin/interformer-export" --out "$OUT"
 "$VENV/bin/interformer-quantize" "$OUT"

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from interformer_edge import __version__
 from interformer_edge.models import InterFormer, InterFormerConfig, load_into, read_checkpoint, upsample_logits
+from interformer_edge.runtime.atomic import atomic_target
 from interformer_edge.runtime.preprocess import normalize_image
 from interformer_edge.runtime.spec import SIZE_DIVISOR
 
@@ -140,14 +139,8 @@ def learning_rate(settings: TrainSettings, iteration: int) -> float:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_target(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def official_layout(model: InterFormer, meta: dict[str, Any], half: bool = True) -> dict[str, Any]:

@@ -1,0 +1,51 @@
+"""SIGTERM handled like Ctrl-C by long commands, so that both stop cleanly.
+
+Python turns SIGINT into :class:`KeyboardInterrupt`; SIGTERM (``kill``, ``systemctl stop``, a
+container runtime) would end the process at once, leaving worker processes, the multiprocessing
+resource tracker and claim files behind. Inside :func:`interrupt_on_sigterm` SIGTERM raises
+:class:`Terminated`, a ``KeyboardInterrupt``, so one ``except KeyboardInterrupt`` path stops the
+workers, cleans up and prints a summary for both signals.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (raised in the main thread by the handler of :func:`interrupt_on_sigterm`)."""
+
+
+def signal_number(interrupt: KeyboardInterrupt) -> int:
+    """The signal behind an interrupt: SIGTERM for :class:`Terminated`, else SIGINT."""
+    return int(signal.SIGTERM) if isinstance(interrupt, Terminated) else int(signal.SIGINT)
+
+
+def exit_status(interrupt: KeyboardInterrupt) -> int:
+    """The shell convention: 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + signal_number(interrupt)
+
+
+def signal_name(interrupt: KeyboardInterrupt) -> str:
+    return signal.Signals(signal_number(interrupt)).name
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (only in the main thread; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
