@@ -119,7 +119,6 @@ def main(
 
     _check_source(images)
     out = out if out is not None else (images if images.is_dir() else images.parent) / "annotations"
-    _check_writable(out)
     if features is not None and not features.is_dir():
         _fail(f"--features {features} is not a folder")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
@@ -132,6 +131,7 @@ def main(
         annotator = Annotator(settings)
     except (ManifestError, InterFormerRuntimeError, RequestError, ValueError) as err:
         _fail(str(err).splitlines()[0])
+    _check_writable(out)
     if host not in LOOPBACK:
         print(f"warning: listening on {host}: anyone who can reach this machine can read the images and save masks",
               file=sys.stderr)
