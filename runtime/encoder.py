@@ -8,8 +8,8 @@ Preparation (all numbers from the manifest's ``preprocessing``, none from consta
 
 1. the image is read as ``(H, W, 3)`` uint8 RGB (EXIF orientation applied, 16-bit scaled,
    grayscale / palette expanded, alpha dropped; see :mod:`.image_io`);
-2. if its longer side exceeds ``max_side`` (default :data:`~.spec.DEFAULT_MAX_SIDE`, 1024; 0 or None:
-   no limit but the model's ``max_image_side``) it is shrunk with Pillow's antialiased bilinear
+2. if its longer side exceeds ``max_side`` (None: :data:`~.spec.DEFAULT_MAX_SIDE`, 1024; 0: no limit
+   but the model's ``max_image_side``) it is shrunk with Pillow's antialiased bilinear
    filter to ``encoded_size`` (aspect ratio kept, sides rounded);
 3. mapped to the model's color order and input range, normalized with its mean / std, and padded
    bottom/right with ``pad_value`` to a multiple of ``size_divisor`` (or to ``static_size`` for a
@@ -57,7 +57,8 @@ class Encoder:
         threads: CPU threads for the encoder (None: the backend default, all cores).
         precision: OpenVINO precision (``"f32"`` default, ``"device"``: the CPU's default), see
             :func:`~.backends.load_graph`.
-        max_side: default longest side for :meth:`encode` (0 or None: only the model's own limit).
+        max_side: default longest side for :meth:`encode` (None: ``DEFAULT_MAX_SIDE``, 1024; 0: only the
+            model's own limit).
         manifest: an already loaded manifest (skips reading and hashing the folder again).
         verify: check every artifact's sha256 when loading the manifest (reads all files once).
     """
@@ -68,7 +69,7 @@ class Encoder:
         backend: str = "auto",
         threads: int | None = None,
         precision: str = "f32",
-        max_side: int | None = DEFAULT_MAX_SIDE,
+        max_side: int | None = None,
         manifest: Manifest | None = None,
         verify: bool = True,
     ) -> None:
@@ -80,7 +81,7 @@ class Encoder:
             )
         self.graph = load_graph(export_dir, "encoder", backend, threads, precision, manifest=self.manifest)
         self.model_id = model_id(self.manifest)
-        self.max_side = max_side
+        self.max_side = DEFAULT_MAX_SIDE if max_side is None else max_side
 
     @property
     def backend(self) -> str:
