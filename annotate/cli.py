@@ -94,7 +94,7 @@ def main(
         = 30.0,
     max_sessions: Annotated[int, typer.Option(
         "--max-sessions", min=1, help="Open click sessions at most (the least recently used is closed first); "
-                                      "each holds ~11 MB at 1024 pixels, ~3 MB at 512.")] = 64,
+                                      "each holds ~13 MB at 1024x768, ~4.4 MB at 512x512.")] = 64,
     max_upload_mb: Annotated[int, typer.Option(
         "--max-upload-mb", min=1, help="Largest image accepted from CVAT or fetched from Label Studio.")] = 32,
     click_workers: Annotated[int, typer.Option(

@@ -19,9 +19,6 @@ BROWSER_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/
                     ".bmp": "image/bmp"}
 # URL path prefix of the image files the server itself hands out (the page and tool URLs use it).
 FILE_ROUTE = "/files/"
-# EXIF orientations that swap width and height (5..8: transposed or rotated by 90 degrees).
-_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
-_EXIF_ORIENTATION = 0x0112
 
 
 class ImageFolder:
@@ -67,17 +64,6 @@ class ImageFolder:
 
     def path(self, name: str) -> Path:
         return self.root / self.require(name)
-
-    def size(self, name: str) -> tuple[int, int]:
-        """``(height, width)`` as the runtime reads the image (after EXIF orientation), without decoding it."""
-        try:
-            with Image.open(self.path(name)) as image:
-                width, height = image.size
-                if image.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSING_ORIENTATIONS:
-                    width, height = height, width
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-            raise RequestError(f"cannot read image {name!r}: {err}", status=422) from None
-        return height, width
 
     def media_type(self, name: str) -> str | None:
         """The content type to send the file as, or None when it must be converted for a browser."""

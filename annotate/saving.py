@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from interformer_edge.runtime.atomic import write_atomic
+
 from .errors import RequestError
-from .files import write_atomic
 from .rle import coco_rle, decode_coco_rle, mask_bbox
 
 ANNOTATIONS_NAME = "annotations.json"
@@ -137,6 +138,7 @@ class AnnotationStore:
                 raise RequestError(f"a mask of {name} is {obj.mask.shape}, the image is {height}x{width}")
         with self._lock:
             folder = self.out / MASKS_DIR / name
+            folder.mkdir(parents=True, exist_ok=True)
             written = []
             for index, obj in enumerate(objects):
                 written.append(write_atomic(folder / f"{index:02d}_{_slug(obj.label)}.png", mask_png(obj.mask)))

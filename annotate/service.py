@@ -318,7 +318,7 @@ class Annotator:
         """Download an upload / local-files URL from ``--label-studio-url`` with the API token, as Label
         Studio's own backends do (``Authorization: Token <key>``); nothing is fetched from anywhere else."""
         parts = urlsplit(reference)
-        if (parts.scheme in ("", None) and reference.startswith("/data/")) or parts.scheme in ("http", "https"):
+        if parts.scheme in ("http", "https") or (not parts.scheme and reference.startswith("/data/")):
             if not self.label_studio_url:
                 raise RequestError(f"{reference[:80]} is not a served image, and no --label-studio-url "
                                    "(LABEL_STUDIO_URL) is set to fetch it from", status=404)

@@ -8,7 +8,8 @@ Memory of one open session, for an image of ``H x W`` pixels encoded at ``h x w`
 (:func:`session_bytes`): the features are shared with the cache, so a session holds its reference
 label and prediction (``2 h w`` bytes), the logit differences of the last ``undo_cache`` clicks plus
 the current one (``4 h w`` each), the mask at the photo's size (``H W``) and, per click, about
-``h w / 8`` bytes of undo history. At 1024 x 768 with ``undo_cache=2``: about 11 MB.
+``h w / 8`` bytes of undo history. With ``undo_cache=2`` and 20 clicks: about 4.4 MB at 512 x 512,
+13 MB at 1024 x 768.
 """
 
 from __future__ import annotations
