@@ -56,6 +56,7 @@ def quantize_openvino(
     method: str,
     keep_float: Sequence[str],
     metadata: Mapping[str, str],
+    overflow_fix: str,
 ) -> None:
     """Write the NNCF INT8 IR of ``fp32_xml`` to ``out_xml`` (+ ``.bin``).
 
@@ -64,10 +65,12 @@ def quantize_openvino(
         method: ``minmax``, ``entropy`` (histogram) or ``percentile`` (mean quantile).
         keep_float: ONNX node names whose IR operations stay float.
         metadata: written into the IR's ``rt_info`` section ``interformer_edge``.
+        overflow_fix: NNCF's ``enable`` (7-bit weights on every layer, accurate on x86 without VNNI) or
+            ``disable`` (full 8-bit weights); see :mod:`.targets`.
     """
     import nncf
     import openvino as ov
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     from interformer_edge.runtime.backends import openvino_core
 
@@ -82,7 +85,8 @@ def quantize_openvino(
     quantized = nncf.quantize(
         model, nncf.Dataset(data), preset=nncf.QuantizationPreset.MIXED, subset_size=len(data),
         ignored_scope=ignored,
-        advanced_parameters=AdvancedQuantizationParameters(activations_range_estimator_params=_range_estimator(method)),
+        advanced_parameters=AdvancedQuantizationParameters(
+            activations_range_estimator_params=_range_estimator(method), overflow_fix=OverflowFix(overflow_fix)),
     )
     for key, value in metadata.items():
         quantized.set_rt_info(value, [RT_INFO_SECTION, key])

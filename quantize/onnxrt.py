@@ -1,4 +1,4 @@
-"""ONNX Runtime static INT8: QDQ format, per-channel int8 weights, uint8 activations.
+"""ONNX Runtime static INT8: QDQ format, per-channel int8 weights (full or 7-bit range), uint8 activations.
 
 Only ``Conv`` and ``MatMul`` with constant weights are quantized (the ops ONNX Runtime runs as
 integer kernels, ``QLinearConv`` / ``QLinearMatMul`` after its QDQ fusion); normalizations,
@@ -80,6 +80,7 @@ def quantize_onnx(
     keep_float: Sequence[str],
     cache_path: Path,
     metadata: Mapping[str, str],
+    reduce_range: bool,
 ) -> None:
     """Write the INT8 QDQ model of ``fp32_path`` to ``out_path``.
 
@@ -89,6 +90,7 @@ def quantize_onnx(
         keep_float: node names left in float.
         cache_path: JSON file of the activation ranges, written on first use, reused afterwards.
         metadata: ``metadata_props`` for the output (replacing the FP32 model's keys of the same name).
+        reduce_range: 7-bit weights, so that x86 kernels without VNNI cannot saturate (see :mod:`.targets`).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -102,7 +104,7 @@ def quantize_onnx(
     with _quiet_root_logger():
         quantize_static(
             str(fp32_path), str(out_path), _Reader(feeds) if not cache_path.is_file() else None,
-            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OP_TYPES),
             nodes_to_exclude=list(keep_float), calibrate_method=calibrate, extra_options=extra,
             calibration_cache_path=str(cache_path),

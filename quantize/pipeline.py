@@ -2,7 +2,8 @@
 
 1. Calibration inputs from simulated click sessions on the calibration images (:mod:`.calibration`).
 2. FP32 reference sessions on the held-out objects (:mod:`.gate`), shared by every candidate.
-3. Per backend: quantize (ONNX Runtime QDQ :mod:`.onnxrt`, OpenVINO NNCF :mod:`.nncf_ov`) and gate.
+3. Per backend: quantize with the target's scheme (:mod:`.targets`; ONNX Runtime QDQ :mod:`.onnxrt`,
+   OpenVINO NNCF :mod:`.nncf_ov`) and gate.
    If the gate fails, layers are ranked by measured sensitivity (:mod:`.sensitivity`, once) and the
    most sensitive 1, 2, 4, … are kept float until it passes or ``max_float_layers`` is reached.
 4. A quick in-process latency comparison FP32 vs INT8 per backend.
@@ -28,6 +29,7 @@ import numpy as np
 
 import interformer_edge
 from interformer_edge.runtime.backends import BACKENDS, FORMAT_OF, installed_backends, load_graph
+from interformer_edge.runtime.cpu import host_cpu
 from interformer_edge.runtime.dataset import open_dataset
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.manifest import (
@@ -55,6 +57,7 @@ from interformer_edge.runtime.spec import (
 )
 
 from . import calibration, gate, nncf_ov, onnxrt, sensitivity
+from .targets import DEFAULT_TARGET, TARGETS, get_target
 
 PRECISION = "int8"
 METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
@@ -77,6 +80,7 @@ class QuantizeOptions:
 
     export_dir: Path
     backends: tuple[str, ...] = BACKENDS
+    target: str = DEFAULT_TARGET
     calib_dir: Path | None = None
     heldout_dir: Path | None = None
     num_sessions: int = 48
@@ -150,6 +154,8 @@ def validate(options: QuantizeOptions) -> None:
     if missing:
         # ONNX Runtime is always needed: it runs the FP32 reference and the sensitivity search.
         raise QuantizeError(f"backend not installed: {', '.join(sorted(missing))}")
+    if options.target not in TARGETS:
+        raise QuantizeError(f"unknown INT8 target {options.target!r}; use {', '.join(TARGETS)}")
     if options.method not in METHODS:
         raise QuantizeError(f"unknown calibration method {options.method!r}; use {', '.join(METHODS)}")
     checks = [
@@ -232,7 +238,11 @@ def run_quantize(options: QuantizeOptions, progress: Progress | None = None) -> 
     references = gate.reference_sessions(fp32, objects, options.gate_clicks, tick)
     del encoder
 
+    target = get_target(options.target)
     calib_record = {
+        "target": target.name,
+        "scheme": target.scheme.to_dict(),
+        "build_host": host_cpu().to_dict(),
         "method": options.method,
         "num_sessions": options.num_sessions,
         "session_clicks": f"1..{options.calib_clicks}",
@@ -244,8 +254,6 @@ def run_quantize(options: QuantizeOptions, progress: Progress | None = None) -> 
         "gate_clicks": options.gate_clicks,
         "keep_float_patterns": list(options.keep_float),
         "seed": options.seed,
-        "weights": "int8, per output channel, symmetric",
-        "activations": "uint8 per tensor, asymmetric (ONNX Runtime); NNCF mixed preset (OpenVINO)",
         "tools": _tool_versions(),
     }
     work = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=export_dir))
@@ -263,7 +271,7 @@ def run_quantize(options: QuantizeOptions, progress: Progress | None = None) -> 
 
 
 def _metadata(manifest: Manifest, options: QuantizeOptions) -> dict[str, str]:
-    return {"precision": PRECISION, "calibration_method": options.method,
+    return {"precision": PRECISION, "calibration_method": options.method, "int8_target": options.target,
             "source_checkpoint_sha256": manifest.source_checkpoint.sha256,
             "fp32_decoder_sha256": _sha_of(manifest, manifest.graphs["decoder"].files["onnx"])}
 
@@ -293,13 +301,18 @@ def _quantize_backend(
     feeds = [s.feed() for s in samples]
     cache = work / f"ranges-{options.method}.json"
     metadata = _metadata(manifest, options)
+    scheme = get_target(options.target).scheme
+
+    def ort_quantize(path: Path, keep_float: list[str]) -> None:
+        onnxrt.quantize_onnx(fp32_onnx, path, feeds, options.method, keep_float, cache, metadata,
+                             scheme.ort_reduce_range)
 
     def quantize(path: Path, keep_float: list[str]) -> None:
         if backend == "onnxruntime":
-            onnxrt.quantize_onnx(fp32_onnx, path, feeds, options.method, keep_float, cache, metadata)
+            ort_quantize(path, keep_float)
         else:
             nncf_ov.quantize_openvino(manifest.graph_path("decoder", fmt), path, feeds, options.method, keep_float,
-                                      metadata)
+                                      metadata, scheme.nncf_overflow_fix)
 
     def attempt(keep_float: list[str]) -> gate.GateResult:
         progress.step(f"{backend}: quantizing ({len(keep_float)} layers float)")
@@ -324,10 +337,6 @@ def _quantize_backend(
             tick = progress.step("ranking layers by measured sensitivity (ONNX Runtime)", len(candidates))
             probe_feeds = [s.feed() for s in calibration.subsample(samples, options.sensitivity_samples,
                                                                    options.seed + 1)]
-
-            def ort_quantize(path: Path, keep_float: list[str]) -> None:
-                onnxrt.quantize_onnx(fp32_onnx, path, feeds, options.method, keep_float, cache, metadata)
-
             ranking = sensitivity.rank_layers(fp32_onnx, candidates, base_float, ort_quantize, probe_feeds,
                                               work, options.threads, tick)
         keep = base_float + [s.layer for s in ranking[:extra]]
@@ -415,10 +424,12 @@ def _install(export_dir: Path, work: Path, manifest: Manifest, outcomes: list[Ba
         files[fmt] = outcome.file
     for name in (stale if previous else set()) - moved:  # an earlier INT8 file this run did not replace
         (export_dir / name).unlink(missing_ok=True)
+    target = get_target(calib_record["target"])
     variant = QuantizedGraph(
         graph="decoder", precision=PRECISION, files=files, calibration=calib_record,
         gates={o.backend: o.record() for o in outcomes},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        target=target.name, covers=target.covers,
     )
     updated = with_quantized(manifest, variant, export_dir)
     write_manifest(updated, export_dir)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from interformer_edge.bench.cli import EXIT_BAD_INPUT, app
 from interformer_edge.bench.latency import TimingPolicy, measure
-from interformer_edge.bench.machine import cpu_model, isa_flags, read_cpuinfo
+from interformer_edge.runtime.cpu import cpu_model, isa_flags, read_cpuinfo
 from interformer_edge.runtime.manifest import QuantizedGraph, load_manifest, with_quantized, write_manifest
 
 CLICKS = 5
