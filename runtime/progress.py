@@ -88,8 +88,12 @@ class _LineStep:
         if self.finished:
             return
         self.finished = True
-        counts = f" {self.done}/{self.total}" if self.total else ""
-        self._print(f"{self.name}: done{counts} in {duration(self.clock() - self.started)}")
+        elapsed = duration(self.clock() - self.started)
+        if self.total and self.done < self.total:  # ended early: interrupted, or the rest was not needed
+            self._print(f"{self.name}: stopped at {self.done}/{self.total} after {elapsed}")
+        else:
+            counts = f" {self.done}/{self.total}" if self.total else ""
+            self._print(f"{self.name}: done{counts} in {elapsed}")
 
 
 class ProgressReporter:
