@@ -64,9 +64,13 @@ app = typer.Typer(
 
 @dataclass(frozen=True)
 class Job:
-    """One image of the run: where it is, where its features go, how it is named in messages."""
+    """One image of the run: where it is, where its features go, how it is named in messages.
 
-    image: Path
+    ``image`` is a local path, or a URI string (``s3://…``, ``gs://…``, ``file://…``) read by the Ray
+    engine from a list file.
+    """
+
+    image: Path | str
     target: Path
     name: str
 
@@ -77,6 +81,7 @@ class Outcome:
     status: str  # "encoded" | "skipped" | "failed"
     message: str = ""
     seconds: float = 0.0
+    worker: str = ""  # which process or Ray actor handled it (per-worker throughput in the summary)
 
 
 def list_jobs(source: Path, out: Path, recursive: bool) -> list[Job]:
@@ -121,16 +126,16 @@ def _init_worker(model: str, backend: str, threads: int, precision: str, max_sid
     _SETTINGS.update(max_side=max_side, dtype=dtype, force=force)
 
 
-def _up_to_date(job: Job, image_sha: str) -> bool:
-    """Whether the store already holds this image's features for this model and size limit."""
-    if not job.target.is_file():
+def is_up_to_date(target: Path, model: str, image_sha: str, max_side: int | None) -> bool:
+    """Whether the store file ``target`` already holds this image's features for the model id ``model``
+    and the size limit ``max_side``: the resume rule of every engine."""
+    if not target.is_file():
         return False
     try:
-        meta = read_meta(job.target)
+        meta = read_meta(target)
     except InterFormerRuntimeError:
-        return False  # unreadable: encode again (the rename below replaces it)
-    return (meta.model_id == _ENCODER.model_id and meta.image_sha256 == image_sha
-            and meta.max_side == _SETTINGS["max_side"])
+        return False  # unreadable: encode again (the rename in save_features replaces it)
+    return meta.model_id == model and meta.image_sha256 == image_sha and meta.max_side == max_side
 
 
 def encode_chunk(jobs: list[Job]) -> list[Outcome]:
@@ -141,13 +146,15 @@ def encode_chunk(jobs: list[Job]) -> list[Outcome]:
     for job in jobs:
         started = time.perf_counter()
         try:
-            image_sha = sha256_bytes(job.image.read_bytes())
-            if not _SETTINGS["force"] and _up_to_date(job, image_sha):
+            image_sha = sha256_bytes(Path(job.image).read_bytes())
+            if not _SETTINGS["force"] and is_up_to_date(job.target, _ENCODER.model_id, image_sha,
+                                                        _SETTINGS["max_side"]):
                 outcomes.append(Outcome(job.name, "skipped"))
                 continue
             features = _ENCODER.encode(job.image, name=job.name, image_sha256=image_sha)
             save_features(features, job.target, dtype=str(_SETTINGS["dtype"]))
-            outcomes.append(Outcome(job.name, "encoded", seconds=time.perf_counter() - started))
+            outcomes.append(Outcome(job.name, "encoded", seconds=time.perf_counter() - started,
+                                    worker=f"pid {os.getpid()}"))
         except (ImageReadError, InterFormerRuntimeError, OSError, ValueError) as err:
             outcomes.append(Outcome(job.name, "failed", str(err).splitlines()[0] if str(err) else type(err).__name__))
         except Exception as err:  # a bug or backend crash on one image must not end the run either
@@ -180,6 +187,14 @@ def _summary_table(outcomes: list[Outcome], total: int, seconds: float, interrup
     table.add_row("wall time", f"{seconds:.1f} s")
     if counts["encoded"]:
         table.add_row("per image (in a worker)", f"{encode_time / counts['encoded']:.2f} s")
+        table.add_row("images/s (encoded, wall time)", f"{counts['encoded'] / max(seconds, 1e-9):.2f}")
+    by_worker: dict[str, list[float]] = {}
+    for outcome in outcomes:
+        if outcome.status == "encoded" and outcome.worker:
+            by_worker.setdefault(outcome.worker, []).append(outcome.seconds)
+    if len(by_worker) > 1:  # how evenly the work spread, and each worker's rate while it was encoding
+        for worker, times in sorted(by_worker.items()):
+            table.add_row(f"  {worker}", f"{len(times)} images, {len(times) / max(sum(times), 1e-9):.2f} images/s")
     return table
 
 
@@ -189,14 +204,15 @@ def encode(
     model: Annotated[Path, typer.Option("--model", "-m", help="Export folder (with manifest.json) of the model.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Feature store folder; created if missing. "
                                       "Each image becomes <out>/<relative path>.npz.")],
-    workers: Annotated[int, typer.Option("--workers", "-w", min=1,
-                                         help="Encoder processes running side by side.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", "--actors", "-w", min=1,
+                                         help="Encoders running side by side: local processes, or Ray actors "
+                                              "(one inference session each) with --engine ray.")] = 1,
     threads: Annotated[int, typer.Option("--threads", "-t", min=0,
                                          help="CPU threads per worker; 0: the cores divided among the workers.")] = 0,
-    batch: Annotated[int, typer.Option("--batch", "-b", min=1,
-                                       help="Images handed to a worker at a time (the encoder runs one image "
-                                            "per pass; larger batches mean less scheduling overhead, "
-                                            "smaller ones a smoother progress bar).")] = 4,
+    batch: Annotated[int, typer.Option("--batch", "--batch-size", "-b", min=1,
+                                       help="Images handed to a worker (or Ray actor) at a time (the encoder "
+                                            "runs one image per pass; larger batches mean less scheduling "
+                                            "overhead, smaller ones a smoother progress bar).")] = 4,
     max_side: Annotated[int, typer.Option("--max-side", min=0,
                                           help="Shrink images whose longer side exceeds this many pixels "
                                                "before encoding (masks still come back at full size); "
@@ -211,6 +227,15 @@ def encode(
                                             help="Also encode images in sub-folders.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Encode every image again, even if its features "
                                                         "are up to date.")] = False,
+    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster: Ray "
+                                             "Data reads the images, an actor pool encodes them; needs the "
+                                             "[ray] extra). With ray, SOURCE may also be a list file (.txt) "
+                                             "of paths or URIs, one a line, readable by every node.")] = "local",
+    address: Annotated[str, typer.Option(help="With --engine ray: the cluster to use, 'auto' (the one running "
+                                              "on this node), host:port of its head, or ray://host:10001 "
+                                              "(Ray Client); empty: $RAY_ADDRESS, else start Ray on this "
+                                              "machine for the run. --out and --model must be paths every "
+                                              "node sees (a shared filesystem).")] = "",
 ) -> None:
     """Encode images into a feature store; resumable, an unreadable image is reported and skipped.
 
@@ -218,6 +243,9 @@ def encode(
     2 bad arguments or model (nothing done), 130 interrupted (finished files are complete and kept).
     """
     console = Console(stderr=True)
+    if engine not in ("local", "ray"):
+        console.print("[red]error:[/] --engine must be local or ray")
+        raise typer.Exit(EXIT_BAD_INPUT)
     if dtype not in STORAGE_DTYPES:
         console.print(f"[red]error:[/] --dtype must be one of {', '.join(STORAGE_DTYPES)}")
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -230,11 +258,27 @@ def encode(
     except (ManifestError, InterFormerRuntimeError) as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    jobs = list_jobs(source, out, recursive)
+    if engine == "ray":
+        from .ray_engine import RayEngineError, connect, is_list_file, list_file_jobs
+
+        try:
+            jobs = list_file_jobs(source, out) if is_list_file(source) else list_jobs(source, out, recursive)
+        except RayEngineError as err:
+            console.print(f"[red]error:[/] {err}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    else:
+        jobs = list_jobs(source, out, recursive)
     if not jobs:
         console.print(f"no images found in {source}")
         raise typer.Exit(0)
     workers = min(workers, len(jobs))
+    if engine == "ray":
+        try:
+            cluster = connect(address or None, console)  # one clear line if it cannot be reached
+            threads = cluster.threads_per_actor(workers, threads)
+        except RayEngineError as err:
+            console.print(f"[red]error:[/] {err}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
     threads = threads or max(1, _cpu_count() // workers)
     console.print(f"model {model_id(manifest)} · {len(jobs)} images · {workers} worker(s) × {threads} thread(s) "
                   f"→ {out}")
@@ -256,7 +300,16 @@ def encode(
             progress.advance(task, len(done))
 
         try:
-            if workers == 1:
+            if engine == "ray":
+                try:
+                    for done in cluster.encode(jobs, *init_args, actors=workers, batch_size=batch):
+                        record(done)
+                except RayEngineError as err:
+                    console.print(f"[red]error:[/] {err}")
+                    raise typer.Exit(EXIT_BAD_INPUT) from None
+                finally:
+                    cluster.close()
+            elif workers == 1:
                 _init_worker(*init_args, in_pool=False)
                 for chunk in chunks(jobs, batch):
                     record(encode_chunk(chunk))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,18 @@ def _open(path: str | Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}")
+    return _load(path, str(path))
+
+
+def _load(source: Path | io.BytesIO, where: str) -> Image.Image:
     try:
-        image = Image.open(path)
+        image = Image.open(source)
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageReadError(f"cannot read image {path}: {err}") from None
+        # Pillow names the file object it was given; from bytes that is a BytesIO repr, not the image's name.
+        raise ImageReadError(f"cannot read image {where}: {str(err).replace(repr(source), repr(where))}") from None
     if image.width == 0 or image.height == 0:
-        raise ImageReadError(f"image {path} is empty ({image.width}x{image.height})")
+        raise ImageReadError(f"image {where} is empty ({image.width}x{image.height})")
     return image
 
 
@@ -90,6 +96,12 @@ def as_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read ``path`` as ``(H, W, 3)`` uint8 RGB (see :func:`to_rgb_array`)."""
     return to_rgb_array(_open(path))
+
+
+def decode_rgb(data: bytes, where: str) -> np.ndarray:
+    """The bytes of an image file (read from a path or a URI, named ``where`` in errors) as ``(H, W, 3)``
+    uint8 RGB, exactly as :func:`read_rgb` reads the file."""
+    return to_rgb_array(_load(io.BytesIO(data), where))
 
 
 def read_mask(path: str | Path) -> np.ndarray:

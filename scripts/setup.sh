@@ -11,5 +11,6 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 # serve: interformer-annotate (its tests start the server and drive Debian's chromium with Playwright)
-"$VENV/bin/python" -m pip install -q -e ".[workstation,dev,serve]"
+# ray: interformer-encode --engine ray (its tests start a local Ray instance)
+"$VENV/bin/python" -m pip install -q -e ".[workstation,dev,serve,ray]"
 echo "environment ready: $VENV"

@@ -1,0 +1,168 @@
+"""``interformer-encode encode --engine ray``: a local Ray instance started here, the same store files as the
+local engine, resume, bad images, a crashing actor, an unreachable cluster."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from interformer_edge.runtime.cli import EXIT_BAD_INPUT, EXIT_FAILURES, app, list_jobs
+from interformer_edge.runtime.features import load_features
+
+ray = pytest.importorskip("ray")  # the [ray] extra: installed by scripts/setup.sh; absent from the lean install
+
+IMAGES = 24
+RAY_PROCESSES = ("raylet", "gcs_server")
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A two-CPU Ray instance on the loopback interface for this module; none of its processes may outlive it."""
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.ERROR,
+             log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        left = [p.name() for p in psutil.Process().children(recursive=True) if p.name() in RAY_PROCESSES]
+        assert not left, f"Ray left processes behind: {left}"
+
+
+def make_images(folder: Path, count: int = IMAGES, seed: int = 0) -> Path:
+    """``count`` small RGB PNGs of a few sizes, plus one corrupt JPEG (``broken.jpg``)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for index in range(count):
+        shape = (24 + index % 3 * 8, 32 + index % 4 * 8, 3)
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / f"img{index:02d}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg at all")
+    return folder
+
+
+def encode(source: Path, export: Path, store: Path, *extra: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["encode", str(source), "--model", str(export), "--out", str(store),
+                                      "--threads", "1", *extra])
+    return result.exit_code, result.output
+
+
+def summary(output: str) -> dict[str, str]:
+    """The rows of the summary table (``│ encoded │ 24 │``)."""
+    return {line.split("│")[1].strip(): line.split("│")[2].strip() for line in output.splitlines()
+            if line.count("│") == 3}
+
+
+def counts(output: str) -> tuple[int, int, int]:
+    rows = summary(output)
+    return int(rows["encoded"]), int(rows["skipped (up to date)"]), int(rows["failed"])
+
+
+def assert_same_store_files(store: Path, reference: Path, names: list[str]) -> None:
+    """Each store file holds the reference's maps bit for bit and the same metadata (but its time and digest)."""
+    for name in names:
+        ours, theirs = load_features(store / name), load_features(reference / name)
+        for key, array in theirs.maps.items():
+            assert ours.maps[key].dtype == array.dtype and np.array_equal(ours.maps[key], array), (name, key)
+        differing = {key for key, value in vars(theirs.meta).items() if getattr(ours.meta, key) != value}
+        assert differing <= {"created", "content_sha256"}, (name, differing)
+
+
+def test_ray_engine_writes_the_local_engines_files_and_resumes(light_export: Path, tmp_path: Path,
+                                                               local_ray: None) -> None:
+    folder = make_images(tmp_path / "photos")
+    local, store = tmp_path / "local", tmp_path / "store"
+    code, output = encode(folder, light_export, local)
+    assert code == EXIT_FAILURES and counts(output) == (IMAGES, 0, 1), output
+
+    code, output = encode(folder, light_export, store, "--engine", "ray", "--actors", "2", "--batch-size", "4")
+    assert code == EXIT_FAILURES, output
+    assert counts(output) == (IMAGES, 0, 1) and "failed: broken.jpg: cannot read image" in output
+    names = sorted(p.name for p in local.glob("*.npz"))
+    assert len(names) == IMAGES and sorted(p.name for p in store.glob("*.npz")) == names
+    assert_same_store_files(store, local, names)
+
+    # Resume from an image list: the folder's images under the same names, one new image, one missing.
+    Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(folder / "new.png")
+    done = {p.name: p.stat().st_mtime_ns for p in store.glob("*.npz")}
+    image_list = tmp_path / "images.txt"
+    entries = [f"photos/{p.name}" for p in sorted(folder.glob("*.png"))]
+    image_list.write_text("\n".join(["# the photos", *entries, str(folder / "gone.png"), ""]))
+    code, output = encode(image_list, light_export, store, "--engine", "ray", "--actors", "2")
+    assert code == EXIT_FAILURES and counts(output) == (1, IMAGES, 1), output
+    assert "failed: gone.png: image not found" in output
+    assert {name: store.joinpath(name).stat().st_mtime_ns for name in done} == done, "stored images encoded again"
+    assert load_features(store / "new.png.npz").meta.original_size == (30, 30)
+
+
+def test_crashed_actor_loses_only_its_batches_and_a_rerun_completes(light_export: Path, tmp_path: Path,
+                                                                    local_ray: None,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from interformer_edge.runtime import ray_engine
+
+    poison = "img05.png"
+
+    class DiesWhileWriting(ray_engine.EncoderActor):
+        """Kills its own process halfway through writing the poison image's store file."""
+
+        def encode_row(self, rgb: np.ndarray, name: str, sha256: str, target: Path) -> str:
+            if name == poison:
+                def write_half(file: object, **arrays: np.ndarray) -> None:
+                    file.write(b"PK\x03\x04 half a zip")
+                    file.flush()
+                    os._exit(1)
+
+                np.savez = write_half  # this actor process only: it dies below
+            return super().encode_row(rgb, name, sha256, target)
+
+    folder, store = make_images(tmp_path / "photos", count=12), tmp_path / "store"
+    monkeypatch.setattr(ray_engine, "ACTOR_TASK_RETRIES", 0)  # a retry would crash again: keep the test short
+    cluster = ray_engine.connect(None)
+    jobs = list_jobs(folder, store, recursive=False)
+    outcomes = [outcome for batch in cluster.encode(jobs, str(light_export), "auto", 1, "f32", None, "float16",
+                                                    False, actors=2, batch_size=4, actor_class=DiesWhileWriting)
+                for outcome in batch]
+    assert sorted(o.name for o in outcomes) == sorted(job.name for job in jobs)  # one outcome per image
+    lost = {o.name for o in outcomes if o.status == "failed" and "Ray actor died" in o.message}
+    encoded = {o.name for o in outcomes if o.status == "encoded"}
+    assert poison in lost and encoded and encoded | lost | {"broken.jpg"} == {job.name for job in jobs}
+    assert all(o.worker.startswith("actor ") for o in outcomes if o.status == "encoded")
+    stored = {p.name.removesuffix(".npz") for p in store.glob("*.npz")}
+    assert poison not in stored and stored >= encoded  # images of a lost batch written before the crash stay
+    for path in store.glob("*.npz"):  # and every store file is complete
+        load_features(path)
+
+    code, output = encode(folder, light_export, store, "--engine", "ray", "--actors", "2")
+    assert code == EXIT_FAILURES and counts(output) == (12 - len(stored), len(stored), 1), output  # 1: broken.jpg
+    assert len(list(store.glob("*.npz"))) == 12
+    load_features(store / f"{poison}.npz")
+
+
+def test_unreachable_cluster_is_one_line_and_nothing_written(light_export: Path, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port on the loopback that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = make_images(tmp_path / "photos", count=2)
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        code, output = encode(folder, light_export, tmp_path / "store", "--engine", "ray", "--address", address)
+        assert code == EXIT_BAD_INPUT and "Traceback" not in output, output
+        assert output.strip().splitlines()[-1] == f"error: cannot reach a Ray cluster at {address}: Connection refused"
+    assert not (tmp_path / "store").exists()
+
+
+def test_help_explains_the_ray_flags() -> None:
+    result = CliRunner().invoke(app, ["encode", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for flag, words in {"--engine": "local (processes", "--address": "the cluster to use",
+                        "--actors": "Encoders running", "--batch-size": "Images handed"}.items():
+        line = next(line for line in result.output.splitlines()  # the row that declares the flag
+                    if flag in line.strip("│ ").split(" ", 1)[0].split(","))
+        assert words in line, f"{flag}: {line}"
