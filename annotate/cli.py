@@ -18,6 +18,7 @@ from interformer_edge.runtime.dataset import IMAGE_SUFFIXES
 from interformer_edge.runtime.errors import InterFormerRuntimeError
 from interformer_edge.runtime.features import FEATURE_SUFFIX
 from interformer_edge.runtime.manifest import BASE_PRECISION, ManifestError
+from interformer_edge.runtime.spec import DEFAULT_MAX_SIDE
 
 from .errors import RequestError
 
@@ -80,9 +81,9 @@ def main(
     backend: Annotated[str, typer.Option(help="auto (ONNX Runtime if available, else OpenVINO), onnxruntime or "
                                               "openvino.")] = "auto",
     max_side: Annotated[int, typer.Option(
-        "--max-side", min=0, help="Encode photos whose longer side exceeds this at that size (memory and encoder "
-                                  "time grow with the square of the side; masks still come back at the photo's "
-                                  "size); 0: the runtime's default bound.")] = 0,
+        "--max-side", min=0, help="Encode photos whose longer side exceeds this at that size (encoder memory grows "
+                                  "with the fourth power of the side; masks still come back at the photo's "
+                                  "size); 0: full size (up to the model's limit).")] = DEFAULT_MAX_SIDE,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", "-r",
                                             help="Also serve images in sub-folders.")] = False,
     cache_mb: Annotated[int, typer.Option(
@@ -121,9 +122,11 @@ def main(
     out = out if out is not None else (images if images.is_dir() else images.parent) / "annotations"
     if features is not None and not features.is_dir():
         _fail(f"--features {features} is not a folder")
+    if features is None and images.is_dir() and any(images.glob("*" + FEATURE_SUFFIX)):
+        features = images  # encoded in place (interformer-encode encode IMAGES --out IMAGES)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     settings = Settings(images=images, model=model, out=out, features=features, threads=threads or None,
-                        precision=precision, backend=backend, max_side=max_side or None, recursive=recursive,
+                        precision=precision, backend=backend, max_side=max_side, recursive=recursive,
                         cache_mb=cache_mb, prefetch=prefetch, idle_minutes=idle_minutes, max_sessions=max_sessions,
                         max_upload_mb=max_upload_mb, label_studio_url=label_studio_url,
                         label_studio_token=label_studio_token)

@@ -52,7 +52,7 @@ class Settings:
     threads: int | None = None
     precision: str = BASE_PRECISION
     backend: str = "auto"
-    max_side: int | None = None  # None: the runtime's default bound
+    max_side: int | None = None  # None: the runtime's default bound (spec.DEFAULT_MAX_SIDE); 0: full size
     recursive: bool = False
     cache_mb: int = 512
     prefetch: int = 7
