@@ -157,8 +157,9 @@ class Annotator:
 
     def listing(self) -> dict[str, Any]:
         counts = self.store.counts()
-        images = [{"name": n, "status": "done" if n in counts else "untouched", "objects": counts.get(n, 0)}
-                  for n in self.folder.names]
+        working = self.sessions.images_in_progress()
+        images = [{"name": n, "status": "done" if n in counts else "progress" if n in working else "untouched",
+                   "objects": counts.get(n, 0)} for n in self.folder.names]
         return {"images": images, "done": sum(i["status"] == "done" for i in images), "total": len(images),
                 "model": {"id": self.model_id, "precision": self.settings.precision,
                           "backend": self.decoder.backend}}

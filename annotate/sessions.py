@@ -98,6 +98,12 @@ class SessionRegistry:
             self._sessions.move_to_end(session_id)
             return session
 
+    def images_in_progress(self) -> set[str]:
+        """Images with an open session that has clicks (some tab is working on them)."""
+        with self._lock:
+            self._expire_locked()
+            return {s.image for s in self._sessions.values() if s.clicks.num_clicks}
+
     def use(self, session_id: str, action: Callable[[ObjectSession], T]) -> T:
         """Run ``action`` on the session while holding its lock (one action of a session at a time)."""
         session = self.get(session_id)

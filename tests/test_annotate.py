@@ -205,6 +205,8 @@ def test_page_api_saves_the_runtime_mask_and_reopens_it(export: Path, runtime, p
             reply = client.post(f"/api/sessions/{cat}/click", json={"x": x, "y": y, "positive": positive}).json()
             assert reply["decode_ms"] > 0
         assert client.post(f"/api/sessions/{cat}/undo").json()["clicks"] == [list(c) for c in clicks[:2]]
+        statuses = {i["name"]: i["status"] for i in client.get("/api/images").json()["images"]}
+        assert statuses == {"chelsea.jpg": "progress", "coffee.jpg": "untouched"}
         client.post(f"/api/sessions/{rug}/click", json={"x": 20, "y": 280, "positive": True})
         saved = client.post("/api/save", json={"image": "chelsea.jpg", "objects": [
             {"session": cat, "label": "cat"}, {"session": rug, "label": "rug"}]})
