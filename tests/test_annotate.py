@@ -158,6 +158,7 @@ def export(default_export: tuple[Path, str]) -> Path:
 
 @pytest.fixture(scope="module")
 def runtime(export: Path) -> tuple[Encoder, Decoder]:
+    # the server under test runs with the same thread count, so both compute with the same partitioning
     return Encoder(export, threads=2), Decoder(export, threads=2)
 
 
@@ -318,7 +319,7 @@ def test_idle_sessions_expire_with_410(runtime, photos: Path) -> None:
 
 def test_concurrent_clicks_on_shared_decoder_match_sequential(export: Path, runtime, photos: Path,
                                                                tmp_path: Path) -> None:
-    annotator = Annotator(Settings(images=photos, model=export, out=tmp_path / "out", threads=1, prefetch=0))
+    annotator = Annotator(Settings(images=photos, model=export, out=tmp_path / "out", threads=2, prefetch=0))
     plans = {i: [(100 + 40 * i, 120, True), (30 + 20 * i, 250, False)] for i in range(3)}
     sessions = {i: annotator.new_session("chelsea.jpg", f"o{i}")["session"] for i in plans}
     errors: list[BaseException] = []
