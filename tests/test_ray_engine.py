@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,6 +157,19 @@ def test_unreachable_cluster_is_one_line_and_nothing_written(light_export: Path,
         assert code == EXIT_BAD_INPUT and "Traceback" not in output, output
         assert output.strip().splitlines()[-1] == f"error: cannot reach a Ray cluster at {address}: Connection refused"
     assert not (tmp_path / "store").exists()
+
+
+def test_without_ray_the_engine_names_the_extra_and_the_local_engine_works(
+    light_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # "import ray" fails, as in the lean install
+    folder = make_images(tmp_path / "photos", count=2)
+    code, output = encode(folder, light_export, tmp_path / "store", "--engine", "ray")
+    assert code == EXIT_BAD_INPUT and "Traceback" not in output, output
+    assert output.strip().splitlines()[-1] == 'error: the Ray engine needs the [ray] extra: pip install ' \
+        '"interformer-edge[ray]"'
+    code, output = encode(folder, light_export, tmp_path / "store")
+    assert code == EXIT_FAILURES and counts(output) == (2, 0, 1), output
 
 
 def test_help_explains_the_ray_flags() -> None:
