@@ -25,20 +25,18 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
 from PIL import Image
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .backends import check_precision, choose_backend
@@ -47,10 +45,14 @@ from .errors import InterFormerRuntimeError
 from .features import FEATURE_SUFFIX, STORAGE_DTYPES, model_id, read_meta, save_features
 from .image_io import ImageReadError
 from .manifest import ManifestError, load_manifest
+from .progress import ProgressReporter, cli_console
+from .signals import exit_status, interrupt_on_sigterm, signal_name
+from .spec import DEFAULT_MAX_SIDE
+from .store import ClaimHeldError, claim
 
 EXIT_FAILURES = 1  # some images could not be encoded (the others were)
 EXIT_BAD_INPUT = 2  # nothing was done
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT); SIGTERM exits with 143
 
 app = typer.Typer(
     add_completion=False,
@@ -79,7 +81,7 @@ class Job:
 @dataclass(frozen=True)
 class Outcome:
     name: str
-    status: str  # "encoded" | "skipped" | "failed"
+    status: str  # "encoded" | "skipped" | "busy" (another run is encoding it) | "failed"
     message: str = ""
     seconds: float = 0.0
     worker: str = ""  # which process or Ray actor handled it (per-worker throughput in the summary)
@@ -111,15 +113,26 @@ def chunks(jobs: Sequence[Job], size: int) -> Iterator[list[Job]]:
 
 _ENCODER = None  # one per process, built by _init_worker
 _SETTINGS: dict[str, object] = {}
+_STOP: Any = None  # a multiprocessing Event shared with the parent: set when the run is being stopped
+
+
+def _stop_requested() -> bool:
+    return _STOP is not None and _STOP.is_set()
 
 
 def _init_worker(model: str, backend: str, threads: int, precision: str, max_side: int | None, dtype: str,
-                 force: bool, in_pool: bool = True) -> None:
-    global _ENCODER
+                 force: bool, in_pool: bool = True, stop: Any = None) -> None:
+    global _ENCODER, _STOP
     from .encoder import Encoder
 
-    if in_pool:  # Ctrl-C is the parent's to handle: it lets running chunks finish and cancels the rest
+    _STOP = stop
+    if in_pool:
+        # Ctrl-C and SIGTERM are the parent's to handle: it sets ``stop``, so each worker finishes the
+        # image in hand (its file complete, its claim released) and starts no other; a worker killed
+        # mid-write would leave its temporary and claim files behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if stop is not None:
+            signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
 
     # The parent verified the artifact hashes once; workers only check sizes (hashing is slow for big models).
     _ENCODER = Encoder(model, backend=backend, threads=threads, precision=precision, max_side=max_side,
@@ -136,26 +149,37 @@ def is_up_to_date(target: Path, model: str, image_sha: str, max_side: int | None
         meta = read_meta(target)
     except InterFormerRuntimeError:
         return False  # unreadable: encode again (the rename in save_features replaces it)
-    return meta.model_id == model and meta.image_sha256 == image_sha and meta.max_side == max_side
+    # 0 and None both mean "no downscale" (the file records None)
+    return meta.model_id == model and meta.image_sha256 == image_sha and meta.max_side == (max_side or None)
 
 
 def encode_chunk(jobs: list[Job]) -> list[Outcome]:
-    """Encode (or skip) each job; a failure is reported in its outcome and never stops the chunk."""
+    """Encode (or skip) each job; a failure is reported in its outcome and never stops the chunk.
+
+    Each image is claimed first (:mod:`.store`): one that another run is encoding is left to it
+    ("busy"), and the up-to-date check runs under the claim, so concurrent runs on one store encode
+    every image once. Once the run is being stopped, the jobs not yet begun are left out.
+    """
     from .encoder import sha256_bytes
 
     outcomes = []
     for job in jobs:
+        if _stop_requested():
+            break
         started = time.perf_counter()
         try:
-            image_sha = sha256_bytes(Path(job.image).read_bytes())
-            if not _SETTINGS["force"] and is_up_to_date(job.target, _ENCODER.model_id, image_sha,
-                                                        _SETTINGS["max_side"]):
-                outcomes.append(Outcome(job.name, "skipped"))
-                continue
-            features = _ENCODER.encode(job.image, name=job.name, image_sha256=image_sha)
-            save_features(features, job.target, dtype=str(_SETTINGS["dtype"]))
+            with claim(job.target):
+                image_sha = sha256_bytes(Path(job.image).read_bytes())
+                if not _SETTINGS["force"] and is_up_to_date(job.target, _ENCODER.model_id, image_sha,
+                                                            _SETTINGS["max_side"]):
+                    outcomes.append(Outcome(job.name, "skipped"))
+                    continue
+                features = _ENCODER.encode(job.image, name=job.name, image_sha256=image_sha)
+                save_features(features, job.target, dtype=str(_SETTINGS["dtype"]))
             outcomes.append(Outcome(job.name, "encoded", seconds=time.perf_counter() - started,
                                     worker=f"pid {os.getpid()}"))
+        except ClaimHeldError as err:
+            outcomes.append(Outcome(job.name, "busy", str(err)))
         except (ImageReadError, InterFormerRuntimeError, OSError, ValueError) as err:
             outcomes.append(Outcome(job.name, "failed", str(err).splitlines()[0] if str(err) else type(err).__name__))
         except Exception as err:  # a bug or backend crash on one image must not end the run either
@@ -173,15 +197,19 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _summary_table(outcomes: list[Outcome], total: int, seconds: float, interrupted: bool) -> Table:
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("encoded", "skipped", "failed")}
+def _summary_table(outcomes: list[Outcome], total: int, seconds: float, interrupted: bool | str) -> Table:
+    """``interrupted``: False, or what stopped the run (e.g. ``"SIGTERM"``) for the title."""
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("encoded", "skipped", "busy", "failed")}
     encode_time = sum(o.seconds for o in outcomes if o.status == "encoded")
-    table = Table(title="interrupted: partial summary" if interrupted else "summary", title_justify="left",
+    reason = f" by {interrupted}" if isinstance(interrupted, str) else ""
+    table = Table(title=f"interrupted{reason}: partial summary" if interrupted else "summary", title_justify="left",
                   show_header=False)
     table.add_column("")
     table.add_column("", justify="right")
     table.add_row("encoded", str(counts["encoded"]))
     table.add_row("skipped (up to date)", str(counts["skipped"]))
+    if counts["busy"]:
+        table.add_row("left to another run (being encoded there)", str(counts["busy"]))
     table.add_row("failed", f"[red]{counts['failed']}[/]" if counts["failed"] else "0")
     if interrupted:
         table.add_row("not started", str(total - len(outcomes)))
@@ -216,8 +244,12 @@ def encode(
                                             "overhead, smaller ones a smoother progress bar).")] = 4,
     max_side: Annotated[int, typer.Option("--max-side", min=0,
                                           help="Shrink images whose longer side exceeds this many pixels "
-                                               "before encoding (masks still come back at full size); "
-                                               "0: encode at full size.")] = 0,
+                                               "before encoding (masks still come back at full size). "
+                                               "Memory grows with the fourth power of the side (about "
+                                               "1.2 GiB at 1024 px for the default model); an image that "
+                                               "would not fit in the available memory fails with the "
+                                               "estimate. 0: full size (up to the model's limit).")
+                          ] = DEFAULT_MAX_SIDE,
     backend: Annotated[str, typer.Option(help="auto (ONNX Runtime if available, else OpenVINO), "
                                               "onnxruntime or openvino.")] = "auto",
     precision: Annotated[str, typer.Option(help="OpenVINO precision: f32 (default; exact), bf16, f16, or device "
@@ -243,7 +275,7 @@ def encode(
     Exit status: 0 all images encoded or up to date, 1 some images failed (the rest were encoded),
     2 bad arguments or model (nothing done), 130 interrupted (finished files are complete and kept).
     """
-    console = Console(stderr=True)
+    console = cli_console(stderr=True)
     if engine not in ("local", "ray"):
         console.print("[red]error:[/] --engine must be local or ray")
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -283,22 +315,21 @@ def encode(
     threads = threads or max(1, _cpu_count() // workers)
     console.print(f"model {model_id(manifest)} · {len(jobs)} images · {workers} worker(s) × {threads} thread(s) "
                   f"→ {out}")
-    init_args = (str(model), backend, threads, precision, max_side or None, dtype, force)
+    init_args = (str(model), backend, threads, precision, max_side, dtype, force)  # max_side 0: full size
 
     outcomes: list[Outcome] = []
     started = time.perf_counter()
-    interrupted = False
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("encoding", total=len(jobs))
+    interrupted: str | bool = False
+    exit_code = 0
+    with ProgressReporter(console) as progress, interrupt_on_sigterm():
+        tick = progress.step("encoding", len(jobs))
 
         def record(done: list[Outcome]) -> None:
             outcomes.extend(done)
             for outcome in done:
                 if outcome.status == "failed":
-                    progress.console.print(f"[red]failed[/] {outcome.name}: {outcome.message}")
-            progress.advance(task, len(done))
+                    progress.note(f"failed {outcome.name}: {outcome.message}")
+            tick(len(outcomes))
 
         try:
             if engine == "ray":
@@ -315,36 +346,56 @@ def encode(
                 for chunk in chunks(jobs, batch):
                     record(encode_chunk(chunk))
             else:
-                # spawn: a forked child would inherit the parent's inference thread pools in an undefined state.
-                with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                         initargs=init_args) as pool:
-                    pending: set[Future[list[Outcome]]] = {pool.submit(encode_chunk, c) for c in chunks(jobs, batch)}
-                    try:
-                        while pending:
-                            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                            for future in finished:
-                                record(future.result())
-                    except KeyboardInterrupt:
-                        progress.console.print("interrupted: finishing the images in progress")
-                        pool.shutdown(wait=True, cancel_futures=True)
-                        for future in pending:  # chunks that were running finished during the shutdown
-                            if not future.cancelled() and future.exception() is None:
-                                record(future.result())
-                        raise
-        except KeyboardInterrupt:
-            interrupted = True
+                _encode_in_pool(jobs, workers, batch, init_args, record, progress)
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (see runtime/signals.py)
+            interrupted, exit_code = signal_name(stop), exit_status(stop)
         except BrokenProcessPool:
             console.print("[red]error:[/] a worker could not start or died (its error is printed above)")
             raise typer.Exit(EXIT_BAD_INPUT) from None
-    report = Console()  # the summary is the command's result: stdout (progress and live failures: stderr)
+    report = cli_console()  # the summary is the command's result: stdout (progress and live failures: stderr)
     report.print(_summary_table(outcomes, len(jobs), time.perf_counter() - started, interrupted))
     for outcome in outcomes:
         if outcome.status == "failed":
             report.print(f"failed: {outcome.name}: {outcome.message}", markup=False, highlight=False)
     if interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(exit_code)
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(EXIT_FAILURES)
+
+
+def _encode_in_pool(jobs: list[Job], workers: int, batch: int, init_args: tuple[object, ...],
+                    record: Callable[[list[Outcome]], None], progress: ProgressReporter) -> None:
+    """Encode ``jobs`` in ``workers`` spawned processes; on an interrupt, stop them cleanly and re-raise.
+
+    Stopping: the shared event tells every worker to finish the image in hand and begin no other,
+    queued chunks are cancelled, and the pool is shut down and joined, so no worker, resource tracker,
+    temporary or claim file outlives the run. A second interrupt during that wait terminates the workers.
+    """
+    context = get_context("spawn")  # a forked child would inherit the parent's inference thread pools
+    stop = context.Event()
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(*init_args, True, stop))
+    try:
+        pending: set[Future[list[Outcome]]] = {pool.submit(encode_chunk, c) for c in chunks(jobs, batch)}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                record(future.result())
+    except KeyboardInterrupt:
+        stop.set()
+        progress.note("interrupted: finishing the images in progress (interrupt again to stop at once)")
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+        except KeyboardInterrupt:
+            for process in list(getattr(pool, "_processes", {}).values()):  # no public API for this
+                process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+        for future in pending:  # chunks that were running finished during the shutdown
+            if future.done() and not future.cancelled() and future.exception() is None:
+                record(future.result())
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _parse_click(text: str) -> tuple[int, int, bool]:
@@ -373,7 +424,7 @@ def click(
     """Replay clicks on stored features and save the mask; prints the time of each click."""
     from .session import ClickSession, Decoder
 
-    console = Console()
+    console = cli_console()
     clicks = [_parse_click(text) for text in at]
     try:
         decoder = Decoder(model, backend=backend, threads=threads or None, precision=precision)
