@@ -39,6 +39,7 @@ from PIL import Image
 from rich.markup import escape
 from rich.table import Table
 
+from .atomic import atomic_target
 from .backends import check_precision, choose_backend
 from .dataset import IMAGE_SUFFIXES
 from .errors import InterFormerRuntimeError
@@ -437,7 +438,12 @@ def click(
     except (ManifestError, InterFormerRuntimeError) as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    Image.fromarray(np.where(session.mask, 255, 0).astype(np.uint8)).save(out)
+    try:  # all or nothing, and a missing or unwritable folder is one line, not a traceback
+        with atomic_target(out) as tmp:
+            Image.fromarray(np.where(session.mask, 255, 0).astype(np.uint8)).save(tmp, format="PNG")
+    except OSError as err:
+        console.print(f"[red]error:[/] cannot write {out}: {err.strerror or err}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     console.print(f"wrote {out} ({session.width}x{session.height}, {decoder.backend})")
 
 

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from interformer_edge.runtime.atomic import write_atomic
+
 from .trainer import LOG_NAME, Trainer, TrainSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -113,7 +115,7 @@ def evaluate(
     summary = summarize(results)
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "iou_curve"}, indent=1))
     if json_out:
-        json_out.write_text(json.dumps(summary, indent=1))
+        write_atomic(json_out, json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
