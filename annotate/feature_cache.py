@@ -128,9 +128,15 @@ class FeatureCache:
             self._lock.notify()
 
     def close(self) -> None:
+        """Stop the encoder thread; requests still queued fail (nobody is left waiting forever)."""
         with self._lock:
             self._closed = True
+            queued = [self._futures.pop(key) for key, _ in self._queue if key in self._futures]
+            self._queue.clear()
             self._lock.notify_all()
+        for future in queued:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(RuntimeError("the server is shutting down"))
 
     # ----------------------------------------------------------------------------------- internal
 

@@ -19,12 +19,15 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+from interformer_edge.annotate.feature_cache import FeatureCache
 from interformer_edge.annotate.rle import brush_rle, coco_counts, coco_rle, compress_counts, decode_coco_rle
 from interformer_edge.annotate.server import build_app
 from interformer_edge.annotate.service import Annotator, Settings
 from interformer_edge.annotate.sessions import SessionRegistry
 from interformer_edge.assets import PHOTOS_DIR
 from interformer_edge.runtime import ClickSession, Decoder, Encoder, save_features
+from interformer_edge.runtime.features import FeatureMeta, ImageFeatures
+from interformer_edge.runtime.spec import FEATURE_NAMES
 
 pytestmark = pytest.mark.bundled_model
 
@@ -146,6 +149,49 @@ def test_brush_rle_matches_an_independent_decoder() -> None:
         mask = rng.random(shape) < 0.5
         mask[5:, 3:] = True
         assert np.array_equal(brush_to_mask(brush_rle(mask), *shape), mask)
+
+
+# ------------------------------------------------------------------------------------ feature cache
+
+
+def fake_features(name: str, values: int = 1000) -> ImageFeatures:
+    """Features of ``4 * values * 4`` bytes (float32) for the cache's bookkeeping; no model involved."""
+    meta = FeatureMeta(model_id="m", image_name=name, original_size=(8, 8), encoded_size=(8, 8),
+                       padded_size=(32, 32), scale=1.0, dtype="float32")
+    return ImageFeatures({n: np.zeros((1, 1, 1, values), dtype=np.float32) for n in FEATURE_NAMES}, meta)
+
+
+def test_feature_cache_order_prefetch_and_memory_bound() -> None:
+    loaded: list[str] = []
+    started, gate = threading.Event(), threading.Event()
+
+    def loader(name: str):
+        def load() -> tuple[ImageFeatures, str]:
+            loaded.append(name)
+            if name == "first":  # holds the encoder thread while the queue is set up
+                started.set()
+                gate.wait(10)
+            return fake_features(name), "encoded"
+        return load
+
+    one = 4 * 1000 * 4  # bytes of one fake image
+    cache = FeatureCache(budget_bytes=2 * one, prefetch_depth=2)
+    try:
+        first = cache.request("first", loader("first"))
+        assert started.wait(10)
+        cache.prefetch([(n, loader(n)) for n in ("p1", "p2", "p3")])  # depth 2: p3 is not queued
+        cache.prefetch([(n, loader(n)) for n in ("q1", "q2")])  # the annotator moved on: p1, p2 dropped
+        urgent = cache.request("urgent", loader("urgent"))  # jumps ahead of the prefetches
+        q2 = cache.request("q2", loader("q2"))  # asked for: moves to the front too
+        gate.set()
+        first.result(10), urgent.result(10), q2.result(10)
+        cache.get("q1", loader("q1"))
+        assert loaded == ["first", "q2", "urgent", "q1"]
+        assert len(cache) == 2 and cache.nbytes <= 2 * one  # least recently used went first
+        assert cache.cached("q1") and cache.cached("urgent") and not cache.cached("first")
+        assert cache.get("q1", loader("q1")).source == "encoded" and loaded.count("q1") == 1  # a hit, not a reload
+    finally:
+        cache.close()
 
 
 # ------------------------------------------------------------------------------------- the server
