@@ -12,5 +12,6 @@ fi
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 # serve: interformer-annotate (its tests start the server and drive Debian's chromium with Playwright)
 # ray: interformer-encode --engine ray (its tests start a local Ray instance)
-"$VENV/bin/python" -m pip install -q -e ".[workstation,dev,serve,ray]"
+# constraints.txt pins the workstation stack to the versions the suite was verified with.
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[workstation,dev,serve,ray]"
 echo "environment ready: $VENV"
