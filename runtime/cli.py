@@ -344,8 +344,8 @@ def encode(
                     cluster.close()
             elif workers == 1:
                 _init_worker(*init_args, in_pool=False)
-                for chunk in chunks(jobs, batch):
-                    record(encode_chunk(chunk))
+                for job in jobs:  # one at a time: an interrupt loses no finished image from the summary
+                    record(encode_chunk([job]))
             else:
                 _encode_in_pool(jobs, workers, batch, init_args, record, progress)
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (see runtime/signals.py)
