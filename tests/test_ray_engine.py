@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from interformer_edge.runtime.cli import EXIT_BAD_INPUT, EXIT_FAILURES, app, list_jobs
 from interformer_edge.runtime.features import load_features
+from interformer_edge.runtime.spec import DEFAULT_MAX_SIDE
 
 ray = pytest.importorskip("ray")  # the [ray] extra: installed by scripts/setup.sh; absent from the lean install
 
@@ -75,76 +76,6 @@ def assert_same_store_files(store: Path, reference: Path, names: list[str]) -> N
         assert differing <= {"created", "content_sha256"}, (name, differing)
 
 
-def test_ray_engine_writes_the_local_engines_files_and_resumes(light_export: Path, tmp_path: Path,
-                                                               local_ray: None) -> None:
-    folder = make_images(tmp_path / "photos")
-    local, store = tmp_path / "local", tmp_path / "store"
-    code, output = encode(folder, light_export, local)
-    assert code == EXIT_FAILURES and counts(output) == (IMAGES, 0, 1), output
-
-    code, output = encode(folder, light_export, store, "--engine", "ray", "--actors", "2", "--batch-size", "4")
-    assert code == EXIT_FAILURES, output
-    assert counts(output) == (IMAGES, 0, 1) and "failed: broken.jpg: cannot read image" in output
-    names = sorted(p.name for p in local.glob("*.npz"))
-    assert len(names) == IMAGES and sorted(p.name for p in store.glob("*.npz")) == names
-    assert_same_store_files(store, local, names)
-
-    # Resume from an image list: the folder's images under the same names, one new image, one missing.
-    Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(folder / "new.png")
-    done = {p.name: p.stat().st_mtime_ns for p in store.glob("*.npz")}
-    image_list = tmp_path / "images.txt"
-    entries = [f"photos/{p.name}" for p in sorted(folder.glob("*.png"))]
-    image_list.write_text("\n".join(["# the photos", *entries, str(folder / "gone.png"), ""]))
-    code, output = encode(image_list, light_export, store, "--engine", "ray", "--actors", "2")
-    assert code == EXIT_FAILURES and counts(output) == (1, IMAGES, 1), output
-    assert "failed: gone.png: image not found" in output
-    assert {name: store.joinpath(name).stat().st_mtime_ns for name in done} == done, "stored images encoded again"
-    assert load_features(store / "new.png.npz").meta.original_size == (30, 30)
-
-
-def test_crashed_actor_loses_only_its_batches_and_a_rerun_completes(light_export: Path, tmp_path: Path,
-                                                                    local_ray: None,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from interformer_edge.runtime import ray_engine
-
-    poison = "img05.png"
-
-    class DiesWhileWriting(ray_engine.EncoderActor):
-        """Kills its own process halfway through writing the poison image's store file."""
-
-        def encode_row(self, rgb: np.ndarray, name: str, sha256: str, target: Path) -> str:
-            if name == poison:
-                def write_half(file: object, **arrays: np.ndarray) -> None:
-                    file.write(b"PK\x03\x04 half a zip")
-                    file.flush()
-                    os._exit(1)
-
-                np.savez = write_half  # this actor process only: it dies below
-            return super().encode_row(rgb, name, sha256, target)
-
-    folder, store = make_images(tmp_path / "photos", count=12), tmp_path / "store"
-    monkeypatch.setattr(ray_engine, "ACTOR_TASK_RETRIES", 0)  # a retry would crash again: keep the test short
-    cluster = ray_engine.connect(None)
-    jobs = list_jobs(folder, store, recursive=False)
-    outcomes = [outcome for batch in cluster.encode(jobs, str(light_export), "auto", 1, "f32", None, "float16",
-                                                    False, actors=2, batch_size=4, actor_class=DiesWhileWriting)
-                for outcome in batch]
-    assert sorted(o.name for o in outcomes) == sorted(job.name for job in jobs)  # one outcome per image
-    lost = {o.name for o in outcomes if o.status == "failed" and "Ray actor died" in o.message}
-    encoded = {o.name for o in outcomes if o.status == "encoded"}
-    assert poison in lost and encoded and encoded | lost | {"broken.jpg"} == {job.name for job in jobs}
-    assert all(o.worker.startswith("actor ") for o in outcomes if o.status == "encoded")
-    stored = {p.name.removesuffix(".npz") for p in store.glob("*.npz")}
-    assert poison not in stored and stored >= encoded  # images of a lost batch written before the crash stay
-    for path in store.glob("*.npz"):  # and every store file is complete
-        load_features(path)
-
-    code, output = encode(folder, light_export, store, "--engine", "ray", "--actors", "2")
-    assert code == EXIT_FAILURES and counts(output) == (12 - len(stored), len(stored), 1), output  # 1: broken.jpg
-    assert len(list(store.glob("*.npz"))) == 12
-    load_features(store / f"{poison}.npz")
-
-
 def test_unreachable_cluster_is_one_line_and_nothing_written(light_export: Path, tmp_path: Path) -> None:
     import socket
 
@@ -170,6 +101,66 @@ def test_without_ray_the_engine_names_the_extra_and_the_local_engine_works(
         '"interformer-edge[ray]"'
     code, output = encode(folder, light_export, tmp_path / "store")
     assert code == EXIT_FAILURES and counts(output) == (2, 0, 1), output
+
+
+def test_ray_engine_survives_a_crashing_actor_resumes_and_writes_the_local_engines_files(
+    light_export: Path, tmp_path: Path, local_ray: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from interformer_edge.runtime import ray_engine
+
+    folder = make_images(tmp_path / "photos")
+    local, store = tmp_path / "local", tmp_path / "store"
+    code, output = encode(folder, light_export, local)
+    assert code == EXIT_FAILURES and counts(output) == (IMAGES, 0, 1), output
+
+    # 1. Two actors, one of which dies halfway through writing one image's store file.
+    poison = "img05.png"
+
+    class DiesWhileWriting(ray_engine.EncoderActor):
+        def encode_row(self, rgb: np.ndarray, name: str, sha256: str, target: Path) -> str:
+            if name == poison:
+                def write_half(file: object, **arrays: np.ndarray) -> None:
+                    file.write(b"PK\x03\x04 half a zip")
+                    file.flush()
+                    os._exit(1)
+
+                np.savez = write_half  # in this actor's process only, which dies in it
+            return super().encode_row(rgb, name, sha256, target)
+
+    monkeypatch.setattr(ray_engine, "ACTOR_TASK_RETRIES", 0)  # a retry would crash again: keep the test short
+    cluster = ray_engine.connect(None)
+    jobs = list_jobs(folder, store, recursive=False)
+    outcomes = [outcome for batch in cluster.encode(jobs, str(light_export), "auto", 1, "f32", DEFAULT_MAX_SIDE,
+                                                    "float16", False, actors=2, batch_size=4,
+                                                    actor_class=DiesWhileWriting)
+                for outcome in batch]
+    assert sorted(o.name for o in outcomes) == sorted(job.name for job in jobs)  # one outcome per image
+    lost = {o.name for o in outcomes if o.status == "failed" and "Ray actor died" in o.message}
+    encoded = {o.name for o in outcomes if o.status == "encoded"}
+    assert poison in lost and encoded and encoded | lost | {"broken.jpg"} == {job.name for job in jobs}
+    assert all(o.worker.startswith("actor ") for o in outcomes if o.status == "encoded")
+    stored = {p.name.removesuffix(".npz") for p in store.glob("*.npz")}
+    assert poison not in stored and stored >= encoded  # images of a lost batch written before the crash stay
+    for path in store.glob("*.npz"):  # and every store file is complete
+        load_features(path)
+
+    # 2. The command resumes from an image list: the same images and names, a new one, a missing one.
+    Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(folder / "new.png")
+    done = {p.name: p.stat().st_mtime_ns for p in store.glob("*.npz")}
+    image_list = tmp_path / "images.txt"
+    entries = [f"photos/{p.name}" for p in sorted(folder.iterdir())]
+    image_list.write_text("\n".join(["# the photos", *entries, str(folder / "gone.png"), ""]))
+    code, output = encode(image_list, light_export, store, "--engine", "ray", "--actors", "2", "--batch-size", "4")
+    assert code == EXIT_FAILURES, output
+    assert counts(output) == (IMAGES + 1 - len(stored), len(stored), 2), output
+    assert "failed: broken.jpg: cannot read image" in output and "failed: gone.png: image not found" in output
+    assert {name: store.joinpath(name).stat().st_mtime_ns for name in done} == done, "stored images encoded again"
+    assert load_features(store / "new.png.npz").meta.original_size == (30, 30)
+
+    # 3. Every image's store file, whichever run and actor wrote it, is the local engine's.
+    names = sorted(p.name for p in local.glob("*.npz"))
+    assert len(names) == IMAGES and sorted(p.name for p in store.glob("*.npz")) == sorted([*names, "new.png.npz"])
+    assert_same_store_files(store, local, names)
 
 
 def test_help_explains_the_ray_flags() -> None:
