@@ -376,11 +376,15 @@ def _encode_in_pool(jobs: list[Job], workers: int, batch: int, init_args: tuple[
     stop = context.Event()
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                initargs=(*init_args, True, stop))
+    submitted: list[Future[list[Outcome]]] = []
+    recorded: set[Future[list[Outcome]]] = set()
     try:
-        pending: set[Future[list[Outcome]]] = {pool.submit(encode_chunk, c) for c in chunks(jobs, batch)}
+        submitted += [pool.submit(encode_chunk, c) for c in chunks(jobs, batch)]
+        pending = set(submitted)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
+                recorded.add(future)
                 record(future.result())
     except KeyboardInterrupt:
         stop.set()
@@ -391,8 +395,9 @@ def _encode_in_pool(jobs: list[Job], workers: int, batch: int, init_args: tuple[
             for process in list(getattr(pool, "_processes", {}).values()):  # no public API for this
                 process.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
-        for future in pending:  # chunks that were running finished during the shutdown
-            if future.done() and not future.cancelled() and future.exception() is None:
+        for future in submitted:  # chunks that finished before or during the shutdown and are not counted yet
+            if future not in recorded and future.done() and not future.cancelled() and future.exception() is None:
+                recorded.add(future)
                 record(future.result())
         raise
     finally:
