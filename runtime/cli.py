@@ -284,13 +284,13 @@ def encode(
         console.print(f"[red]error:[/] --dtype must be one of {', '.join(STORAGE_DTYPES)}")
         raise typer.Exit(EXIT_BAD_INPUT)
     if not source.exists():
-        console.print(f"[red]error:[/] {source} does not exist")
+        console.print(f"[red]error:[/] {escape(str(source))} does not exist")
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
         manifest = load_manifest(model)  # hashes every artifact once, here, not in each worker
         check_precision(choose_backend(manifest, "encoder", backend), precision)  # fail fast, before any worker
     except (ManifestError, InterFormerRuntimeError) as err:
-        console.print(f"[red]error:[/] {err}")
+        console.print(f"[red]error:[/] {escape(str(err))}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if engine == "ray":
         from .ray_engine import RayEngineError, connect, is_list_file, list_file_jobs
@@ -441,13 +441,14 @@ def click(
             console.print(f"click ({y}, {x}, {'pos' if positive else 'neg'}): {mask.mean():.1%} of the image, "
                           f"{(time.perf_counter() - started) * 1000:.1f} ms")
     except (ManifestError, InterFormerRuntimeError) as err:
-        console.print(f"[red]error:[/] {err}")
+        console.print(f"[red]error:[/] {escape(str(err))}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     try:  # all or nothing, and a missing or unwritable folder is one line, not a traceback
         with atomic_target(out) as tmp:
             Image.fromarray(np.where(session.mask, 255, 0).astype(np.uint8)).save(tmp, format="PNG")
     except OSError as err:
-        console.print(f"[red]error:[/] cannot write {out}: {err.strerror or err}", highlight=False)
+        console.print(f"[red]error:[/] cannot write {escape(str(out))}: {escape(str(err.strerror or err))}",
+                      highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console.print(f"wrote {out} ({session.width}x{session.height}, {decoder.backend})")
 
