@@ -18,9 +18,7 @@ import numpy as np
 import pytest
 from annotation_decoders import brush_to_mask, coco_to_mask
 from PIL import Image
-from starlette.testclient import TestClient
 
-from interformer_edge.annotate.server import build_app
 from interformer_edge.annotate.service import Annotator, Settings
 from interformer_edge.annotate.sessions import SessionRegistry
 from interformer_edge.assets import PHOTOS_DIR
@@ -74,7 +72,12 @@ def photos(tmp_path: Path) -> Path:
     return folder
 
 
-def make_client(export: Path, images: Path, out: Path, **options: object) -> TestClient:
+def make_client(export: Path, images: Path, out: Path, **options: object):
+    # the web stack is imported here, not at collection: the lean (arm64) run collects this file without it
+    from starlette.testclient import TestClient
+
+    from interformer_edge.annotate.server import build_app
+
     annotator = Annotator(Settings(images=images, model=export, out=out, threads=2, prefetch=0, **options))
     return TestClient(build_app(annotator))
 

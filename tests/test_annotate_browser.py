@@ -16,11 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 from PIL import Image
-from playwright.sync_api import sync_playwright
 
-from interformer_edge.annotate.server import build_app
 from interformer_edge.annotate.service import Annotator, Settings
 from interformer_edge.assets import PHOTOS_DIR
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
@@ -42,6 +39,10 @@ class LiveServer:
     """uvicorn in a thread on 127.0.0.1 and a free port."""
 
     def __init__(self, annotator: Annotator) -> None:
+        import uvicorn  # the web stack is imported when used, not at collection (the lean arm64 run lacks it)
+
+        from interformer_edge.annotate.server import build_app
+
         self.port = free_port()
         config = uvicorn.Config(build_app(annotator), host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
@@ -83,6 +84,8 @@ def settle(page) -> None:
 
 
 def test_browser_clicks_undo_and_save(default_export: tuple[Path, str], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
     export = default_export[0]
     photos = tmp_path / "photos"
     photos.mkdir()
