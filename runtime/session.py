@@ -113,6 +113,10 @@ class Decoder:
             got = features.maps[name].shape[1]
             if isinstance(channels, int) and got != channels:
                 raise ModelMismatchError(f"{name} has {got} channels, the decoder expects {channels}")
+        limit = self.manifest.preprocessing.max_image_side
+        if max(features.meta.padded_size) > limit:
+            raise ModelMismatchError(f"{where} are on a {features.meta.padded_size} canvas, larger than this "
+                                     f"model's {limit}-px limit")
         static = self.manifest.static_size
         if static is not None and features.meta.padded_size != static:
             raise ModelMismatchError(f"{where} are on a {features.meta.padded_size} canvas, this static-size "
