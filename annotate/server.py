@@ -162,7 +162,7 @@ def build_app(annotator: Annotator, click_workers: int = 1) -> Starlette:
         return annotator.setup(await _read_json(request, JSON_LIMIT_BYTES))
 
     async def predict(request: Request) -> Any:
-        body = await _read_json(request, JSON_LIMIT_BYTES)
+        body = await _read_json(request, upload_limit)  # a task may carry its image inline (data URI)
         return await run_in_threadpool(annotator.predict, body)
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -7,6 +7,7 @@ Results are plain JSON-ready dicts; refusals raise :class:`~.errors.RequestError
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import io
 import logging
@@ -308,6 +309,13 @@ class Annotator:
 
     def _task_features(self, reference: str) -> tuple[CachedFeatures, str]:
         """A task's image: a served file (by name or by our own URL), else fetched from Label Studio."""
+        if reference.startswith("data:"):  # the image inline, as a data URI
+            try:
+                data = base64.b64decode(reference.split(",", 1)[1], validate=True)
+            except (IndexError, binascii.Error, ValueError):
+                raise RequestError("the task's data URI is not base64 image data") from None
+            cached = self._bytes_features(data, "task image")
+            return cached, cached.features.meta.image_name
         name = self.folder.match(reference)
         if name is not None:
             return self.folder_features(name), "file:" + name

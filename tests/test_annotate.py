@@ -338,6 +338,8 @@ def test_label_studio_backend_masks_equal_the_runtime(export: Path, runtime, pho
             empty = client.post("/predict", json={**body, "params": {}}).json()
             own_url = {**body, "tasks": [{"id": 7, "data": {"image": "http://127.0.0.1:8000/files/chelsea.jpg"}}]}
             again = client.post("/predict", json=own_url)  # a URL this server handed out: the same image
+            inline = "data:image/jpeg;base64," + base64.b64encode((photos / "chelsea.jpg").read_bytes()).decode()
+            inlined = client.post("/predict", json={**body, "tasks": [{"id": 7, "data": {"image": inline}}]})
             uploaded = client.post("/predict", json={
                 "tasks": [{"id": 8, "data": {"image": "/data/upload/3/abc-rocket.jpg"}}], "label_config": LS_CONFIG,
                 "params": {"context": {"result": [keypoint(50.0, 40.0, True, 512, 342)]}}})
@@ -352,6 +354,7 @@ def test_label_studio_backend_masks_equal_the_runtime(export: Path, runtime, pho
     expected = runtime_mask(runtime, photos / "chelsea.jpg", [(222, 179, True), (45, 30, False)])
     assert np.array_equal(brush_to_mask(result["value"]["rle"], 300, 451), expected)
     assert again.json()["results"][0]["result"][0]["value"]["rle"] == result["value"]["rle"]
+    assert inlined.json()["results"][0]["result"][0]["value"]["rle"] == result["value"]["rle"]
     rocket = uploaded.json()["results"][0]["result"][0]["value"]["rle"]
     rocket_rgb = np.asarray(Image.open(PHOTOS_DIR / "rocket.jpg").convert("RGB"))
     assert np.array_equal(brush_to_mask(rocket, 342, 512), runtime_mask(runtime, rocket_rgb, [(256, 136, True)]))
