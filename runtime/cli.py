@@ -22,6 +22,7 @@ match; anything else is encoded again.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import get_context, resource_tracker
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -402,6 +403,20 @@ def _encode_in_pool(jobs: list[Job], workers: int, batch: int, init_args: tuple[
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        del pool, stop
+        _stop_resource_tracker()
+
+
+def _stop_resource_tracker() -> None:
+    """End multiprocessing's resource tracker now that the pool and its semaphores are gone.
+
+    Left alone it notices the parent's exit a moment later; stopping it here means no process of
+    the run outlives the command, also after SIGTERM. (``_stop`` is private: skipped if it is absent.)
+    """
+    gc.collect()  # the pool's queues and the stop event hold semaphores the tracker watches
+    stop = getattr(getattr(resource_tracker, "_resource_tracker", None), "_stop", None)
+    if stop is not None:
+        stop()
 
 
 def _parse_click(text: str) -> tuple[int, int, bool]:
