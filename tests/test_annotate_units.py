@@ -6,10 +6,14 @@ format descriptions (COCO's maskApi.c, Label Studio's brush.py / thi.ng rle-pack
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 from annotation_decoders import brush_to_mask, coco_string_to_counts, coco_to_mask
+from PIL import Image
 
 from interformer_edge.annotate.feature_cache import FeatureCache
 from interformer_edge.annotate.rle import brush_rle, coco_counts, coco_rle, compress_counts, decode_coco_rle
@@ -102,3 +106,33 @@ def test_feature_cache_order_prefetch_and_memory_bound() -> None:
         cache.close()
 
 
+
+
+# ---------------------------------------------------------------------------------------- the command
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "interformer_edge.annotate.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "cat.jpg.npz").write_bytes(b"features without their image")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (8, 8)).save(photos / "a.png")
+    cases = [
+        (("nowhere/", "-m", "export/"), "does not exist"),
+        ((str(store), "-m", "export/"), "--features"),  # a store alone has no pixels to show
+        ((str(photos), "-m", str(tmp_path / "no-export")), "manifest"),
+    ]
+    for args, expected in cases:
+        result = run_cli(*args)
+        assert result.returncode == 2, result
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert not (photos / "annotations").exists()  # nothing created for a run that never started
+    help_text = run_cli("--help").stdout
+    assert "0.0.0.0" in help_text and "127.0.0.1" in help_text
