@@ -274,8 +274,14 @@ def encode(
 ) -> None:
     """Encode images into a feature store; resumable, an unreadable image is reported and skipped.
 
-    Exit status: 0 all images encoded or up to date, 1 some images failed (the rest were encoded),
-    2 bad arguments or model (nothing done), 130 interrupted (finished files are complete and kept).
+    Runs may share a store: an image being encoded is claimed (.NAME.npz.lock), and other runs leave it.
+
+    Ctrl-C or SIGTERM: the images in hand are finished, the rest not started, a summary is printed.
+
+    Progress goes to stderr (bars on a terminal, lines in a log), the summary to stdout.
+
+    Exit status: 0 all images encoded or up to date; 1 some images failed (the rest were encoded);
+    2 bad arguments or model (nothing done); 130 Ctrl-C, 143 SIGTERM (finished files are kept).
     """
     console = cli_console(stderr=True)
     if engine not in ("local", "ray"):
