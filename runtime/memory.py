@@ -14,7 +14,7 @@ ONNX Runtime (CPU, 2 threads) with two exported models, at 512, 1024 and 1536 px
 
 Per token pair that is about ``19.5 + 10.2 * heads`` bytes and per token ``17.5 KB + 400 B * width``;
 the estimate rounds both up (``20 + 12 * heads``, ``18 KB + 420 B * width``), so it lies a little
-above every measurement (e.g. 1233 vs 1168 MiB at 1024 px for the default model).
+above every measurement (e.g. 1281 vs 1168 MiB at 1024 px for the default model).
 """
 
 from __future__ import annotations
