@@ -5,7 +5,9 @@ Before encoding an image, a run creates ``.<name>.npz.lock`` beside the store fi
 and the time. A run that finds the lock held leaves the image to its owner. A lock is stale, and
 is taken over, when its owner is a process of this host that no longer runs, or when it is older
 than :data:`STALE_LOCK_SECONDS` (an owner on another host that died). The owner removes it after
-writing the store file (or failing), also when interrupted.
+writing the store file (or failing), also when interrupted. Taking over a stale lock (remove, then
+create) is not atomic: two runs that find the same stale lock at the same instant may both encode
+that one image; the store file stays complete either way (atomic writes).
 """
 
 from __future__ import annotations
