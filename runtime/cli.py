@@ -267,10 +267,10 @@ def encode(
                                              "\\[ray] extra). With ray, SOURCE may also be a list file (.txt) "
                                              "of paths or URIs, one a line, readable by every node.")] = "local",
     address: Annotated[str, typer.Option(help="With --engine ray: the cluster to use, 'auto' (the one running "
-                                              "on this node), host:port of its head, or ray://host:10001 "
-                                              "(Ray Client); empty: $RAY_ADDRESS, else start Ray on this "
-                                              "machine for the run. --out and --model must be paths every "
-                                              "node sees (a shared filesystem).")] = "",
+                                              "on this node) or HEAD:6379 (its head node); empty: $RAY_ADDRESS, "
+                                              "else start Ray on this machine for the run. The images, --model "
+                                              "and --out must be paths every node sees (a shared filesystem).")
+                         ] = "",
 ) -> None:
     """Encode images into a feature store; resumable, an unreadable image is reported and skipped.
 

@@ -241,7 +241,8 @@ def _check_reachable(address: str) -> None:
     target = _host_port(address)
     if target is None:
         if address != "auto":
-            raise RayEngineError(f"--address {address!r}: expected auto, host:port or ray://host:port")
+            raise RayEngineError(f"--address {address!r}: expected auto or HEAD:PORT (the head node's port, "
+                                 "6379 by default)")
         return
     try:
         socket.create_connection(target, timeout=CONNECT_TIMEOUT_S).close()
@@ -336,30 +337,55 @@ class RayCluster:
             _ray().shutdown()
 
 
+def _has_auth_token() -> bool:
+    """Whether a Ray cluster token is at hand: ``$RAY_AUTH_TOKEN``, ``$RAY_AUTH_TOKEN_PATH`` or
+    ``~/.ray/auth_token`` (where ``ray start`` and ``ray get-auth-token --generate`` put it)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token"
+    return Path(path).is_file()
+
+
 def connect(address: str | None, console: Console | None = None) -> RayCluster:
-    """Connect to the Ray cluster at ``address`` (``auto``, ``host:port``, ``ray://host:port``), or with
-    None to ``$RAY_ADDRESS``, else start Ray on this machine (loopback only) for the run. A process
+    """Connect to the Ray cluster at ``address`` (``auto`` or ``host:port``; ``ray://`` is refused), or with
+    None to ``$RAY_ADDRESS``, else start a new Ray instance on this machine for the run. A process
     already connected to Ray (``ray.init`` called) keeps its connection.
 
     Raises:
         RayEngineError: ray is not installed, or the cluster cannot be reached (one line).
     """
-    ray = _ray()
     if address:  # fail fast on a closed port, even in a process already connected elsewhere
         _check_reachable(address)
+    if address and address.startswith("ray://"):
+        # Verified with ray 2.60: Ray Client connects, but running any dataset through it fails inside Ray
+        # Data ("'Worker' object has no attribute 'core_worker'").
+        raise RayEngineError(
+            f"{address}: Ray Data does not run through Ray Client (ray://); run the command on a node of the "
+            "cluster with --address auto, from a machine on its network with --address HEAD:6379, or as a "
+            "Ray job (ray job submit --address http://HEAD:8265 -- interformer-encode ... --address auto)"
+        )
+    # Ray reads these when it is imported. The core worker's own log would add a warning-worded line
+    # about restartable actors (ray issue 53727); Ray's errors still reach us as exceptions.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    if address and address != "auto" and _has_auth_token():
+        # Ray (2.60) sends the cluster token only when it starts Ray or finds it with "auto"; a driver that
+        # names the address of a cluster with token authentication (Ray's default) is refused without it.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    ray = _ray()
     started = time.perf_counter()
     if ray.is_initialized():
         return RayCluster(owned=False, started_in=0.0)
-    # Ray's notices (token authentication, deprecations) are not the user's business; its errors are. The
-    # core worker's own log would add a warning-worded line about restartable actors (ray issue 53727).
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    # Ray's notices (token authentication, deprecations) are not the user's business; its errors are.
     options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address is None and not os.environ.get("RAY_ADDRESS"):
+        # "local": a new instance even when this machine runs a cluster of `ray start` (ray.init() would join
+        # that one; --address auto is the way to ask for it).
+        address = "local"
         options.update(include_dashboard=False, _node_ip_address="127.0.0.1")
     try:
         ray.init(address=address, **options)
     except Exception as err:  # ConnectionError, RuntimeError, ValueError, grpc errors …
-        where = address or os.environ.get("RAY_ADDRESS") or "this machine"
+        where = {None: os.environ.get("RAY_ADDRESS", ""), "local": "this machine"}.get(address, address)
         raise RayEngineError(f"cannot connect to Ray ({where}): {_first_line(err)}") from None
     cluster = RayCluster(owned=True, started_in=time.perf_counter() - started)
     if console is not None:

@@ -28,8 +28,9 @@ RAY_PROCESSES = ("raylet", "gcs_server")
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     """A two-CPU Ray instance on the loopback interface for this module; none of its processes may outlive it."""
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.ERROR,
-             log_to_driver=False)
+    # "local": a new instance, even if this machine runs a cluster started with `ray start`.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             logging_level=logging.ERROR, log_to_driver=False)
     try:
         yield
     finally:
@@ -87,6 +88,12 @@ def test_unreachable_cluster_is_one_line_and_nothing_written(light_export: Path,
         code, output = encode(folder, light_export, tmp_path / "store", "--engine", "ray", "--address", address)
         assert code == EXIT_BAD_INPUT and "Traceback" not in output, output
         assert output.strip().splitlines()[-1] == f"error: cannot reach a Ray cluster at {address}: Connection refused"
+    with socket.socket() as listening:  # Ray Client is refused before connecting, with what to do instead
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        address = f"ray://127.0.0.1:{listening.getsockname()[1]}"
+        code, output = encode(folder, light_export, tmp_path / "store", "--engine", "ray", "--address", address)
+    assert code == EXIT_BAD_INPUT and "Ray Data does not run through Ray Client" in output, output
     assert not (tmp_path / "store").exists()
 
 
