@@ -188,7 +188,11 @@ class EncoderActor:
         self.encoder = Encoder(model, backend=backend, threads=threads, precision=precision, max_side=max_side,
                                verify=False)
         self.max_side, self.dtype, self.force = max_side, dtype, force
-        self.worker = f"actor {socket.gethostname()}:{os.getpid()}"
+        import ray
+
+        # host/node/pid: several Ray nodes can share a host (and a restarted actor gets a new pid).
+        node = ray.get_runtime_context().get_node_id()[:6]
+        self.worker = f"actor {socket.gethostname()}/{node}:{os.getpid()}"
 
     def encode_row(self, rgb: np.ndarray, name: str, sha256: str, target: Path) -> str:
         """Encode one decoded image into ``target`` under its claim, as the local engine does; returns
