@@ -93,8 +93,8 @@ def list_file_jobs(list_file: Path, out: Path) -> list[Job]:
     Relative paths are relative to the list file's folder; ``file://`` URIs are local paths; other
     URIs (``s3://``, ``gs://``, ``hdfs://``, …) are read with pyarrow's filesystems on the nodes.
     Each image is stored under its path relative to the deepest folder common to all entries
-    (``/data/a/cat.jpg`` and ``/data/b/dog.jpg`` → ``a/cat.jpg.npz``, ``b/dog.jpg.npz``), so names
-    never collide. Duplicate entries are listed once.
+    (``/data/a/cat.jpg`` and ``/data/b/dog.jpg`` → ``a/cat.jpg.npz``, ``b/dog.jpg.npz``; a URI
+    counts as the path ``/scheme/host/path``), so names never collide. Duplicate entries are listed once.
     """
     try:
         lines = list_file.read_text(encoding="utf-8").splitlines()
@@ -107,20 +107,16 @@ def list_file_jobs(list_file: Path, out: Path) -> list[Job]:
             continue
         parsed = urlparse(entry)
         if _is_uri(entry) and parsed.scheme != "file":
-            images.setdefault(parsed.netloc + parsed.path, entry)
+            images.setdefault(f"/{parsed.scheme}/{parsed.netloc}{parsed.path}", entry)  # absolute, like paths
             continue
         path = Path(unquote(parsed.path)) if _is_uri(entry) else Path(entry)
         path = (list_file.parent / path).resolve() if not path.is_absolute() else path
         images.setdefault(path.as_posix(), path)
     if not images:
         return []
-    keys = list(images)
-    common = posixpath.commonpath([posixpath.dirname(key) or "/" for key in keys]) if len(keys) > 1 \
-        else posixpath.dirname(keys[0])
-    jobs = []
-    for key, image in images.items():
-        name = posixpath.relpath(key, common) if common else key.lstrip("/")
-        jobs.append(Job(image, out / (name + FEATURE_SUFFIX), name))
+    common = posixpath.commonpath([posixpath.dirname(key) for key in images])  # every key is absolute
+    jobs = [Job(image, out / (posixpath.relpath(key, common) + FEATURE_SUFFIX), posixpath.relpath(key, common))
+            for key, image in images.items()]
     return sorted(jobs, key=lambda job: job.name)
 
 

@@ -170,6 +170,31 @@ def test_ray_engine_survives_a_crashing_actor_resumes_and_writes_the_local_engin
     assert_same_store_files(store, local, names)
 
 
+def test_image_lists_name_images_from_their_common_folder_and_uris_are_read(tmp_path: Path) -> None:
+    from interformer_edge.runtime.image_io import ImageReadError
+    from interformer_edge.runtime.ray_engine import list_file_jobs, read_image_bytes
+
+    for sub in ("a", "b"):
+        (tmp_path / "photos" / sub).mkdir(parents=True)
+    cat, dog = tmp_path / "photos" / "a" / "cat.png", tmp_path / "photos" / "b" / "dog.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(cat)
+    Image.fromarray(np.ones((4, 4, 3), np.uint8)).save(dog)
+    image_list = tmp_path / "list.txt"
+    image_list.write_text(f"# photos\nphotos/a/cat.png\n\n{dog.as_uri()}\nphotos/a/../a/cat.png\n")
+    jobs = list_file_jobs(image_list, tmp_path / "store")
+    assert [(job.name, job.image, job.target) for job in jobs] == [
+        ("a/cat.png", cat, tmp_path / "store" / "a" / "cat.png.npz"),
+        ("b/dog.png", dog, tmp_path / "store" / "b" / "dog.png.npz"),
+    ]
+    image_list.write_text("s3://bucket/set/x.jpg\ns3://bucket/set/y/z.jpg\n")
+    assert [(job.name, job.image) for job in list_file_jobs(image_list, tmp_path)] == [
+        ("x.jpg", "s3://bucket/set/x.jpg"), ("y/z.jpg", "s3://bucket/set/y/z.jpg")]
+
+    assert read_image_bytes(dog.as_uri()) == dog.read_bytes()  # a URI string goes through pyarrow's filesystems
+    with pytest.raises(ImageReadError, match=r"cannot read file://.*gone\.png"):
+        read_image_bytes((tmp_path / "gone.png").as_uri())
+
+
 def test_help_explains_the_ray_flags() -> None:
     result = CliRunner().invoke(app, ["encode", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
