@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from interformer_edge.quantize import GateThresholds, QuantizeOptions, calibration, gate, run_quantize
 from interformer_edge.quantize.cli import EXIT_BAD_INPUT, EXIT_GATE_FAILED, app
 from interformer_edge.runtime import Decoder, Encoder
+from interformer_edge.runtime.cpu import CPU_CLASSES, host_cpu
 from interformer_edge.runtime.manifest import load_manifest
 from interformer_edge.runtime.spec import REF_FOREGROUND, REF_UNKNOWN
 
@@ -45,6 +46,31 @@ def write_grabcut_folder(root: Path, count: int, seed: int) -> Path:
 def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("quantize_data")
     return write_grabcut_folder(root / "calib", 3, seed=1), write_grabcut_folder(root / "heldout", 3, seed=2)
+
+
+def largest_int8_weight(path: Path) -> int:
+    """Largest |w| of the int8 weights of a QDQ ONNX decoder, or of an NNCF IR's dense convolutions and
+    matrix products (depthwise ones run without pair sums, so NNCF keeps them full range)."""
+    if path.suffix == ".onnx":
+        model = onnx.load(path)
+        return max(int(np.abs(numpy_helper.to_array(t).astype(np.int32)).max())
+                   for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8)
+    import openvino as ov
+
+    largest = 0
+    for op in ov.Core().read_model(path).get_ops():
+        if op.get_type_name() != "Constant" or op.get_element_type() != ov.Type.i8:
+            continue
+        nodes, consumer = [op], ""
+        for _ in range(4):  # i8 constant -> Convert -> (Subtract) -> Multiply -> the layer
+            nodes = [t.get_node() for n in nodes for t in n.output(0).get_target_inputs()]
+            kinds = {n.get_type_name() for n in nodes}
+            consumer = next((k for k in ("Convolution", "MatMul", "GroupConvolution") if k in kinds), "")
+            if consumer:
+                break
+        if consumer in ("Convolution", "MatMul"):
+            largest = max(largest, int(np.abs(op.get_data().astype(np.int32)).max()))
+    return largest
 
 
 def copy_export(export: Path, tmp_path: Path) -> Path:
@@ -135,8 +161,10 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(light_export: Path,
                                                               folders: tuple[Path, Path]) -> None:
     export = copy_export(light_export, tmp_path)
     calib, heldout = folders
+    # The mechanics, not the accuracy of random weights: a gate no numerics can fail (an inverted decoder
+    # scores < 0.5, see above; these INT8 decoders score 0.96-0.98 on VNNI and emulated AVX2 alike).
     options = QuantizeOptions(export_dir=export, calib_dir=calib, heldout_dir=heldout, num_sessions=4,
-                              calib_clicks=4, gate_clicks=4, thresholds=GateThresholds(0.9, 1.0),
+                              calib_clicks=4, gate_clicks=4, thresholds=GateThresholds(0.5, 4.0),
                               max_float_layers=0, threads=1, latency_size=(64, 96), latency_runs=2)
     result = run_quantize(options)
     assert result.passed, [(o.backend, o.result) for o in result.outcomes]
@@ -151,6 +179,13 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(light_export: Path,
         assert record["latency_ms"]["fp32"] > 0 and record["latency_ms"]["int8"] > 0
         assert record["size_bytes"] < record["fp32_size_bytes"]
     assert variant.calibration["method"] == "minmax" and variant.calibration["samples"] >= 4
+    # The default target: 7-bit weights, accurate on every CPU class; recorded with the build host.
+    assert variant.target == "portable" and set(variant.covers) == set(CPU_CLASSES)
+    assert variant.calibration["target"] == "portable" and variant.calibration["scheme"]["weight_bits"] == 7
+    assert variant.calibration["build_host"]["class"] == host_cpu().cpu_class
+    assert variant.calibration["build_host"]["model"]
+    assert largest_int8_weight(export / "decoder.int8.onnx") <= 64
+    assert largest_int8_weight(export / "decoder.int8.xml") <= 64
     assert variant.calibration["gate_objects"] == 3
     assert not [p for p in export.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
@@ -172,13 +207,17 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(light_export: Path,
             masks[backend, precision] = session.add_click(32, 48)
     for backend in ("onnxruntime", "openvino"):
         agree = (masks[backend, "int8"] == masks[backend, "fp32"]).mean()
-        assert agree > 0.9
+        assert agree > 0.75
 
-    # Quantizing again replaces the variant instead of adding a second one.
-    run_quantize(QuantizeOptions(**{**options.__dict__, "backends": ("onnxruntime",)}))
+    # Quantizing again replaces the variant instead of adding a second one; the vnni target keeps full-range
+    # weights and says it does not cover x86 without VNNI.
+    run_quantize(QuantizeOptions(**{**options.__dict__, "backends": ("onnxruntime",), "target": "vnni"}))
     (variant,) = load_manifest(export).quantized
     assert variant.files == {"onnx": "decoder.int8.onnx"}
     assert not (export / "decoder.int8.xml").exists()
+    assert variant.target == "vnni" and "x86-avx2" not in variant.covers and "x86-vnni" in variant.covers
+    assert variant.calibration["scheme"]["weight_bits"] == 8
+    assert largest_int8_weight(export / "decoder.int8.onnx") > 64
 
 
 def test_a_failing_gate_keeps_sensitive_layers_float_and_installs_nothing(
@@ -200,7 +239,7 @@ def test_a_failing_gate_keeps_sensitive_layers_float_and_installs_nothing(
 
 
 @pytest.mark.parametrize("problem", ["no manifest", "tampered", "empty calib", "unreadable calib", "same folders",
-                                     "bad method", "bad backend"])
+                                     "bad method", "bad backend", "bad target"])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(problem: str, light_export: Path, tmp_path: Path,
                                                          folders: tuple[Path, Path]) -> None:
     export = copy_export(light_export, tmp_path)
@@ -230,6 +269,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(problem: str, light_exp
     elif problem == "bad method":
         extra = ["--method", "magic"]
         expected = "unknown calibration method 'magic'"
+    elif problem == "bad target":
+        extra = ["--target", "avx9"]
+        expected = "unknown INT8 target 'avx9'; use portable, vnni"
     else:
         extra = ["--backends", "tensorrt"]
         expected = "backends must be"
@@ -245,5 +287,5 @@ def test_help_explains_every_option() -> None:
     outcome = CliRunner().invoke(app, ["--help"])
     assert outcome.exit_code == 0
     for flag in ("--calib", "--heldout", "--num-sessions", "--method", "--min-iou", "--max-noc-delta",
-                 "--keep-float", "--max-float-layers", "--gate-limit", "--backends"):
+                 "--keep-float", "--max-float-layers", "--gate-limit", "--backends", "--target"):
         assert flag in outcome.output
