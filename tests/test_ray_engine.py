@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,6 +194,12 @@ def test_image_lists_name_images_from_their_common_folder_and_uris_are_read(tmp_
     assert read_image_bytes(dog.as_uri()) == dog.read_bytes()  # a URI string goes through pyarrow's filesystems
     with pytest.raises(ImageReadError, match=r"cannot read file://.*gone\.png"):
         read_image_bytes((tmp_path / "gone.png").as_uri())
+
+
+def test_the_engine_module_imports_neither_ray_nor_torch() -> None:
+    code = ("import sys, interformer_edge.runtime.cli, interformer_edge.runtime.ray_engine; "
+            "bad = [m for m in ('ray', 'torch', 'interformer_edge.models') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_help_explains_the_ray_flags() -> None:
