@@ -308,6 +308,12 @@ def encode(
             console.print(f"[red]error:[/] {escape(str(err))}")
             raise typer.Exit(EXIT_BAD_INPUT) from None
     else:
+        from .ray_engine import is_list_file  # the file-kind check only: no ray is imported
+
+        if is_list_file(source):
+            console.print(f"[red]error:[/] {escape(str(source))} is an image list: lists are read by --engine ray; "
+                          "give the local engine a folder or one image")
+            raise typer.Exit(EXIT_BAD_INPUT)
         jobs = list_jobs(source, out, recursive)
     if not jobs:
         console.print(f"no images found in {source}")

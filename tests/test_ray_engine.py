@@ -109,6 +109,10 @@ def test_without_ray_the_engine_names_the_extra_and_the_local_engine_works(
         '"interformer-edge[ray]"'
     code, output = encode(folder, light_export, tmp_path / "store")
     assert code == EXIT_FAILURES and counts(output) == (2, 0, 1), output
+    image_list = tmp_path / "photos.txt"
+    image_list.write_text("photos/img00.png\n")
+    code, output = encode(image_list, light_export, tmp_path / "store")
+    assert code == EXIT_BAD_INPUT and "is an image list: lists are read by --engine ray" in output, output
 
 
 def test_ray_engine_survives_a_crashing_actor_resumes_and_writes_the_local_engines_files(
