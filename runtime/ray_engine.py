@@ -21,8 +21,9 @@ the local engine usable) without the ``[ray]`` extra.
 Failure handling: an unreadable image or a failed encode is an outcome (``failed``) and never
 stops the run. A crashed actor (segfault, out of memory, a lost node) is restarted and its batch
 retried ``ACTOR_TASK_RETRIES`` times; after that the batch's images (and those of a batch queued
-on the same actor) are reported as failed and the run goes on. Store files are written atomically (temporary file, then
-rename), so a crash never leaves a half-written one, and a re-run encodes only what is missing.
+on the same actor) are reported as failed and the run goes on. Store files are written atomically
+(temporary file, then rename), so a crash never leaves a half-written one, and a re-run encodes
+only what is missing.
 """
 
 from __future__ import annotations
@@ -178,14 +179,14 @@ class EncoderActor:
 
     def __init__(self, model: str, backend: str, threads: int, precision: str, max_side: int | None,
                  dtype: str, force: bool) -> None:
+        import ray
+
         from .encoder import Encoder
 
         # The driver verified the artifact hashes once; actors only check sizes (hashing is slow for big models).
         self.encoder = Encoder(model, backend=backend, threads=threads, precision=precision, max_side=max_side,
                                verify=False)
         self.max_side, self.dtype, self.force = max_side, dtype, force
-        import ray
-
         # host/node/pid: several Ray nodes can share a host (and a restarted actor gets a new pid).
         node = ray.get_runtime_context().get_node_id()[:6]
         self.worker = f"actor {socket.gethostname()}/{node}:{os.getpid()}"
