@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from interformer_edge.bench.cli import EXIT_BAD_INPUT, app
 from interformer_edge.bench.latency import TimingPolicy, measure
+from interformer_edge.bench.report import int8_target_text
 from interformer_edge.runtime.cpu import cpu_model, isa_flags, read_cpuinfo
 from interformer_edge.runtime.manifest import QuantizedGraph, load_manifest, with_quantized, write_manifest
 
@@ -211,6 +212,18 @@ def test_outputs_written(full_run: tuple[dict, Path, Path]) -> None:
     else:
         assert any("matplotlib" in note for note in report["notes"])
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    # Beside the parity: the INT8 row's target (this fake variant records none: read as full-range, vnni)
+    # and this host's class, covered or not.
+    host_class = report["machine"]["isa"]["int8_class"]
+    assert "| INT8 target vs host |" in markdown and "| vnni, " in markdown
+    assert f"cover {host_class}" in markdown.replace("covers", "cover")
+
+
+def test_int8_target_column_says_whether_the_target_covers_the_host() -> None:
+    quantized = [{"graph": "decoder", "precision": "int8", "target": "vnni", "covers": ["x86-vnni", "arm64"]}]
+    assert int8_target_text("int8", quantized, "x86-avx2") == "vnni, does NOT cover x86-avx2"
+    assert int8_target_text("int8", quantized, "arm64") == "vnni, covers arm64"
+    assert int8_target_text("fp32", quantized, "arm64") == "–"
 
 
 def test_damaged_or_foreign_exports_are_refused(light_export: Path, tmp_path: Path) -> None:
