@@ -143,7 +143,8 @@ def isa_flags(blocks: list[dict[str, str]]) -> dict[str, Any]:
         facts["hwcap"] = sorted(f for f in interest if f in hw)
     has = set(present)
     facts["int8_dot_product"] = bool(has & (ARM_INT8_DOT if arm else X86_INT8_DOT))
-    facts["int8_class"] = classify(arm, has, platform.machine())
+    # The kernels follow the hwcaps where the kernel reports them (under qemu cpuinfo may say otherwise).
+    facts["int8_class"] = classify(arm, set(facts["hwcap"]) if hw is not None else has, platform.machine())
     facts["fp16_arithmetic"] = bool(has & ({"asimdhp", "fphp"} if arm else {"avx512_fp16"}))
     facts["bf16_arithmetic"] = bool(has & ({"bf16"} if arm else {"avx512_bf16", "amx_bf16"}))
     return facts
