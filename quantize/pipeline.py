@@ -305,7 +305,7 @@ def _quantize_backend(
 
     def ort_quantize(path: Path, keep_float: list[str]) -> None:
         onnxrt.quantize_onnx(fp32_onnx, path, feeds, options.method, keep_float, cache, metadata,
-                             scheme.ort_reduce_range)
+                             scheme.ort_reduce_range, scheme.ort_activations)
 
     def quantize(path: Path, keep_float: list[str]) -> None:
         if backend == "onnxruntime":

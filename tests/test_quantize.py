@@ -73,6 +73,13 @@ def largest_int8_weight(path: Path) -> int:
     return largest
 
 
+def activation_types(path: Path) -> set[int]:
+    """Element types of a QDQ decoder's quantized activations (its QuantizeLinear zero points)."""
+    model = onnx.load(path)
+    types = {t.name: t.data_type for t in model.graph.initializer}
+    return {types[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2}
+
+
 def copy_export(export: Path, tmp_path: Path) -> Path:
     target = tmp_path / "export"
     shutil.copytree(export, target)
@@ -186,6 +193,7 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(light_export: Path,
     assert variant.calibration["build_host"]["model"]
     assert largest_int8_weight(export / "decoder.int8.onnx") <= 64
     assert largest_int8_weight(export / "decoder.int8.xml") <= 64
+    assert activation_types(export / "decoder.int8.onnx") == {onnx.TensorProto.UINT8}
     assert variant.calibration["gate_objects"] == 3
     assert not [p for p in export.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
@@ -218,6 +226,7 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(light_export: Path,
     assert variant.target == "vnni" and "x86-avx2" not in variant.covers and "x86-vnni" in variant.covers
     assert variant.calibration["scheme"]["weight_bits"] == 8
     assert largest_int8_weight(export / "decoder.int8.onnx") > 64
+    assert activation_types(export / "decoder.int8.onnx") == {onnx.TensorProto.INT8}  # s8s8
 
 
 def test_a_failing_gate_keeps_sensitive_layers_float_and_installs_nothing(
