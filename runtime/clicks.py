@@ -233,11 +233,19 @@ def update_ref_label_with_prediction(ref_label: ArrayLike, pred_mask: ArrayLike)
     Returns:
         (H, W) uint8 updated reference label (a new array).
     """
+    # The same table as merging a 3/1/2 label, written as uint8 arithmetic: it runs once per click on the
+    # whole canvas, where the table's 64-bit index arrays cost 5-7 ms at 512x512 against 0.2 ms.
+    ref = np.asarray(ref_label)
     pred = np.asarray(pred_mask)
-    new = np.full(pred.shape, REF_UNKNOWN, dtype=np.uint8)  # 2 = "no update"
-    new[pred == 1] = REF_POSSIBLY_FOREGROUND
-    new[pred == 0] = REF_POSSIBLY_BACKGROUND
-    return merge_ref_labels(ref_label, new)
+    if ref.shape != pred.shape:
+        raise ValueError(f"shape mismatch: {ref.shape} vs {pred.shape}")
+    if ref.size and (ref.min() < 0 or ref.max() >= NUM_REF_LABELS):
+        raise ValueError(f"reference labels must hold codes 0..{NUM_REF_LABELS - 1}")
+    ref = ref.astype(np.uint8, copy=False)
+    # (ref - k) <= 1 in wrapping uint8 arithmetic selects the codes k and k + 1.
+    raised = (pred == 1) & ((ref - np.uint8(REF_POSSIBLY_BACKGROUND)) <= 1)  # 1 -> 2, 2 -> 3
+    lowered = (pred == 0) & ((ref - np.uint8(REF_UNKNOWN)) <= 1)  # 2 -> 1, 3 -> 2
+    return ref + raised.view(np.uint8) - lowered.view(np.uint8)
 
 
 def _round_f32(value: np.float32) -> int:
