@@ -8,6 +8,11 @@ reference, shared by every candidate). A candidate decoder is then measured two 
 * **interactive quality**: the candidate runs its own sessions, giving NoC@85/90 and mIoU@k to
   compare with FP32's.
 
+Both come from one pass where they can: as long as the candidate's own session asks the decoder
+about the same inputs as the FP32 session did (same masks so far, so the same next click), its
+answers are also the agreement answers; only the clicks after the sessions part ways are run a
+second time on the FP32 inputs. The decoder is deterministic, so the figures are those of two passes.
+
 It passes when the mean IoU vs FP32 reaches ``min_iou`` and |ΔNoC@90| stays within
 ``max_noc90_delta``. Held-out objects are never calibration images (the pipeline takes them from
 another folder).
@@ -117,16 +122,41 @@ def reference_sessions(decoder: Decoder, objects: Sequence[GateObject], clicks: 
     return references
 
 
+class _Agreeing:
+    """The candidate's own-session predictor; while its inputs equal the reference session's, it also
+    scores each answer against the FP32 mask of that click."""
+
+    def __init__(self, session: ClickSession, reference: ReferenceSession) -> None:
+        self.session = session
+        self.reference = reference
+        self.ious: list[float] = []  # IoU vs FP32 of the leading clicks whose inputs were the reference's
+        self.parted = False
+
+    def __call__(self, ref_label: np.ndarray, roi: Roi | None) -> np.ndarray:
+        mask = self.session.predict(ref_label, roi)
+        step = len(self.ious)
+        if not self.parted and step < len(self.reference.inputs):
+            fp32_label, fp32_roi = self.reference.inputs[step]
+            if fp32_roi == roi and np.array_equal(fp32_label, ref_label):
+                self.ious.append(iou(mask, self.reference.masks[step]))
+            else:
+                self.parted = True
+        return mask
+
+
 def evaluate(candidate: Decoder, references: Sequence[ReferenceSession], clicks: int,
              thresholds: GateThresholds = GateThresholds(), progress: Progress | None = None) -> GateResult:
     """Measure ``candidate`` against the FP32 ``references`` (see the module docstring)."""
     per_click: list[list[float]] = [[] for _ in range(clicks)]
     own: list[SessionResult] = []
     for index, ref in enumerate(references):
-        session = _predictor(candidate, ref.obj)
-        for step, ((ref_label, roi), fp32_mask) in enumerate(zip(ref.inputs, ref.masks, strict=True)):
-            per_click[step].append(iou(session.predict(ref_label, roi), fp32_mask))
-        own.append(run_session(session.predict, ref.obj.gt, clicks, zoom_in=candidate.uses_roi))
+        agreeing = _Agreeing(_predictor(candidate, ref.obj), ref)
+        own.append(run_session(agreeing, ref.obj.gt, clicks, zoom_in=candidate.uses_roi))
+        pairs = list(zip(ref.inputs, ref.masks, strict=True))
+        for step, ((ref_label, roi), fp32_mask) in enumerate(pairs):
+            shared = step < len(agreeing.ious)
+            per_click[step].append(agreeing.ious[step] if shared else iou(agreeing.session.predict(ref_label, roi),
+                                                                          fp32_mask))
         if progress is not None:
             progress(index + 1)
     fp32 = summarize([r.result for r in references])

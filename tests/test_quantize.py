@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from interformer_edge.quantize import GateThresholds, QuantizeOptions, calibration, gate, run_quantize
 from interformer_edge.quantize.cli import EXIT_BAD_INPUT, EXIT_GATE_FAILED, app
-from interformer_edge.runtime import Decoder, Encoder
+from interformer_edge.runtime import ClickSession, Decoder, Encoder
 from interformer_edge.runtime.cpu import CPU_CLASSES, host_cpu
+from interformer_edge.runtime.evaluation import iou
 from interformer_edge.runtime.manifest import load_manifest
 from interformer_edge.runtime.spec import REF_FOREGROUND, REF_UNKNOWN
 
@@ -153,9 +154,23 @@ def test_gate_accepts_the_reference_and_rejects_a_wrong_decoder(light_export: Pa
 
     same = gate.evaluate(Decoder(export, threads=1, backend="openvino"), references, clicks=4)
     assert same.passed and same.mean_iou_vs_fp32 > 0.999 and same.noc90_delta == 0.0
-    inverted = gate.evaluate(Decoder(export, threads=1, graph_file=tmp_path / "inverted.onnx"), references, 4)
+    inverted_decoder = Decoder(export, threads=1, graph_file=tmp_path / "inverted.onnx")
+    inverted = gate.evaluate(inverted_decoder, references, clicks=4)
     assert not inverted.passed and inverted.mean_iou_vs_fp32 < 0.5
-    assert len(inverted.iou_vs_fp32_per_click) == 4
+    # Agreement is scored on the FP32 session's own inputs, click by click, though the inverted decoder's
+    # own sessions part ways with the FP32 ones after the first click.
+    expected = [np.mean([iou(ClickSession(inverted_decoder, r.obj.features).predict(*r.inputs[step]), r.masks[step])
+                         for r in references]) for step in range(4)]
+    np.testing.assert_allclose(inverted.iou_vs_fp32_per_click, expected, rtol=0, atol=1e-12)
+
+    # Where the sessions do not part, one decoder run answers both questions: a candidate that is the FP32
+    # decoder itself runs once per click.
+    runs = []
+    original_run = fp32.run
+    fp32.run = lambda *args: runs.append(1) or original_run(*args)  # type: ignore[method-assign]
+    itself = gate.evaluate(fp32, references, clicks=4)
+    assert itself.mean_iou_vs_fp32 == 1.0 and itself.noc90_delta == 0.0
+    assert len(runs) == sum(len(r.inputs) for r in references) == 3 * 4
     strict = gate.evaluate(Decoder(export, threads=1, backend="openvino"), references, 4,
                            GateThresholds(min_iou=1.0, max_noc90_delta=0.0))
     assert strict.thresholds == {"min_iou": 1.0, "max_noc90_delta": 0.0}
@@ -209,8 +224,6 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(light_export: Path,
     masks = {}
     for backend in ("onnxruntime", "openvino"):
         for precision in ("fp32", "int8"):
-            from interformer_edge.runtime import ClickSession
-
             session = ClickSession(Decoder(export, backend, threads=1, variant=precision), features)
             masks[backend, precision] = session.add_click(32, 48)
     for backend in ("onnxruntime", "openvino"):
