@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 bash scripts/setup.sh
-"$VENV/bin/python" -m pytest -q "$@"
+# Two workers (pytest-xdist), one test file each at a time: the CI machine has two cores.
+"$VENV/bin/python" -m pytest -q -n "${TEST_WORKERS:-2}" --dist loadfile "$@"

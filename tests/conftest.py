@@ -1,17 +1,38 @@
-"""Test-wide settings: deterministic, two threads (the CI machine has two cores)."""
+"""Test-wide settings: deterministic; two threads, or one per worker when pytest-xdist runs two workers
+(the CI machine has two cores: ``scripts/test.sh`` runs ``-n 2``)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 # Helpers that live beside the tests (golden_weights.py) are imported by name.
 sys.path.insert(0, str(Path(__file__).parent))
-torch.set_num_threads(2)
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+torch.set_num_threads(1 if XDIST_WORKER else 2)
 torch.manual_seed(0)
+
+
+def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
+    """``build(root)`` run once per test run, even with several xdist workers: the first worker builds into
+    a folder beside the workers' own temporary roots (under a file lock), the others reuse it."""
+    if XDIST_WORKER is None:
+        return build(factory.mktemp(name))
+    shared = factory.getbasetemp().parent / f"shared-{name}"
+    with FileLock(str(shared) + ".lock"):
+        done = shared / ".built"
+        if not done.is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            done.write_text(str(build(shared)))
+    return Path(done.read_text())
 
 
 # ------------------------------------------------------------------ exported models for the runtime tests
@@ -58,15 +79,15 @@ def export_for_runtime(checkpoint: Path, out_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def light_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Export folder of a small Light-neck model (no refine stages, no roi input)."""
-    root = tmp_path_factory.mktemp("runtime_light")
-    return export_for_runtime(click_sensitive_checkpoint(root / "light.pth", "light"), root / "export")
+    return built_once(tmp_path_factory, "runtime_light", lambda root: export_for_runtime(
+        click_sensitive_checkpoint(root / "light.pth", "light"), root / "export"))
 
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Export folder of a small Tiny-neck model (refine stages: roi input, zoom-in)."""
-    root = tmp_path_factory.mktemp("runtime_tiny")
-    return export_for_runtime(click_sensitive_checkpoint(root / "tiny.pth", "tiny", seed=2), root / "export")
+    return built_once(tmp_path_factory, "runtime_tiny", lambda root: export_for_runtime(
+        click_sensitive_checkpoint(root / "tiny.pth", "tiny", seed=2), root / "export"))
 
 
 @pytest.fixture(scope="session")
@@ -76,4 +97,5 @@ def default_export(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fix
 
     if not DEFAULT_CHECKPOINT.is_file():
         return request.getfixturevalue("light_export"), "random small light"
-    return export_for_runtime(DEFAULT_CHECKPOINT, tmp_path_factory.mktemp("runtime_default") / "export"), "default"
+    return built_once(tmp_path_factory, "runtime_default",
+                      lambda root: export_for_runtime(DEFAULT_CHECKPOINT, root / "export")), "default"
