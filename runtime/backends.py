@@ -52,7 +52,12 @@ def installed_backends() -> list[str]:
 @dataclass
 class OrtGraph:
     """ONNX Runtime CPU session: ``threads`` intra-op threads, sequential execution (one graph at a time,
-    so inter-op threads would only compete with the intra-op pool on a small CPU)."""
+    so inter-op threads would only compete with the intra-op pool on a small CPU).
+
+    Idle pool threads sleep instead of spinning: on a device whose other cores are busy (the annotator's
+    server, a second model, the desktop), a spinning thread that waits for a preempted peer burns the
+    core that peer needs, which made two threads slower than one.
+    """
 
     path: Path
     threads: int | None = None
@@ -66,6 +71,7 @@ class OrtGraph:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self.threads:
             options.intra_op_num_threads = int(self.threads)
         try:
