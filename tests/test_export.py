@@ -1,17 +1,15 @@
 """interformer-export: dynamic/static graphs, the parity gate, the manifest and clean failure on bad input.
 
 Checkpoints are small random-weight models in the official mmcv layout (reduced ViT, width 64, one
-layer) with the real Light neck and the real Tiny neck (refine stages, so a ``roi`` input).
+layer) with the real Light neck; test_export_refine.py exports the Tiny neck (refine stages, a ``roi`` input).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +17,23 @@ import onnx
 import onnxruntime as ort
 import openvino as ov
 import pytest
-import torch
-from typer.testing import CliRunner
+from export_helpers import (
+    GATE_SIZES,
+    SMALL,
+    assert_onnx_matches_pytorch,
+    cli,
+    normalized_image,
+    sha256,
+    small_checkpoint,
+)
 
 import interformer_edge.export.pipeline as pipeline
-from interformer_edge.export.cli import EXIT_BAD_INPUT, EXIT_GATE_FAILED, app
+from interformer_edge.export.cli import EXIT_BAD_INPUT, EXIT_GATE_FAILED
 from interformer_edge.export.onnx import read_metadata
 from interformer_edge.export.openvino import read_rt_info
 from interformer_edge.export.parity import GateSettings
 from interformer_edge.export.pipeline import ExportOptions, run_export
-from interformer_edge.models import ClickDecoder, ImageEncoder, build_interformer, load_interformer, preset
+from interformer_edge.models import load_interformer
 from interformer_edge.runtime.manifest import ManifestError, load_manifest
 from interformer_edge.runtime.metrics import logits_to_mask, mask_agreement, max_abs_diff
 from interformer_edge.runtime.spec import (
@@ -42,28 +47,11 @@ from interformer_edge.runtime.spec import (
     PIXEL_STD,
 )
 
-GATE_SIZES = ((320, 480), (512, 512), (256, 1024))  # 256x1024 has exactly 32*32 = 1024 tokens
-SMALL = ((64, 96),)  # for tests about behaviour rather than accuracy
-
-
-def small_checkpoint(path: Path, neck: str, seed: int = 0) -> Path:
-    """A random-weight checkpoint in the official mmcv layout: reduced ViT with the given preset's neck."""
-    torch.manual_seed(seed)
-    cfg = replace(preset(neck), name=f"small_{neck}", embed_dims=64, depth=1, num_heads=1)
-    model = build_interformer(cfg)
-    with torch.no_grad():  # these start as zeros; random values make the position paths matter
-        for name, value in model.named_parameters():
-            if name.endswith(("pos_embed", "cls_token", "relative_position_bias_table", "neck.patch_embed")):
-                value.normal_(0.0, 0.2)
-    state = {f"module.{k}": v for k, v in model.state_dict().items()}
-    torch.save({"meta": {"mmcv_version": "1.6.0", "iter": 1}, "state_dict": state}, path)
-    return path
-
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ckpt")
-    return {neck: small_checkpoint(root / f"small_{neck}.pth", neck) for neck in ("light", "tiny")}
+    return {"light": small_checkpoint(root / "small_light.pth", "light")}
 
 
 @pytest.fixture(scope="module")
@@ -73,63 +61,13 @@ def light_export(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPath
     return run_export(ExportOptions(checkpoint=checkpoints["light"], out_dir=out, gate=GateSettings(GATE_SIZES)))
 
 
-@pytest.fixture(scope="module")
-def tiny_cli(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
-    """Tiny neck (refine stages) through the CLI; the gate at the non-square and the 1024-token size
-    (all three sizes are checked against PyTorch by the test below, to keep the suite fast)."""
-    out = tmp_path_factory.mktemp("tiny") / "export"
-    result = CliRunner().invoke(app, ["--checkpoint", str(checkpoints["tiny"]), "--out", str(out),
-                                      "--parity-sizes", "320x480,256x1024"])
-    return result, out
-
-
-def cli(*args: str) -> object:
-    return CliRunner().invoke(app, list(args))
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def normalized_image(height: int, width: int, seed: int) -> np.ndarray:
-    rgb = np.random.default_rng(seed).uniform(0, 255, (height, width, 3)).astype(np.float32)
-    image = (rgb - np.asarray(PIXEL_MEAN, np.float32)) / np.asarray(PIXEL_STD, np.float32)
-    return image.transpose(2, 0, 1)[None].copy()
-
-
 # --------------------------------------------------------------------------------- accuracy
 
 
-@pytest.mark.parametrize("neck", ["light", "tiny"])
 def test_exported_onnx_files_match_pytorch_at_three_sizes(
-    neck: str, checkpoints: dict[str, Path], light_export: pipeline.ExportResult, tiny_cli: tuple[object, Path]
+    checkpoints: dict[str, Path], light_export: pipeline.ExportResult
 ) -> None:
-    """Independently of the gate's own cases: one encoder and one decoder file serve every size."""
-    out = light_export.out_dir if neck == "light" else tiny_cli[1]
-    model = load_interformer(checkpoints[neck])
-    encoder, decoder = ImageEncoder(model), ClickDecoder(model)
-    enc = ort.InferenceSession(str(out / ENCODER_ONNX), providers=["CPUExecutionProvider"])
-    dec = ort.InferenceSession(str(out / DECODER_ONNX), providers=["CPUExecutionProvider"])
-    uses_roi = neck == "tiny"
-    assert ("roi" in [i.name for i in dec.get_inputs()]) == uses_roi
-    for index, (height, width) in enumerate(GATE_SIZES):
-        image = normalized_image(height, width, index)
-        ref = np.random.default_rng(index).integers(0, 5, (1, 1, height, width)).astype(np.uint8)
-        roi = np.asarray([[32, 0, width // 2 // 32 * 32, height - 32]], np.int64)
-        with torch.no_grad():
-            feats = encoder(torch.from_numpy(image))
-            logits = decoder(*feats, torch.from_numpy(ref), torch.from_numpy(roi) if uses_roi else None).numpy()
-        onnx_feats = enc.run(None, {"image": image})
-        for expected, actual in zip(feats, onnx_feats, strict=True):
-            assert actual.shape == tuple(expected.shape)
-            assert max_abs_diff(actual, expected.numpy()) <= 1e-3
-        feed = {f"feat{i}": f.numpy() for i, f in enumerate(feats)} | {"ref_label": ref}
-        if uses_roi:
-            feed["roi"] = roi
-        onnx_logits = dec.run(None, feed)[0]
-        assert onnx_logits.shape == (1, 2, height, width)
-        assert max_abs_diff(onnx_logits, logits) <= 1e-3
-        assert mask_agreement(onnx_logits, logits) >= 0.999
+    assert_onnx_matches_pytorch(light_export.out_dir, checkpoints["light"], uses_roi=False)
 
 
 def test_api_export_passes_gate_and_writes_a_truthful_manifest(
@@ -172,18 +110,6 @@ def test_api_export_passes_gate_and_writes_a_truthful_manifest(
     assert rt_info["role"] == "encoder" and rt_info["weights"] == "fp32"
     image_type = onnx.load(str(out / ENCODER_ONNX)).graph.input[0].type.tensor_type
     assert [d.dim_param or d.dim_value for d in image_type.shape.dim] == [1, 3, "H", "W"]
-
-
-def test_cli_export_of_refine_model(tiny_cli: tuple[object, Path]) -> None:
-    result, out = tiny_cli
-    assert result.exit_code == 0, result.output
-    assert "Parity gate passed" in result.stdout and "256x1024" in result.stdout
-    manifest = load_manifest(out)
-    assert manifest.zoom_in.uses_roi
-    roi = manifest.graphs["decoder"].inputs[-1]
-    assert (roi.name, roi.dtype, roi.shape) == ("roi", "int64", (1, 4))
-    assert manifest.parity.passed and manifest.onnx_simplified == {"encoder": True, "decoder": True}
-    assert read_metadata(out / DECODER_ONNX)["uses_roi"] == "true"
 
 
 # ------------------------------------------------------------------------------------- gate

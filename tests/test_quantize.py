@@ -1,4 +1,5 @@
-"""interformer-quantize: calibration sessions, the accuracy gate, INT8 artifacts, fallback and bad input."""
+"""interformer-quantize: calibration sessions, the accuracy gate, INT8 artifacts and bad input (the fallback:
+test_quantize_fallback.py)."""
 
 from __future__ import annotations
 
@@ -10,43 +11,21 @@ import onnx
 import pytest
 from onnx import numpy_helper
 from PIL import Image
+from quantize_helpers import calibration_and_heldout, copy_export, snapshot
 from typer.testing import CliRunner
 
 from interformer_edge.quantize import GateThresholds, QuantizeOptions, calibration, gate, run_quantize
-from interformer_edge.quantize.cli import EXIT_BAD_INPUT, EXIT_GATE_FAILED, app
+from interformer_edge.quantize.cli import EXIT_BAD_INPUT, app
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
 from interformer_edge.runtime.cpu import CPU_CLASSES, host_cpu
 from interformer_edge.runtime.evaluation import iou
 from interformer_edge.runtime.manifest import load_manifest
 from interformer_edge.runtime.spec import REF_FOREGROUND, REF_UNKNOWN
 
-SIZE = (64, 96)
-
-
-def write_grabcut_folder(root: Path, count: int, seed: int) -> Path:
-    """``count`` images with one smooth-edged object each, in the GrabCut layout (img/, gt/, list/val.txt)."""
-    rng = np.random.default_rng(seed)
-    for sub in ("img", "gt", "list"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    names = []
-    yy, xx = np.mgrid[: SIZE[0], : SIZE[1]]
-    for i in range(count):
-        cy, cx = rng.uniform(20, 44), rng.uniform(25, 70)
-        mask = ((yy - cy) / rng.uniform(10, 18)) ** 2 + ((xx - cx) / rng.uniform(12, 24)) ** 2 < 1
-        image = rng.integers(0, 60, (*SIZE, 3)).astype(np.uint8)
-        image[mask] = rng.integers(150, 255, 3).astype(np.uint8)
-        name = f"obj{i}"
-        Image.fromarray(image).save(root / "img" / f"{name}.png")
-        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "gt" / f"{name}.png")
-        names.append(name)
-    (root / "list" / "val.txt").write_text("\n".join(names) + "\n")
-    return root
-
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("quantize_data")
-    return write_grabcut_folder(root / "calib", 3, seed=1), write_grabcut_folder(root / "heldout", 3, seed=2)
+    return calibration_and_heldout(tmp_path_factory.mktemp("quantize_data"))
 
 
 def largest_int8_weight(path: Path) -> int:
@@ -79,17 +58,6 @@ def activation_types(path: Path) -> set[int]:
     model = onnx.load(path)
     types = {t.name: t.data_type for t in model.graph.initializer}
     return {types[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2}
-
-
-def copy_export(export: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "export"
-    shutil.copytree(export, target)
-    return target
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file below ``folder`` (hidden ones too) and its bytes."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 # ------------------------------------------------------------------------------------ calibration
@@ -240,24 +208,6 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(light_export: Path,
     assert variant.calibration["scheme"]["weight_bits"] == 8
     assert largest_int8_weight(export / "decoder.int8.onnx") > 64
     assert activation_types(export / "decoder.int8.onnx") == {onnx.TensorProto.INT8}  # s8s8
-
-
-def test_a_failing_gate_keeps_sensitive_layers_float_and_installs_nothing(
-        light_export: Path, tmp_path: Path, folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    export = copy_export(light_export, tmp_path)
-    before = snapshot(export)
-    calib, heldout = folders
-    runner = CliRunner()
-    monkeypatch.chdir(tmp_path)  # the export folder given as a relative path, as users type it
-    args = ["export", "--calib", str(calib), "--heldout", str(heldout), "--backends", "onnxruntime",
-            "--num-sessions", "3", "--calib-clicks", "3", "--gate-clicks", "3", "--threads", "1",
-            "--min-iou", "1.0", "--max-noc-delta", "0", "--max-float-layers", "2",
-            "--keep-float", "^/neck/", "--latency-size", "64x96", "--quiet"]
-    outcome = runner.invoke(app, args)
-    assert outcome.exit_code == EXIT_GATE_FAILED, outcome.output
-    assert "gate FAILED on onnxruntime" in outcome.output
-    assert "kept float" in outcome.output and "/decode_head/" in outcome.output  # the fallback measured the head
-    assert snapshot(export) == before  # nothing installed, manifest untouched, no temporary files
 
 
 @pytest.mark.parametrize("problem", ["no manifest", "tampered", "empty calib", "unreadable calib", "same folders",

@@ -1,0 +1,76 @@
+"""Helpers of the exporter tests (test_export.py, test_export_refine.py): small checkpoints, inputs, the CLI,
+and the check that exported graphs compute what PyTorch computes."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from typer.testing import CliRunner
+
+from interformer_edge.export.cli import app
+from interformer_edge.models import ClickDecoder, ImageEncoder, build_interformer, load_interformer, preset
+from interformer_edge.runtime.metrics import mask_agreement, max_abs_diff
+from interformer_edge.runtime.spec import DECODER_ONNX, ENCODER_ONNX, PIXEL_MEAN, PIXEL_STD
+
+GATE_SIZES = ((320, 480), (512, 512), (256, 1024))  # 256x1024 has exactly 32*32 = 1024 tokens
+SMALL = ((64, 96),)  # for tests about behaviour rather than accuracy
+
+
+def small_checkpoint(path: Path, neck: str, seed: int = 0) -> Path:
+    """A random-weight checkpoint in the official mmcv layout: reduced ViT with the given preset's neck."""
+    torch.manual_seed(seed)
+    cfg = replace(preset(neck), name=f"small_{neck}", embed_dims=64, depth=1, num_heads=1)
+    model = build_interformer(cfg)
+    with torch.no_grad():  # these start as zeros; random values make the position paths matter
+        for name, value in model.named_parameters():
+            if name.endswith(("pos_embed", "cls_token", "relative_position_bias_table", "neck.patch_embed")):
+                value.normal_(0.0, 0.2)
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"meta": {"mmcv_version": "1.6.0", "iter": 1}, "state_dict": state}, path)
+    return path
+
+
+def cli(*args: str) -> object:
+    return CliRunner().invoke(app, list(args))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def normalized_image(height: int, width: int, seed: int) -> np.ndarray:
+    rgb = np.random.default_rng(seed).uniform(0, 255, (height, width, 3)).astype(np.float32)
+    image = (rgb - np.asarray(PIXEL_MEAN, np.float32)) / np.asarray(PIXEL_STD, np.float32)
+    return image.transpose(2, 0, 1)[None].copy()
+
+
+def assert_onnx_matches_pytorch(out: Path, checkpoint: Path, uses_roi: bool) -> None:
+    """Independently of the exporter's gate: one encoder and one decoder file serve every size of GATE_SIZES."""
+    model = load_interformer(checkpoint)
+    encoder, decoder = ImageEncoder(model), ClickDecoder(model)
+    enc = ort.InferenceSession(str(out / ENCODER_ONNX), providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(out / DECODER_ONNX), providers=["CPUExecutionProvider"])
+    assert ("roi" in [i.name for i in dec.get_inputs()]) == uses_roi
+    for index, (height, width) in enumerate(GATE_SIZES):
+        image = normalized_image(height, width, index)
+        ref = np.random.default_rng(index).integers(0, 5, (1, 1, height, width)).astype(np.uint8)
+        roi = np.asarray([[32, 0, width // 2 // 32 * 32, height - 32]], np.int64)
+        with torch.no_grad():
+            feats = encoder(torch.from_numpy(image))
+            logits = decoder(*feats, torch.from_numpy(ref), torch.from_numpy(roi) if uses_roi else None).numpy()
+        onnx_feats = enc.run(None, {"image": image})
+        for expected, actual in zip(feats, onnx_feats, strict=True):
+            assert actual.shape == tuple(expected.shape)
+            assert max_abs_diff(actual, expected.numpy()) <= 1e-3
+        feed = {f"feat{i}": f.numpy() for i, f in enumerate(feats)} | {"ref_label": ref}
+        if uses_roi:
+            feed["roi"] = roi
+        onnx_logits = dec.run(None, feed)[0]
+        assert onnx_logits.shape == (1, 2, height, width)
+        assert max_abs_diff(onnx_logits, logits) <= 1e-3
+        assert mask_agreement(onnx_logits, logits) >= 0.999
