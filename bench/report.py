@@ -139,14 +139,16 @@ def _triple(stats: dict[str, Any]) -> str:
 
 def latency_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     header = ["backend", "precision", "threads", "size", "encoder p50/p90/p99", "decoder p50/p90/p99",
-              "runs", "speed-up enc", "speed-up dec"]
+              "runs", "speed-up enc", "speed-up dec", "decoder floor ms", "floor / p50"]
     body = []
     for r in rows:
         speed = r.get("speedup_vs_pytorch") or {}
         shared = f" (= {r['encoder_shared_with']})" if r.get("encoder_shared_with") else ""
+        floor = r.get("floor") or {}
         body.append([r["backend"], precision_label(r), str(r["threads"]), r["size"], _triple(r["encoder"]) + shared,
                      _triple(r["decoder"]), f"{r['encoder']['runs']}/{r['decoder']['runs']}",
-                     _times(speed.get("encoder")), _times(speed.get("decoder"))])
+                     _times(speed.get("encoder")), _times(speed.get("decoder")), _ms(floor.get("floor_ms")),
+                     "–" if floor.get("efficiency") is None else f"{100 * floor['efficiency']:.0f} %"])
     return header, body
 
 
@@ -233,7 +235,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(f"artifact {artifact['dir']} · model {artifact['model_id']} ({artifact['architecture']}) · "
                   f"decoder precisions {', '.join(artifact['decoder_precisions'])}", highlight=False)
     if report.get("latency"):
-        title = "Latency (ms): encoder per image, decoder per click; speed-up = PyTorch eager p50 / row p50"
+        title = ("Latency (ms): encoder per image, decoder per click; speed-up = PyTorch eager p50 / row p50; "
+                 "floor = decoder FLOPs at this host's measured GEMM peak")
         console.print(_rich(title, latency_table(report["latency"]), 2))
     if report.get("memory"):
         console.print(_rich("Memory: fresh process, 1 image + clicks", memory_table(report["memory"]), 2))
@@ -319,8 +322,18 @@ def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
                 f"Encoder per image and decoder per click (the third click of a session on a bundled photo); "
                 f"{timing['warmup']} warm-up runs, then at least {timing['min_runs']} timed runs and until "
                 f"{timing['budget_s']} s. Speed-up: PyTorch eager p50 / row p50 at the same size and threads, "
-                "same run. An encoder marked (= fp32) is the same graph as that row's and was measured once.", "",
+                "same run. An encoder marked (= fp32) is the same graph as that row's and was measured once. "
+                "Decoder floor: the decoder's Conv/MatMul FLOPs at the size (counted from the ONNX graph on the "
+                "timed click) at this host's GEMM peak of the row's precision and threads, measured in this run; "
+                "floor / p50 is the share of the peak the row reaches.", "",
                 _md_table(latency_table(report["latency"]))]
+        floors = {r["size"]: r["floor"] for r in report["latency"] if r.get("floor")}
+        peaks = sorted({(r["threads"], "int8" if r["variant"] == "int8" else "fp32", r["floor"]["peak_gflops"])
+                        for r in report["latency"] if r.get("floor")})
+        if floors:
+            sizes = ", ".join(f"{size} {f['gflop']} GFLOP" for size, f in floors.items())
+            gemm = ", ".join(f"{p} {t} thr {g} GFLOP/s" for t, p, g in peaks)
+            out += ["", f"Decoder FLOPs per click: {sizes}; GEMM peak: {gemm}."]
     if report.get("memory"):
         out += ["", "## Memory", "",
                 f"Peak RSS of a fresh process that loads the configuration, encodes one photo and serves "

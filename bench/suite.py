@@ -28,7 +28,7 @@ from interformer_edge.runtime.preprocess import normalize_image
 from interformer_edge.runtime.session import Decoder
 from interformer_edge.runtime.spec import IMAGE_INPUT
 
-from . import accuracy, memory
+from . import accuracy, floor, memory
 from .baseline import TorchBaseline, find_checkpoint, torch_problem
 from .configs import PYTORCH, BenchConfig, openvino_facts, plan_configs
 from .inputs import ClickCase, bench_photo, third_click
@@ -181,6 +181,7 @@ def latency_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchC
     cases: dict[tuple[int, int], ClickCase] = {}
     encoder_stats: dict[tuple[Any, ...], tuple[Stats, str]] = {}  # (encoder key, threads, size) → stats, first row
     features: dict[tuple[Any, ...], ImageFeatures] = {}  # (encoder key, size) → the photo's features
+    click_inputs: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # size → the timed click's decoder inputs
     rows = []
     for config in configs:
         for threads in options.threads:
@@ -214,6 +215,8 @@ def latency_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchC
                 feed = feats.decoder_inputs()
                 dec = measure(lambda d=decoder, f=feed, c=case: d.run(f, c.ref_label, c.roi), options.timing)
                 rows.append(_row(config, threads, size, enc, dec, load_s, shared_with))
+                if size not in click_inputs:
+                    click_inputs[size] = decoder.graph_inputs(feed, case.ref_label, case.roi)
             del encoder, decoder
     if baseline is not None:
         pre = manifest.preprocessing
@@ -229,7 +232,35 @@ def latency_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchC
                 dec = measure(lambda f=feats_t, r=ref, b=roi: baseline.decode(f, r, b), options.timing)
                 rows.append(_row(_torch_config(), threads, size, enc, dec, None, None))
     _add_speedups(rows)
+    try:
+        _add_floors(rows, manifest, click_inputs, say)
+    except Exception as err:  # the timings stand without their floor
+        failures.append({"part": "latency", "step": "floor", "error": f"{type(err).__name__}: {_first_line(err)}"})
     return rows
+
+
+def floor_precision(row: dict[str, Any]) -> str | None:
+    """Which measured peak bounds a row: ``int8`` for INT8 decoders, ``fp32`` for float32 compute, else None."""
+    if row["variant"] == "int8":
+        return "int8"
+    return "fp32" if row["computes_in"] == "f32" else None
+
+
+def _add_floors(rows: list[dict[str, Any]], manifest: Manifest, click_inputs: dict[tuple[int, int], dict[str, Any]],
+                say: Progress) -> None:
+    """``floor``: the row's decoder FLOPs, the host's measured peak and the efficiency (see :mod:`.floor`)."""
+    if "onnx" not in manifest.graphs["decoder"].files or "onnxruntime" not in installed_backends() or not click_inputs:
+        return  # FLOPs and peaks are measured with ONNX Runtime on the exported ONNX decoder
+    onnx_path = manifest.graph_path("decoder", "onnx")
+    say("floor: decoder FLOPs and the host's GEMM peak")
+    flops = {size_text(size): floor.decoder_flops(onnx_path, inputs) for size, inputs in click_inputs.items()}
+    peaks: dict[tuple[int, str], float] = {}
+    for row in rows:
+        precision = floor_precision(row)
+        if precision is not None and (row["threads"], precision) not in peaks:
+            peaks[row["threads"], precision] = floor.gemm_peak_gflops(row["threads"], precision)
+        peak = peaks.get((row["threads"], precision)) if precision is not None else None
+        row["floor"] = floor.floor_entry(flops.get(row["size"]), peak, row["decoder"]["p50_ms"])
 
 
 def _row(config: BenchConfig, threads: int, size: tuple[int, int], enc: Stats, dec: Stats, load_s: float | None,

@@ -135,12 +135,17 @@ class Decoder:
         Returns:
             logits ``(1, 2, Hp, Wp)`` float32.
         """
+        return self.graph.run(self.graph_inputs(feed, ref_label, roi))[LOGITS_OUTPUT]
+
+    def graph_inputs(self, feed: dict[str, np.ndarray], ref_label: np.ndarray,
+                     roi: Roi | None) -> dict[str, np.ndarray]:
+        """The decoder graph's input dict for :meth:`run`'s arguments."""
         inputs = dict(feed)
         inputs[REF_LABEL_INPUT] = ref_label
         if self.uses_roi:
             box = roi if roi is not None else (0, 0, ref_label.shape[3], ref_label.shape[2])
             inputs[ROI_INPUT] = np.asarray([box], dtype=np.int64)
-        return self.graph.run(inputs)[LOGITS_OUTPUT]
+        return inputs
 
 
 @dataclass(frozen=True)

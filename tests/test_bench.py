@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from interformer_edge.bench import floor
 from interformer_edge.bench.cli import EXIT_BAD_INPUT, app
 from interformer_edge.bench.latency import TimingPolicy, measure
 from interformer_edge.bench.report import int8_target_text
@@ -129,7 +130,40 @@ def test_report_has_machine_facts_and_every_latency_row(full_run: tuple[dict, Pa
             assert 0 < stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"] <= stats["max_ms"]
     # the INT8 variant runs the FP32 encoder: measured once, shared
     assert all(r["encoder_shared_with"] == "fp32" for r in runtime_rows if r["precision"] == "int8")
+    # every float32 and int8 row has its floor: the same FLOPs per size, a peak per precision and threads
+    floored = [r for r in rows if r["variant"] == "int8" or r["computes_in"] == "f32"]
+    assert floored and all(r["floor"]["gflop"] > 0 and r["floor"]["efficiency"] > 0 for r in floored)
+    for size in SIZES:
+        assert len({r["floor"]["gflop"] for r in floored if r["size"] == size}) == 1
+    small, large = ({r["floor"]["gflop"] for r in floored if r["size"] == s}.pop() for s in SIZES)
+    assert large > small  # 96x64 has 1.5x the pixels of 64x64
     assert report["headline"]["size"] in SIZES and report["headline"]["threads"] == max(THREADS)
+
+
+def test_flops_are_counted_from_the_shapes_each_layer_ran_with(tmp_path: Path) -> None:
+    """A 3x3 conv 4 -> 6 channels, a depthwise 3x3 conv and a matrix product on an 8x8 map."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    weights = [numpy_helper.from_array(np.ones(shape, np.float32), name)
+               for name, shape in (("w", (6, 4, 3, 3)), ("d", (6, 1, 3, 3)), ("b", (8, 5)))]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Conv", ["y", "d"], ["z"], pads=[1, 1, 1, 1], group=6, name="depthwise"),
+             helper.make_node("Relu", ["z"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "b"], ["o"], name="matmul")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)], weights)
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "g.onnx")
+    conv = 2 * (6 * 8 * 8) * (4 * 3 * 3)
+    depthwise = 2 * (6 * 8 * 8) * (1 * 3 * 3)
+    matmul = 2 * (6 * 8 * 5) * 8
+    assert floor.decoder_flops(tmp_path / "g.onnx", {"x": np.ones((1, 4, 8, 8), np.float32)}) == \
+        conv + depthwise + matmul == 38400
+    assert floor.gemm_peak_gflops(1, "fp32", side=128, runs=2) > 0
+    assert floor.gemm_peak_gflops(1, "int8", side=128, runs=2) > 0
+    with pytest.raises(ValueError, match="no peak"):
+        floor.gemm_peak_gflops(1, "bf16")
+    assert floor.floor_entry(2 * 10**9, 100.0, 40.0) == {"gflop": 2.0, "peak_gflops": 100.0, "floor_ms": 20.0,
+                                                          "efficiency": 0.5}
 
 
 def test_pytorch_eager_is_the_baseline_when_torch_and_the_checkpoint_are_there(

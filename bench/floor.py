@@ -1,0 +1,130 @@
+"""The compute floor of a click: the decoder's arithmetic at a size, the host's measured peak, efficiency.
+
+* **FLOPs** are counted from the exported FP32 decoder graph itself, on the click the latency rows
+  time: ONNX Runtime runs it once with profiling on (basic graph optimisations only, so nodes keep
+  their ONNX shapes) and every Conv, MatMul and Gemm contributes ``2 x`` its multiply-adds, read off
+  the shapes it actually ran with. Everything else (norms, softmax, resizes, gathers, layout) counts
+  zero: the floor is the time the multiply-adds alone would take.
+* **Peak** is measured in the same run: a 1024 x 1024 x 1024 matrix product through ONNX Runtime's
+  CPU kernels at the row's thread count, float32 (``MatMul``) and 8-bit (``MatMulInteger``, uint8
+  activations x int8 weights, the kernels the INT8 decoders use); the best of several runs.
+* **Efficiency** = floor time / measured p50, floor time = FLOPs / peak of the row's precision.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GEMM_SIDE = 1024
+PEAK_RUNS = 7
+# Precisions with a measured peak; a row computing in another precision (bf16, fp16) gets no floor.
+PEAK_PRECISIONS = ("fp32", "int8")
+_COUNTED = {"Conv", "MatMul", "Gemm"}
+_PROFILE_SUFFIX = "_kernel_time"
+
+
+def _shape(entry: Mapping[str, list[int]]) -> list[int]:
+    return next(iter(entry.values()))
+
+
+def node_flops(op: str, inputs: list[list[int]], outputs: list[list[int]],
+               weight_shape: list[int] | None = None) -> int:
+    """FLOPs (2 x multiply-adds) of one Conv/MatMul/Gemm run, from the shapes it ran with.
+
+    Conv: ``2 * |output| * (C_in / groups) * kh * kw`` from the weight ``(C_out, C_in/groups, kh, kw)``;
+    MatMul/Gemm: ``2 * |output| * K`` with ``K`` the last axis of the first input (no transposed A).
+    ``weight_shape`` stands in for an input the profiler left out (a pre-packed constant weight).
+    """
+    out = int(np.prod(outputs[0]))
+    if op == "Conv":
+        weight = inputs[1] if len(inputs) > 1 else weight_shape
+        if weight is None:
+            raise ValueError("a Conv without a known weight shape")
+        return 2 * out * int(np.prod(weight[1:]))
+    return 2 * out * int(inputs[0][-1])
+
+
+def decoder_flops(onnx_path: Path, feed: Mapping[str, np.ndarray]) -> int:
+    """FLOPs of one run of the ONNX graph at ``onnx_path`` on ``feed`` (see the module docstring)."""
+    import onnx
+    import onnxruntime as ort
+
+    weights = _weight_shapes(onnx.load(str(onnx_path), load_external_data=False))
+    with tempfile.TemporaryDirectory(prefix="interformer-flops-") as tmp:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        session.run(None, dict(feed))
+        events = json.loads(Path(session.end_profiling()).read_text())
+    total = 0
+    for event in events:
+        args = event.get("args", {})
+        if event.get("cat") != "Node" or not event["name"].endswith(_PROFILE_SUFFIX) or args.get("op_name") not in \
+                _COUNTED:
+            continue
+        name = event["name"][: -len(_PROFILE_SUFFIX)]
+        inputs = [_shape(e) for e in args.get("input_type_shape", [])]
+        outputs = [_shape(e) for e in args.get("output_type_shape", [])]
+        total += node_flops(args["op_name"], inputs, outputs, weights.get(name))
+    return total
+
+
+def _weight_shapes(model: Any) -> dict[str, list[int]]:
+    """Node name → shape of its constant second input (a Conv weight the profiler may not list)."""
+    dims = {init.name: list(init.dims) for init in model.graph.initializer}
+    return {node.name: dims[node.input[1]] for node in model.graph.node
+            if len(node.input) > 1 and node.input[1] in dims}
+
+
+def gemm_peak_gflops(threads: int, precision: str, side: int = GEMM_SIDE, runs: int = PEAK_RUNS) -> float:
+    """Best GFLOP/s of a ``side``-cubed matrix product through ONNX Runtime at ``threads`` threads."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    if precision == "fp32":
+        weight = numpy_helper.from_array(rng.standard_normal((side, side)).astype(np.float32), "w")
+        node = helper.make_node("MatMul", ["a", "w"], ["y"])
+        a_type, y_type = TensorProto.FLOAT, TensorProto.FLOAT
+        a = rng.standard_normal((side, side)).astype(np.float32)
+    elif precision == "int8":
+        weight = numpy_helper.from_array(rng.integers(-64, 65, (side, side)).astype(np.int8), "w")
+        node = helper.make_node("MatMulInteger", ["a", "w"], ["y"])
+        a_type, y_type = TensorProto.UINT8, TensorProto.INT32
+        a = rng.integers(0, 256, (side, side)).astype(np.uint8)
+    else:
+        raise ValueError(f"no peak for precision {precision!r}; measured: {', '.join(PEAK_PRECISIONS)}")
+    graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("a", a_type, [side, side])],
+                              [helper.make_tensor_value_info("y", y_type, [side, side])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session.run(None, {"a": a})
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        session.run(None, {"a": a})
+        best = min(best, time.perf_counter() - started)
+    return 2.0 * side**3 / best / 1e9
+
+
+def floor_entry(flops: int | None, peak_gflops: float | None, p50_ms: float) -> dict[str, float] | None:
+    """The floor of one latency row: its FLOPs, the peak used, the floor time and the efficiency."""
+    if not flops or not peak_gflops or p50_ms <= 0:
+        return None
+    floor_ms = flops / (peak_gflops * 1e9) * 1e3
+    return {"gflop": round(flops / 1e9, 3), "peak_gflops": round(peak_gflops, 1), "floor_ms": round(floor_ms, 2),
+            "efficiency": round(floor_ms / p50_ms, 3)}
