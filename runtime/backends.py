@@ -61,6 +61,7 @@ class OrtGraph:
 
     path: Path
     threads: int | None = None
+    dims: dict[str, int] | None = None  # values for the graph's symbolic dimensions (``H``, ``H/4``, ...)
     backend: str = field(default="onnxruntime", init=False)
 
     def __post_init__(self) -> None:
@@ -74,12 +75,16 @@ class OrtGraph:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self.threads:
             options.intra_op_num_threads = int(self.threads)
+        for dim, value in (self.dims or {}).items():
+            options.add_free_dimension_override_by_name(dim, value)
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # ORT raises its own exception types: report them uniformly
             raise BackendError(f"onnxruntime cannot load {self.path}: {_first_line(err)}") from err
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
+        # Input name → declared shape: ints, and names for the symbolic dimensions.
+        self.declared_shapes = {i.name: list(i.shape) for i in self._session.get_inputs()}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
@@ -96,6 +101,7 @@ class OvGraph:
     path: Path
     threads: int | None = None
     precision: str = "f32"
+    shapes: dict[str, tuple[int, ...]] | None = None  # reshape the model to these input shapes
     backend: str = field(default="openvino", init=False)
 
     def __post_init__(self) -> None:
@@ -111,6 +117,8 @@ class OvGraph:
             # names (e.g. "/backbone/fpn/.../Add_output_0") and get_any_name() may return one of those.
             self.input_names = [port.get_any_name() for port in model.inputs]
             self.output_names = [port.get_any_name() for port in model.outputs]
+            if self.shapes:
+                model.reshape({name: list(self.shapes[name]) for name in self.input_names if name in self.shapes})
             self._compiled = core.compile_model(model, "CPU", config)
         except Exception as err:
             raise BackendError(f"openvino cannot load {self.path}: {_first_line(err)}") from err
@@ -125,6 +133,62 @@ class OvGraph:
         except Exception as err:
             raise BackendError(f"openvino failed to run {self.path.name}: {_first_line(err)}") from err
         return {name: result[port] for name, port in self._outputs}
+
+
+def _symbolic_dims(declared: dict[str, list[Any]], shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+    """The value each symbolic dimension (``H/4``, ...) takes in ``shapes``."""
+    values: dict[str, int] = {}
+    for name, dims in declared.items():
+        for dim, size in zip(dims, shapes.get(name, ()), strict=False):
+            if isinstance(dim, str) and dim:
+                values.setdefault(dim, int(size))
+    return values
+
+
+@dataclass
+class SpecializedGraph:
+    """A dynamic graph compiled anew for each set of input shapes it meets, the last ``keep`` kept.
+
+    Fixed shapes let the backends plan memory and pick kernels once (OpenVINO: a static model;
+    ONNX Runtime: symbolic dimensions fixed, so shape arithmetic folds away). The first run at a new
+    size pays the compilation (:meth:`prepare` does it ahead, e.g. when a click session opens).
+    """
+
+    path: Path
+    threads: int | None = None
+    precision: str = "f32"
+    backend: str = "onnxruntime"
+    keep: int = 2
+
+    def __post_init__(self) -> None:
+        self._graphs: dict[tuple[tuple[str, tuple[int, ...]], ...], OrtGraph | OvGraph] = {}
+        probe = self._build(None)  # the dynamic graph: names, and a load error now rather than at a click
+        self.input_names, self.output_names = probe.input_names, probe.output_names
+        self._declared = probe.declared_shapes if isinstance(probe, OrtGraph) else {}
+
+    def _build(self, shapes: dict[str, tuple[int, ...]] | None) -> OrtGraph | OvGraph:
+        if self.backend == "onnxruntime":
+            return OrtGraph(self.path, self.threads, _symbolic_dims(self._declared, shapes) if shapes else None)
+        return OvGraph(self.path, self.threads, self.precision, shapes)
+
+    def prepare(self, shapes: dict[str, tuple[int, ...]]) -> OrtGraph | OvGraph:
+        """The graph compiled for ``shapes`` (input name → shape), compiling it if needed."""
+        key = tuple(sorted((name, tuple(int(d) for d in shape)) for name, shape in shapes.items()))
+        graph = self._graphs.pop(key, None)
+        if graph is None:
+            graph = self._build(dict(key))
+            while len(self._graphs) >= max(1, self.keep):
+                self._graphs.pop(next(iter(self._graphs)))  # the least recently used
+        self._graphs[key] = graph
+        return graph
+
+    @property
+    def compiled(self) -> int:
+        """How many input-shape sets have a compiled graph now."""
+        return len(self._graphs)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.prepare({name: value.shape for name, value in inputs.items()}).run(inputs)
 
 
 @functools.cache
@@ -196,6 +260,7 @@ def load_graph(
     precision: str = "f32",
     manifest: Manifest | None = None,
     variant: str = BASE_PRECISION,
+    specialize: bool = False,
 ) -> Graph:
     """Load one graph for inference.
 
@@ -209,6 +274,7 @@ def load_graph(
         manifest: the already loaded manifest of ``path_or_dir`` (saves reading and hashing it again).
         variant: which of the export's graphs: ``"fp32"`` (the exported one) or a quantized variant
             recorded in the manifest (``"int8"``). Ignored when a file is given.
+        specialize: compile the graph for each input size it meets (:class:`SpecializedGraph`).
 
     Raises:
         BackendError: unknown option, no installed backend for the export's formats, or load failure.
@@ -231,6 +297,8 @@ def load_graph(
         if name not in installed_backends():
             raise BackendError(f"{name} is not installed, so {path.name} cannot run")
     check_precision(name, precision)
+    if specialize:
+        return SpecializedGraph(path, threads, precision, name)
     if name == "onnxruntime":
         return OrtGraph(path, threads)
     return OvGraph(path, threads, precision)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import load_graph
+from .backends import SpecializedGraph, load_graph
 from .clicks import Click, add_click, initial_ref_label, update_ref_label_with_prediction
 from .cpu import check_int8_target
 from .errors import ClickError, ModelMismatchError
@@ -63,6 +63,10 @@ class Decoder:
         manifest: an already loaded manifest; verify: check artifact hashes when loading it.
         variant: ``"fp32"`` (the exported decoder) or a quantized variant of the export (``"int8"``,
             written by ``interformer-quantize``); the backend then runs that variant's file.
+        static_shapes: compile the decoder for each image size it meets (the last two kept): faster
+            clicks, paid once per size when a :class:`ClickSession` opens (see
+            :class:`~.backends.SpecializedGraph`). Off by default: a stream of differently sized
+            images (evaluation, calibration) would compile for each one.
     """
 
     def __init__(
@@ -75,13 +79,15 @@ class Decoder:
         manifest: Manifest | None = None,
         verify: bool = True,
         variant: str = BASE_PRECISION,
+        static_shapes: bool = False,
     ) -> None:
         self.manifest = manifest if manifest is not None else load_manifest(export_dir, verify_hashes=verify)
         if graph_file is None:
             self.graph = load_graph(export_dir, "decoder", backend, threads, precision, manifest=self.manifest,
-                                    variant=variant)
+                                    variant=variant, specialize=static_shapes)
         else:
-            self.graph = load_graph(Path(export_dir) / graph_file, "decoder", backend, threads, precision)
+            self.graph = load_graph(Path(export_dir) / graph_file, "decoder", backend, threads, precision,
+                                    specialize=static_shapes)
         self.model_id = model_id(self.manifest)
         quantized = self.manifest.quantized_variant("decoder", variant) if graph_file is None else None
         # The INT8 target the running variant was quantized for (None for the exported FP32 graph).
@@ -122,6 +128,15 @@ class Decoder:
             raise ModelMismatchError(f"{where} are on a {features.meta.padded_size} canvas, this static-size "
                                      f"decoder takes {static}")
         check_finite(features, where)
+
+    def prepare(self, features: ImageFeatures) -> None:
+        """Compile for the canvas of ``features`` now (a no-op unless ``static_shapes``)."""
+        if isinstance(self.graph, SpecializedGraph):
+            shapes = {name: features.maps[name].shape for name in FEATURE_NAMES}
+            shapes[REF_LABEL_INPUT] = (1, 1, *features.meta.padded_size)
+            if self.uses_roi:
+                shapes[ROI_INPUT] = (1, 4)
+            self.graph.prepare(shapes)
 
     def run(self, feed: dict[str, np.ndarray], ref_label: np.ndarray, roi: Roi | None) -> np.ndarray:
         """One decoder pass.
@@ -183,6 +198,7 @@ class ClickSession:
         if not isinstance(features, ImageFeatures):
             features = load_features(features, decoder.model_id)
         decoder.check(features)
+        decoder.prepare(features)
         if zoom_in and not decoder.uses_roi:
             raise ModelMismatchError("this model has no refine stages, so it cannot zoom in")
         self.decoder = decoder

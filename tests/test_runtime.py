@@ -64,6 +64,23 @@ def test_backends_load_by_folder_or_file_and_agree(light_export: Path) -> None:
     assert load_graph(light_export, "decoder", backend="openvino", precision="device").backend == "openvino"
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_static_shape_decoders_compile_per_size_and_give_the_same_clicks(
+        light: tuple[Encoder, Decoder], light_export: Path, backend: str) -> None:
+    encoder, _ = light
+    dynamic = Decoder(light_export, backend, threads=1)
+    static = Decoder(light_export, backend, threads=1, static_shapes=True)
+    assert static.graph.compiled == 0
+    for index, (height, width) in enumerate([(70, 90), (40, 130), (96, 64)]):
+        features = encoder.encode(photo(height, width, seed=index))
+        a, b = ClickSession(dynamic, features), ClickSession(static, features)
+        assert static.graph.compiled == min(index + 1, 2)  # compiled when the session opened; two sizes kept
+        for y, x, positive in [(height // 2, width // 2, True), (3, 3, False), (height - 5, width // 3, True)]:
+            np.testing.assert_array_equal(a.add_click(y, x, positive), b.add_click(y, x, positive))
+            np.testing.assert_allclose(a.logit_difference, b.logit_difference, atol=1e-4)
+    assert static.graph.compiled == 2
+
+
 def test_backend_options_are_checked(light_export: Path, tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="unknown backend"):
         load_graph(light_export, "encoder", backend="tensorrt")
