@@ -6,6 +6,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -163,6 +164,10 @@ def main(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for report.json, report.md and the "
                                                           "PNG plots (created; those files are replaced).")
                    ] = DEFAULT_OUT,
+    static_shapes: Annotated[bool, typer.Option(
+        "--static-shapes/--no-static-shapes", help="Also time every runtime row with its decoder compiled for the "
+                                                   "image size (Decoder(static_shapes=True)), as a row of its own "
+                                                   "marked 'static'.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the headline and problems.")] = False,
 ) -> None:
     """Benchmark an export on this machine: latency (encoder per image, decoder per click; p50/p90/p99 for
@@ -184,6 +189,7 @@ def main(
         options, manifest = _options(artifact_dir, backends, precisions, threads, sizes, dataset, clicks, limit,
                                      TimingPolicy(warmup=warmup, min_runs=runs, budget_s=budget), memory_clicks,
                                      parts, baseline, emulated, out, command, err_console, quiet)
+        options = replace(options, static_shapes=static_shapes)
     except BadInputError as err:
         err_console.print(f"interformer-bench: error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -52,10 +52,11 @@ class BenchConfig:
     variant: str = BASE_PRECISION
     hint: str = "f32"
     computes_in: str = "f32"
+    static: bool = False  # the decoder compiled for the image size (Decoder(static_shapes=True))
 
     @property
     def name(self) -> str:
-        return f"{self.backend} {self.precision}"
+        return f"{self.backend} {self.precision}{' static' if self.static else ''}"
 
     @property
     def encoder_key(self) -> tuple[str, str]:
@@ -64,7 +65,7 @@ class BenchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"backend": self.backend, "precision": self.precision, "variant": self.variant, "hint": self.hint,
-                "computes_in": self.computes_in}
+                "computes_in": self.computes_in, "static": self.static}
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def headline(report: dict[str, Any]) -> dict[str, Any] | None:
 
 def _int8_vs_fp32(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Per backend: FP32 decoder p50 / INT8 decoder p50 (> 1: INT8 is faster)."""
-    by = {(r["backend"], r["precision"]): r["decoder"]["p50_ms"] for r in rows}
+    by = {(r["backend"], r["precision"]): r["decoder"]["p50_ms"] for r in rows if not r.get("static")}
     return {backend: round(by[backend, "fp32"] / by[backend, "int8"], 3)
             for backend, precision in by if precision == "int8" and (backend, "fp32") in by}
 
@@ -128,9 +128,10 @@ def _sci(value: float | None) -> str:
 
 def precision_label(row: dict[str, Any]) -> str:
     """``fp32``, ``int8``, ... and for OpenVINO's device default what it resolved to: ``default (bf16)``."""
+    shapes = " static" if row.get("static") else ""
     if row["precision"] == "default":
-        return f"default ({row.get('computes_in', '?')})"
-    return row["precision"]
+        return f"default ({row.get('computes_in', '?')}){shapes}"
+    return row["precision"] + shapes
 
 
 def _triple(stats: dict[str, Any]) -> str:

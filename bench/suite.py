@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ class BenchOptions:
     baseline: bool = True
     emulated: str | None = None
     memory_clicks: int = 20
+    static_shapes: bool = True
     command: str = ""
 
     def settings(self) -> dict[str, Any]:
@@ -66,7 +67,7 @@ class BenchOptions:
             "threads": list(self.threads), "sizes": [size_text(s) for s in self.sizes],
             "dataset": str(self.dataset) if self.dataset else None, "clicks": self.clicks, "limit": self.limit,
             "timing": self.timing.to_dict(), "parts": list(self.parts), "baseline": self.baseline,
-            "memory_clicks": self.memory_clicks,
+            "memory_clicks": self.memory_clicks, "static_shapes": self.static_shapes,
         }
 
 
@@ -107,7 +108,8 @@ def run_bench(options: BenchOptions, manifest: Manifest, progress: Progress | No
 
     failures: list[dict[str, Any]] = []
     phases = {
-        "latency": lambda: latency_rows(options, manifest, configs, baseline, say, failures),
+        "latency": lambda: latency_rows(options, manifest, latency_configs(configs, options.static_shapes), baseline,
+                                        say, failures),
         "memory": lambda: memory_rows(options, manifest, configs, checkpoint, say),
         "accuracy": lambda: accuracy_report(options, manifest, configs, say, failures),
     }
@@ -129,13 +131,21 @@ def run_bench(options: BenchOptions, manifest: Manifest, progress: Progress | No
     return report
 
 
+def latency_configs(configs: list[BenchConfig], static_shapes: bool) -> list[BenchConfig]:
+    """The latency rows: each configuration, followed by its shape-specialised twin when asked for (memory and
+    accuracy are the same computation, so they measure the dynamic decoder only)."""
+    if not static_shapes:
+        return configs
+    return [c for config in configs for c in (config, replace(config, static=True))]
+
+
 def _first_line(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     return lines[0] if lines else ""
 
 
 def _name(row: dict[str, Any]) -> dict[str, Any]:
-    return {"backend": row["backend"], "precision": row["precision"]}
+    return {"backend": row["backend"], "precision": row["precision"], "static": row.get("static", False)}
 
 
 def _baseline_checkpoint(manifest: Manifest, wanted: bool) -> tuple[Path | None, str]:
@@ -191,7 +201,7 @@ def latency_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchC
                 encoder = Encoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
                                   max_side=0)  # the sizes asked for, never shrunk
                 decoder = Decoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
-                                  variant=config.variant)
+                                  variant=config.variant, static_shapes=config.static)
             except InterFormerRuntimeError as err:
                 failures.append({"part": "latency", **config.to_dict(), "threads": threads, "error": str(err)})
                 continue

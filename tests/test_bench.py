@@ -97,7 +97,7 @@ def test_help_explains_every_flag() -> None:
     code, stdout, _ = bench("--help")
     assert code == 0
     for flag in ("--backends", "--precisions", "--threads", "--sizes", "--dataset", "--clicks", "--limit", "--runs",
-                 "--budget", "--parts", "--baseline", "--emulated", "--out"):
+                 "--budget", "--parts", "--baseline", "--emulated", "--out", "--static-shapes"):
         assert flag in stdout
 
 
@@ -120,8 +120,10 @@ def test_report_has_machine_facts_and_every_latency_row(full_run: tuple[dict, Pa
 
     rows = report["latency"]
     runtime_rows = [r for r in rows if r["backend"] != "pytorch"]
-    seen = sorted((r["backend"], r["precision"], r["threads"], r["size"]) for r in runtime_rows)
-    expected = sorted((b, p, t, s) for b, p in configs for t in THREADS for s in SIZES)
+    seen = sorted((r["backend"], r["precision"], r["static"], r["threads"], r["size"]) for r in runtime_rows)
+    # every configuration twice: dynamic shapes and compiled for the size
+    expected = sorted((b, p, static, t, s) for b, p in configs for static in (False, True) for t in THREADS
+                      for s in SIZES)
     assert seen == expected
     for row in rows:
         for graph in ("encoder", "decoder"):
@@ -313,9 +315,10 @@ def test_a_configuration_that_fails_is_reported_and_the_rest_measured(light_expo
                             "--clicks", "2", "--limit", "1", "--no-baseline", "--out", str(out), *FAST)
     assert code == 1
     report = json.loads((out / "report.json").read_text())
-    failed = {(f["part"], f["precision"]) for f in report["failures"]}
-    assert failed == {("latency", "int8"), ("accuracy", "int8")}
-    assert [(r["precision"], r["threads"]) for r in report["latency"]] == [("fp32", 1)]
+    failed = sorted((f["part"], f["precision"], f["static"]) for f in report["failures"])
+    assert failed == [("accuracy", "int8", False), ("latency", "int8", False), ("latency", "int8", True)]
+    assert [(r["precision"], r["static"], r["threads"]) for r in report["latency"]] == [("fp32", False, 1),
+                                                                                       ("fp32", True, 1)]
     assert [r["precision"] for r in report["accuracy"]["rows"]] == ["fp32"]
     assert "failed" in stdout and "decoder.int8.onnx" in stdout
 
