@@ -85,6 +85,7 @@ def gate_text(gate: dict[str, Any]) -> str:
 def failure_text(failure: dict[str, Any]) -> str:
     """``latency: openvino int8, 2 threads: <error>``."""
     what = " ".join(str(failure[k]) for k in ("backend", "precision") if k in failure)
+    what += " static" if failure.get("static") else ""
     threads = f", {failure['threads']} threads" if "threads" in failure else ""
     return f"{failure['part']}{': ' + what if what else ''}{threads}: {failure['error']}"
 
