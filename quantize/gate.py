@@ -152,11 +152,11 @@ def evaluate(candidate: Decoder, references: Sequence[ReferenceSession], clicks:
     for index, ref in enumerate(references):
         agreeing = _Agreeing(_predictor(candidate, ref.obj), ref)
         own.append(run_session(agreeing, ref.obj.gt, clicks, zoom_in=candidate.uses_roi))
-        pairs = list(zip(ref.inputs, ref.masks, strict=True))
-        for step, ((ref_label, roi), fp32_mask) in enumerate(pairs):
-            shared = step < len(agreeing.ious)
-            per_click[step].append(agreeing.ious[step] if shared else iou(agreeing.session.predict(ref_label, roi),
-                                                                          fp32_mask))
+        for step, ((ref_label, roi), fp32_mask) in enumerate(zip(ref.inputs, ref.masks, strict=True)):
+            if step < len(agreeing.ious):
+                per_click[step].append(agreeing.ious[step])
+            else:  # the sessions have parted: ask the FP32 session's own question
+                per_click[step].append(iou(agreeing.session.predict(ref_label, roi), fp32_mask))
         if progress is not None:
             progress(index + 1)
     fp32 = summarize([r.result for r in references])
