@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import tempfile
 import time
@@ -22,12 +23,23 @@ from typing import Any
 
 import numpy as np
 
+from interformer_edge.runtime.backends import installed_backends
+from interformer_edge.runtime.manifest import Manifest
+
 GEMM_SIDE = 1024
 PEAK_RUNS = 7
 # Precisions with a measured peak; a row computing in another precision (bf16, fp16) gets no floor.
 PEAK_PRECISIONS = ("fp32", "int8")
 _COUNTED = {"Conv", "MatMul", "Gemm"}
 _PROFILE_SUFFIX = "_kernel_time"
+
+
+def available(manifest: Manifest) -> bool:
+    """Whether floors can be measured here: an ONNX decoder, ONNX Runtime to profile it and time the GEMMs,
+    and the ``onnx`` package to build the GEMM graphs (a workstation package: a lean device install has no
+    floor column)."""
+    return ("onnx" in manifest.graphs["decoder"].files and "onnxruntime" in installed_backends()
+            and importlib.util.find_spec("onnx") is not None)
 
 
 def _shape(entry: Mapping[str, list[int]]) -> list[int]:

@@ -259,8 +259,8 @@ def floor_precision(row: dict[str, Any]) -> str | None:
 def _add_floors(rows: list[dict[str, Any]], manifest: Manifest, click_inputs: dict[tuple[int, int], dict[str, Any]],
                 say: Progress) -> None:
     """``floor``: the row's decoder FLOPs, the host's measured peak and the efficiency (see :mod:`.floor`)."""
-    if "onnx" not in manifest.graphs["decoder"].files or "onnxruntime" not in installed_backends() or not click_inputs:
-        return  # FLOPs and peaks are measured with ONNX Runtime on the exported ONNX decoder
+    if not floor.available(manifest) or not click_inputs:
+        return
     onnx_path = manifest.graph_path("decoder", "onnx")
     say("floor: decoder FLOPs and the host's GEMM peak")
     flops = {size_text(size): floor.decoder_flops(onnx_path, inputs) for size, inputs in click_inputs.items()}
