@@ -39,7 +39,7 @@ MIOU_AT: tuple[int, ...] = (1, 3, 5)
 
 def runtime_logits(decoder: Decoder, features: ImageFeatures) -> LogitsFn:
     """A :data:`LogitsFn` on one image's features (encoded at full size) with a runtime decoder."""
-    feed = features.decoder_inputs()  # float32 once, not per click
+    feed = decoder.image_inputs(features)  # once per image, not per click
     padded = features.meta.padded_size
     height, width = features.meta.encoded_size
 

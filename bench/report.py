@@ -140,7 +140,7 @@ def _triple(stats: dict[str, Any]) -> str:
 
 
 def latency_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["backend", "precision", "threads", "size", "encoder p50/p90/p99", "decoder p50/p90/p99",
+    header = ["backend", "precision", "threads", "size", "image p50/p90/p99 (encoder + context)", "decoder p50/p90/p99",
               "runs", "speed-up enc", "speed-up dec", "decoder floor ms", "floor / p50"]
     body = []
     for r in rows:

@@ -21,9 +21,10 @@ import numpy as np
 import onnx
 import torch
 
-from interformer_edge.models import ClickDecoder, ImageEncoder, InterFormer
+from interformer_edge.models import ClickDecoder, ImageContext, ImageEncoder, InterFormer
 from interformer_edge.runtime.manifest import TensorSpec
 from interformer_edge.runtime.spec import (
+    CONTEXT_NAMES,
     FEATURE_NAMES,
     FEATURE_STRIDES,
     IMAGE_INPUT,
@@ -58,14 +59,30 @@ def encoder_signature(model: InterFormer, size: tuple[int, int] | None) -> tuple
     return (TensorSpec(IMAGE_INPUT, "float32", (1, 3, *_dims(size, 1))),), feature_specs(model, size)
 
 
+def context_specs(model: InterFormer, size: tuple[int, int] | None) -> tuple[TensorSpec, ...]:
+    """``ctx_i`` ``(1, N_i, 2 C_i)`` float32; ``N_i`` (pooled pixels of level ``i``) follows H, W nonlinearly,
+    so it is named even for a static size (the runtime reads it from the context graph's output)."""
+    return tuple(
+        TensorSpec(name, "float32", (1, f"{name}_tokens", 2 * channels))
+        for name, channels in zip(CONTEXT_NAMES, model.cfg.fpn_dims, strict=True)
+    )
+
+
+def context_signature(model: InterFormer, size: tuple[int, int] | None) -> tuple[tuple[TensorSpec, ...], ...]:
+    """(inputs, outputs) of ``context.onnx``: ``feat0..feat3`` → ``ctx0..ctx3``, once per image."""
+    return feature_specs(model, size), context_specs(model, size)
+
+
 def decoder_signature(model: InterFormer, size: tuple[int, int] | None) -> tuple[tuple[TensorSpec, ...], ...]:
     """(inputs, outputs) of ``decoder.onnx``.
 
-    Inputs ``feat0..feat3``, ``ref_label (1, 1, H, W)`` uint8 codes 0..4 and, for models with refine
-    stages only, ``roi (1, 4)`` int64 (left, up, right, bottom; multiples of 32; the whole image means
-    no zoom-in). Output ``logits (1, num_classes, H, W)`` float32 at the padded size.
+    Inputs ``feat0``, ``ctx0..ctx3`` (the image's context), ``ref_label (1, 1, H, W)`` uint8 codes
+    0..4 and, for models with refine stages only, ``roi (1, 4)`` int64 (left, up, right, bottom;
+    multiples of 32; the whole image means no zoom-in). Output ``logits (1, num_classes, H, W)``
+    float32 at the padded size.
     """
-    inputs = [*feature_specs(model, size), TensorSpec(REF_LABEL_INPUT, "uint8", (1, 1, *_dims(size, 1)))]
+    inputs = [feature_specs(model, size)[0], *context_specs(model, size),
+              TensorSpec(REF_LABEL_INPUT, "uint8", (1, 1, *_dims(size, 1)))]
     if model.cfg.has_refine:
         inputs.append(TensorSpec(ROI_INPUT, "int64", (1, 4)))
     outputs = (TensorSpec(LOGITS_OUTPUT, "float32", (1, model.cfg.num_classes, *_dims(size, 1))),)
@@ -90,37 +107,45 @@ def _dynamic_axes(specs: tuple[TensorSpec, ...]) -> dict[str, dict[int, str]]:
     return {s.name: {i: d for i, d in enumerate(s.shape) if isinstance(d, str)} for s in specs}
 
 
-def _trace_inputs(model: InterFormer, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """A deterministic example image and the decoder inputs it yields (roi: an interior, non-trivial box)."""
+def _trace_inputs(
+    model: InterFormer, size: tuple[int, int]
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """A deterministic example image, its features and the decoder inputs they yield (roi: an interior,
+    non-trivial box)."""
     height, width = size
     generator = torch.Generator().manual_seed(0)
     image = torch.randn(1, 3, height, width, generator=generator)
     with torch.no_grad():
-        features = model.encode(image)
+        features = tuple(model.encode(image))
+        context = tuple(model.neck.image_context(features))
     ref_label = torch.randint(0, 5, (1, 1, height, width), generator=generator, dtype=torch.uint8)
-    decoder_args: tuple[torch.Tensor, ...] = (*features, ref_label)
+    decoder_args: tuple[torch.Tensor, ...] = (features[0], *context, ref_label)
     if model.cfg.has_refine:
         # A strict sub-box (when the size allows) so the crop/paste path is traced as a real crop.
         right = max(32, (width // 2) // 32 * 32)
         bottom = max(32, (height // 2) // 32 * 32)
         left = 32 if right > 32 else 0
         decoder_args = (*decoder_args, torch.tensor([[left, 0, right, bottom]], dtype=torch.int64))
-    return image, decoder_args
+    return image, features, decoder_args
 
 
 def trace_to_onnx(
     model: InterFormer, role: str, path: Path, opset: int, static_size: tuple[int, int] | None
 ) -> None:
-    """Export ``role`` (``encoder``/``decoder``) of ``model`` to ``path`` (unsimplified).
+    """Export ``role`` (``encoder``/``context``/``decoder``) of ``model`` to ``path`` (unsimplified).
 
     Dynamic H/W unless ``static_size`` is given; then the graph only accepts that size.
     """
     size = static_size or TRACE_SIZE
-    image, decoder_args = _trace_inputs(model, size)
+    image, features, decoder_args = _trace_inputs(model, size)
     if role == "encoder":
         module: torch.nn.Module = ImageEncoder(model).eval()
         args: tuple[torch.Tensor, ...] = (image,)
         inputs, outputs = encoder_signature(model, static_size)
+    elif role == "context":
+        module = ImageContext(model).eval()
+        args = features
+        inputs, outputs = context_signature(model, static_size)
     elif role == "decoder":
         module = ClickDecoder(model).eval()
         args = decoder_args
@@ -137,7 +162,7 @@ def trace_to_onnx(
             do_constant_folding=True,
             input_names=[s.name for s in inputs],
             output_names=[s.name for s in outputs],
-            dynamic_axes=_dynamic_axes(inputs + outputs) if static_size is None else None,
+            dynamic_axes=_dynamic_axes(inputs + outputs),  # a static size leaves only the context lengths named
         )
 
 

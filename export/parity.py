@@ -1,10 +1,11 @@
 """The parity gate: PyTorch vs ONNX Runtime vs OpenVINO on the exported files.
 
-Each graph is judged on identical inputs: the encoder on a synthetic image per size, the decoder on
-the *PyTorch* features of that image with several reference labels (built with the runtime's click
-code) and, for refine models, several rois. A third check ("logits e2e", one realistic case per
-size) feeds the decoder the backend's own features; it is reported for information, since a deep
-random-weight encoder can amplify float noise beyond what either graph alone shows.
+Each graph is judged on identical inputs: the encoder on a synthetic image per size, the context on
+the *PyTorch* features of that image, the decoder on the PyTorch features and context with several
+reference labels (built with the runtime's click code) and, for refine models, several rois. A
+further check ("logits e2e", one realistic case per size) feeds the backend's own features through
+its own context graph into its decoder; it is reported for information, since a deep random-weight
+encoder can amplify float noise beyond what either graph alone shows.
 
 FP32 outputs are judged by max abs diff (and logits also by mask agreement); FP16 OpenVINO weights
 are judged by mask agreement only, their feature diffs being reported for information.
@@ -20,12 +21,14 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from interformer_edge.models import ClickDecoder, ImageEncoder, InterFormer
+from interformer_edge.models import ClickDecoder, ImageContext, ImageEncoder, InterFormer
 from interformer_edge.runtime.backends import load_graph
 from interformer_edge.runtime.clicks import Click, add_click, update_ref_label_with_prediction, zoom_roi
 from interformer_edge.runtime.manifest import ParityCheck, ParityReport
 from interformer_edge.runtime.metrics import mask_agreement, max_abs_diff
 from interformer_edge.runtime.spec import (
+    CLICK_IMAGE_INPUTS,
+    CONTEXT_NAMES,
     FEATURE_NAMES,
     IMAGE_INPUT,
     LOGITS_OUTPUT,
@@ -77,9 +80,10 @@ class SizeCase:
 
 @dataclass(frozen=True)
 class Reference:
-    """PyTorch outputs for one :class:`SizeCase`: the features and the logits of every decoder case."""
+    """PyTorch outputs for one :class:`SizeCase`: the features, the context and the logits of every decoder case."""
 
     features: dict[str, np.ndarray]
+    context: dict[str, np.ndarray]
     logits: tuple[np.ndarray, ...]
 
 
@@ -160,8 +164,9 @@ def make_cases(sizes: Sequence[tuple[int, int]], uses_roi: bool) -> list[SizeCas
     return cases
 
 
-def decoder_feed(features: dict[str, np.ndarray], case: DecoderCase) -> Feed:
-    feed = {name: features[name] for name in FEATURE_NAMES}
+def decoder_feed(image_inputs: dict[str, np.ndarray], case: DecoderCase) -> Feed:
+    """``image_inputs``: features and context (extra entries are ignored)."""
+    feed = {name: image_inputs[name] for name in CLICK_IMAGE_INPUTS}
     feed[REF_LABEL_INPUT] = case.ref_label
     if case.roi is not None:
         feed[ROI_INPUT] = case.roi
@@ -172,19 +177,23 @@ def decoder_feed(features: dict[str, np.ndarray], case: DecoderCase) -> Feed:
 
 
 def torch_references(model: InterFormer, cases: Sequence[SizeCase]) -> list[Reference]:
-    """PyTorch outputs through the same export views (:class:`ImageEncoder`/:class:`ClickDecoder`)."""
-    encoder, decoder = ImageEncoder(model).eval(), ClickDecoder(model).eval()
+    """PyTorch outputs through the same export views (:class:`ImageEncoder`, :class:`ImageContext`,
+    :class:`ClickDecoder`)."""
+    encoder, context_view = ImageEncoder(model).eval(), ImageContext(model).eval()
+    decoder = ClickDecoder(model).eval()
     refs = []
     with torch.no_grad():
         for case in cases:
             feats = encoder(torch.from_numpy(case.image))
+            ctx = context_view(*feats)
             features = {name: f.numpy().copy() for name, f in zip(FEATURE_NAMES, feats, strict=True)}
+            context = {name: c.numpy().copy() for name, c in zip(CONTEXT_NAMES, ctx, strict=True)}
             logits = []
             for dc in case.decoder_cases:
                 roi = None if dc.roi is None else torch.from_numpy(dc.roi)
-                out = decoder(*feats, torch.from_numpy(dc.ref_label), roi)
+                out = decoder(feats[0], *ctx, torch.from_numpy(dc.ref_label), roi)
                 logits.append(out.numpy().copy())
-            refs.append(Reference(features, tuple(logits)))
+            refs.append(Reference(features, context, tuple(logits)))
     return refs
 
 
@@ -248,42 +257,74 @@ def _judge(backend: str, graph: str, output: str, size: str, worst: _Worst, judg
     )  # fmt: skip
 
 
+def _check_maps(backend: str, graph: str, names: Sequence[str], run: Runner, feeds: Sequence[Feed],
+                expected: Sequence[dict[str, np.ndarray]], labels: Sequence[str], settings: GateSettings,
+                fp16: bool) -> tuple[list[ParityCheck], list[dict[str, np.ndarray] | None]]:
+    """Compare the outputs ``names`` of ``run`` on each feed; also returns the outputs (None on error)."""
+    checks: list[ParityCheck] = []
+    produced: list[dict[str, np.ndarray] | None] = []
+    for feed, reference, label in zip(feeds, expected, labels, strict=True):
+        worst = {name: _Worst() for name in names}
+        try:
+            out: dict[str, np.ndarray] | None = run(feed)
+        except Exception as err:  # any backend failure is a gate failure, recorded as such
+            out = None
+            for w in worst.values():
+                w.error = _first_line(err)
+        for name in names:
+            actual = None if out is None else out.get(name)
+            if out is not None and actual is None:
+                worst[name].error = f"no output named {name!r}"
+            if actual is not None and actual.shape != reference[name].shape:
+                worst[name].error = f"{name} has shape {actual.shape}, expected {reference[name].shape}"
+                actual = None
+            worst[name].add(actual, reference[name], with_mask=False)
+            checks.append(_judge(backend, graph, name, label, worst[name], "info" if fp16 else "max_abs", settings))
+        produced.append(out)
+    return checks, produced
+
+
 def check_encoder(
     backend: str, run: Runner, cases: Sequence[SizeCase], refs: Sequence[Reference], settings: GateSettings,
     fp16: bool = False,
 ) -> tuple[list[ParityCheck], list[dict[str, np.ndarray] | None]]:
     """Compare the encoder's four maps at every size; also returns the backend's features (None on error)."""
-    checks: list[ParityCheck] = []
-    produced: list[dict[str, np.ndarray] | None] = []
-    for case, ref in zip(cases, refs, strict=True):
-        worst = {name: _Worst() for name in FEATURE_NAMES}
+    return _check_maps(backend, "encoder", FEATURE_NAMES, run, [{IMAGE_INPUT: case.image} for case in cases],
+                       [ref.features for ref in refs], [case.label for case in cases], settings, fp16)
+
+
+def check_context(
+    backend: str, run: Runner, cases: Sequence[SizeCase], refs: Sequence[Reference], settings: GateSettings,
+    fp16: bool = False, own_features: Sequence[dict[str, np.ndarray] | None] | None = None,
+) -> tuple[list[ParityCheck], list[dict[str, np.ndarray] | None]]:
+    """Compare the context on the PyTorch features at every size.
+
+    Also returns, per size, the backend's own features with its context of them (for the decoder's
+    end-to-end check; None where either failed or ``own_features`` is not given).
+    """
+    checks, _ = _check_maps(backend, "context", CONTEXT_NAMES, run,
+                            [{n: ref.features[n] for n in FEATURE_NAMES} for ref in refs],
+                            [ref.context for ref in refs], [case.label for case in cases], settings, fp16)
+    own: list[dict[str, np.ndarray] | None] = []
+    for features in own_features or [None] * len(cases):
         try:
-            out: dict[str, np.ndarray] | None = run({IMAGE_INPUT: case.image})
-        except Exception as err:  # any backend failure is a gate failure, recorded as such
-            out = None
-            for w in worst.values():
-                w.error = _first_line(err)
-        for name in FEATURE_NAMES:
-            actual = None if out is None else out.get(name)
-            if out is not None and actual is None:
-                worst[name].error = f"no output named {name!r}"
-            worst[name].add(actual, ref.features[name], with_mask=False)
-            checks.append(_judge(backend, "encoder", name, case.label, worst[name], "info" if fp16 else "max_abs",
-                                 settings))
-        produced.append(out)
-    return checks, produced
+            own.append(None if features is None else {**features, **run({n: features[n] for n in FEATURE_NAMES})})
+        except Exception:  # the gating checks above already record a failing graph
+            own.append(None)
+    return checks, own
 
 
 def check_decoder(
     backend: str, run: Runner, cases: Sequence[SizeCase], refs: Sequence[Reference], settings: GateSettings,
-    fp16: bool = False, own_features: Sequence[dict[str, np.ndarray] | None] | None = None,
+    fp16: bool = False, own_inputs: Sequence[dict[str, np.ndarray] | None] | None = None,
 ) -> list[ParityCheck]:
-    """Compare logits on the PyTorch features (gating) and, given ``own_features``, end to end (info)."""
+    """Compare logits on the PyTorch features and context (gating) and, given ``own_inputs`` (the
+    backend's features and context, see :func:`check_context`), end to end (info)."""
     checks: list[ParityCheck] = []
     for index, (case, ref) in enumerate(zip(cases, refs, strict=True)):
-        variants = [("logits", ref.features, "mask" if fp16 else "max_abs")]
-        if own_features is not None and own_features[index] is not None:
-            variants.append(("logits e2e", own_features[index], "info"))  # type: ignore[arg-type]
+        variants = [("logits", {**ref.features, **ref.context}, "mask" if fp16 else "max_abs")]
+        if own_inputs is not None and own_inputs[index] is not None:
+            variants.append(("logits e2e", own_inputs[index], "info"))  # type: ignore[arg-type]
         for output, features, judged_by in variants:
             worst = _Worst()
             pairs = list(zip(case.decoder_cases, ref.logits, strict=True))

@@ -27,6 +27,7 @@ import torch
 import interformer_edge
 from interformer_edge.models import CheckpointError, InterFormer, load_interformer, preset
 from interformer_edge.runtime.manifest import (
+    GRAPH_ROLES,
     ArtifactFile,
     ClickSettings,
     GraphSpec,
@@ -43,6 +44,8 @@ from interformer_edge.runtime.manifest import (
 from interformer_edge.runtime.spec import (
     CLICK_INNER_RADIUS,
     CLICK_OUTER_RADIUS,
+    CONTEXT_ONNX,
+    CONTEXT_OV,
     DECODER_ONNX,
     DECODER_OV,
     DEFAULT_OPSET,
@@ -68,6 +71,10 @@ from . import onnx as onnx_export
 from . import openvino as ov_export
 from .parity import (
     GateSettings,
+    Reference,
+    Runner,
+    SizeCase,
+    check_context,
     check_decoder,
     check_encoder,
     graph_passes,
@@ -79,12 +86,13 @@ from .parity import (
 )
 
 FORMATS = ("onnx", "openvino")
-ROLES = ("encoder", "decoder")
+ROLES = GRAPH_ROLES  # in pipeline order: each graph's outputs feed the next one's end-to-end check
 MIN_OPSET = 17  # LayerNormalization
 MAX_OPSET = 20  # highest the TorchScript exporter emits
 TEMP_PREFIX = ".interformer-export-"
-_FILES = {("encoder", "onnx"): ENCODER_ONNX, ("decoder", "onnx"): DECODER_ONNX,
-          ("encoder", "openvino"): ENCODER_OV, ("decoder", "openvino"): DECODER_OV}  # fmt: skip
+_FILES = {("encoder", "onnx"): ENCODER_ONNX, ("context", "onnx"): CONTEXT_ONNX, ("decoder", "onnx"): DECODER_ONNX,
+          ("encoder", "openvino"): ENCODER_OV, ("context", "openvino"): CONTEXT_OV,
+          ("decoder", "openvino"): DECODER_OV}  # fmt: skip
 
 
 class ExportError(Exception):
@@ -255,9 +263,25 @@ def _common_metadata(model: InterFormer, options: ExportOptions, checkpoint_sha:
     }
 
 
+_SIGNATURES = {"encoder": onnx_export.encoder_signature, "context": onnx_export.context_signature,
+               "decoder": onnx_export.decoder_signature}
+
+
 def _signature(model: InterFormer, role: str, static_size: tuple[int, int] | None) -> tuple:
-    fn = onnx_export.encoder_signature if role == "encoder" else onnx_export.decoder_signature
-    return fn(model, static_size)
+    return _SIGNATURES[role](model, static_size)
+
+
+def _check_graph(backend: str, role: str, run: Runner, cases: Sequence[SizeCase], refs: Sequence[Reference],
+                 settings: GateSettings, fp16: bool, upstream: list | None) -> tuple[list[ParityCheck], list | None]:
+    """Parity checks of one graph, and what the next graph's end-to-end check takes from it.
+
+    ``upstream``: the previous graph's outputs on this backend (features, then features plus context).
+    """
+    if role == "encoder":
+        return check_encoder(backend, run, cases, refs, settings, fp16=fp16)
+    if role == "context":
+        return check_context(backend, run, cases, refs, settings, fp16=fp16, own_features=upstream)
+    return check_decoder(backend, run, cases, refs, settings, fp16=fp16, own_inputs=upstream), None
 
 
 def _build_onnx(model: InterFormer, role: str, options: ExportOptions, metadata: dict[str, str], work: Path,
@@ -350,17 +374,14 @@ def _export_into(options: ExportOptions, checkpoint: Path, work: Path, out_dir: 
     checks: list[ParityCheck] = []
     chosen: dict[str, Path] = {}
     simplified: dict[str, bool] = {}
-    ort_features = None
+    upstream = None
     for role in ROLES:
         raw, slim = built[role]
         steps.start(f"checking the ONNX {role} on ONNX Runtime")
         candidates = [(slim, True), (raw, False)] if slim is not None else [(raw, False)]
         for index, (path, is_slim) in enumerate(candidates):
             run = onnxruntime_runner(path, settings.threads)
-            if role == "encoder":
-                role_checks, ort_features = check_encoder("onnxruntime", run, cases, refs, settings)
-            else:
-                role_checks = check_decoder("onnxruntime", run, cases, refs, settings, own_features=ort_features)
+            role_checks, produced = _check_graph("onnxruntime", role, run, cases, refs, settings, False, upstream)
             del run
             last = index == len(candidates) - 1
             if graph_passes(role_checks, role) or last:
@@ -373,8 +394,9 @@ def _export_into(options: ExportOptions, checkpoint: Path, work: Path, out_dir: 
         chosen[role] = final
         simplified[role] = is_slim
         checks += role_checks
+        upstream = produced
 
-    ov_features = None
+    upstream = None
     if "openvino" in options.formats:
         for role in ROLES:
             steps.start(f"converting the {role} to OpenVINO IR")
@@ -383,14 +405,10 @@ def _export_into(options: ExportOptions, checkpoint: Path, work: Path, out_dir: 
             ov_export.convert(chosen[role], xml, {**graph_meta, "opset": str(options.opset)}, options.fp16)
             steps.start(f"checking the OpenVINO {role}")
             run = openvino_runner(xml, settings.threads)
-            if role == "encoder":
-                role_checks, ov_features = check_encoder("openvino", run, cases, refs, settings, fp16=options.fp16)
-            else:
-                role_checks = check_decoder("openvino", run, cases, refs, settings, fp16=options.fp16,
-                                            own_features=ov_features)
+            role_checks, upstream = _check_graph("openvino", role, run, cases, refs, settings, options.fp16, upstream)
             del run
             checks += role_checks
-    del refs, cases, ort_features, ov_features
+    del refs, cases, upstream
 
     steps.start("writing the manifest")
     report = make_report(checks, settings)

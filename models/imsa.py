@@ -65,12 +65,8 @@ class PoolingAttention(nn.Module):
         self.register_buffer("pool_sizes", table, persistent=False)
         self.capacity = tuple(int(row[1:].max()) for row in table)
 
-    def _split_heads(self, tokens: Tensor) -> Tensor:
-        batch, count, _ = tokens.shape
-        return tokens.reshape(batch, count, self.num_heads, -1).transpose(1, 2)
-
-    def forward(self, x: Tensor, kv: Tensor) -> Tensor:
-        batch, channels, height, width = x.shape
+    def keys_values(self, kv: Tensor) -> Tensor:
+        """Normalized key/value map ``(B, C, H, W)`` → key/value tokens ``(B, N, 2C)``, N the pooled pixel count."""
         kv_h, kv_w = kv.shape[2], kv.shape[3]
         if isinstance(kv_h, int) and max(kv_h, kv_w) > self.max_size:
             raise ValueError(f"feature map {kv_h}x{kv_w} exceeds this stage's maximum side {self.max_size}")
@@ -84,13 +80,30 @@ class PoolingAttention(nn.Module):
         for level, dconv in zip(levels, self.dconvs, strict=True):
             level = level + dconv(level)
             pooled.append(level.flatten(2).transpose(1, 2))
-        keys_values = self.key_value_proj(self.norm(torch.cat(pooled, dim=1)))
+        return self.key_value_proj(self.norm(torch.cat(pooled, dim=1)))
+
+    def attend(self, x: Tensor, keys_values: Tensor) -> Tensor:
+        """Queries from ``x`` ``(B, C, h, w)`` over ``keys_values`` ``(B, N, 2C)`` → ``(B, C, h, w)``.
+
+        The map stays channels-first throughout: the projections are 1x1 convolutions with the Linear
+        weights, and the two products take their transposes as GEMM flags, so no ``(h*w, C)`` copy of
+        the map is made per click (the same sums as token-major attention, in another order).
+        """
+        batch, channels, height, width = x.shape
+        head_dims = channels // self.num_heads
         key, value = keys_values.chunk(2, dim=-1)
-        query = self.query_proj(x.flatten(2).transpose(1, 2))
-        attn = (self._split_heads(query) @ self._split_heads(key).transpose(-2, -1)) * self.scale
-        out = attn.softmax(dim=-1) @ self._split_heads(value)
-        out = self.proj(out.transpose(1, 2).reshape(batch, -1, channels))
-        return out.transpose(1, 2).reshape(batch, channels, height, width)
+        # (B, heads, head_dims, N): small, one column per pooled token.
+        key = key.reshape(batch, -1, self.num_heads, head_dims).permute(0, 2, 3, 1)
+        value = value.reshape(batch, -1, self.num_heads, head_dims).permute(0, 2, 3, 1)
+        query = F.conv2d(x, self.query_proj.weight[:, :, None, None], self.query_proj.bias)
+        query = query.reshape(batch, self.num_heads, head_dims, height * width)  # (B, heads, head_dims, h*w)
+        attn = (query.transpose(-2, -1) @ key) * self.scale  # (B, heads, h*w, N)
+        out = value @ attn.softmax(dim=-1).transpose(-2, -1)  # (B, heads, head_dims, h*w)
+        out = out.reshape(batch, channels, height, width)
+        return F.conv2d(out, self.proj.weight[:, :, None, None], self.proj.bias)
+
+    def forward(self, x: Tensor, kv: Tensor) -> Tensor:
+        return self.attend(x, self.keys_values(kv))
 
 
 class InvertedBottleneck(nn.Sequential):
@@ -121,9 +134,17 @@ class PoolingBlock(nn.Module):
         self.mlp = InvertedBottleneck(embed_dims, mlp_ratio * embed_dims)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: Tensor, kv: Tensor) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), self.norm_kv(kv)))
+    def context(self, kv: Tensor) -> Tensor:
+        """The part that depends on ``kv`` ``(B, C, H, W)`` only: key/value tokens ``(B, N, 2C)``."""
+        return self.attn.keys_values(self.norm_kv(kv))
+
+    def step(self, x: Tensor, context: Tensor) -> Tensor:
+        """The block on ``x`` ``(B, C, h, w)`` given the key/value tokens of :meth:`context`."""
+        x = x + self.drop_path(self.attn.attend(self.norm1(x), context))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def forward(self, x: Tensor, kv: Tensor) -> Tensor:
+        return self.step(x, self.context(kv))
 
 
 def _half_ceil(size: Tensor | int) -> Tensor | int:
@@ -156,17 +177,28 @@ class PatchMerging(nn.Module):
 
 
 class CoarseStage(nn.Module):
-    """Coarse blocks of one stage; the first attends to the raw FPN level, later ones to themselves."""
+    """Coarse blocks of one stage; the first attends to the raw FPN level, later ones to themselves.
+
+    The first block's keys/values depend on the FPN level only, so they are the stage's per-image
+    context (:meth:`context`): computed once per image, they serve every click.
+    """
 
     def __init__(self, blocks: list[PoolingBlock], downsample: PatchMerging | None) -> None:
         super().__init__()
+        if not blocks:
+            raise ValueError("an I-MSA stage needs at least one coarse block (it is where the FPN level enters)")
         self.blocks = nn.ModuleList(blocks)
         self.downsample = downsample
 
-    def forward(self, x: Tensor, fpn_level: Tensor) -> tuple[Tensor, Tensor]:
-        """Returns (input of the next stage, this stage's output), both maps."""
-        for i, block in enumerate(self.blocks):
-            x = block(x, fpn_level if i == 0 else x)
+    def context(self, fpn_level: Tensor) -> Tensor:
+        """FPN level ``(B, C, H, W)`` → the first block's key/value tokens ``(B, N, 2C)``."""
+        return self.blocks[0].context(fpn_level)
+
+    def forward(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        """``x`` ``(B, C, H, W)`` and :meth:`context` → (input of the next stage, this stage's output), both maps."""
+        x = self.blocks[0].step(x, context)
+        for block in self.blocks[1:]:
+            x = block(x, x)
         next_input = x if self.downsample is None else self.downsample(x)
         return next_input, x
 
@@ -232,16 +264,27 @@ class IMSA(nn.Module):
     def embed_reference(self, level0: Tensor, ref_label: Tensor) -> Tensor:
         """Add the embedding of ``ref_label`` ``(B, 1, H, W)`` to ``level0`` ``(B, C, H/4, W/4)``.
 
-        The official code embeds at full resolution and then resizes bilinearly; both steps are
-        linear, so resizing the 5-channel one-hot first gives the same values for far less work.
+        The official code embeds at full resolution and then resizes bilinearly to a quarter. Both
+        steps are linear, and a 4x bilinear reduction (half-pixel centres) averages exactly the pixels
+        at rows/columns ``4i+1`` and ``4i+2`` with weight 1/4 each: so the same values come from
+        four quarter-resolution samples of the label, looked up and averaged.
         """
-        one_hot = F.one_hot(ref_label[:, 0].long(), NUM_REF_LABELS).permute(0, 3, 1, 2).to(level0.dtype)
-        one_hot = F.interpolate(one_hot, size=(level0.shape[2], level0.shape[3]), mode="bilinear",
-                                align_corners=False)
-        return level0 + torch.einsum("bkhw,kc->bchw", one_hot, self.patch_embed)
+        rows = [ref_label[:, 0, dy::4, dx::4].long() for dy in (1, 2) for dx in (1, 2)]  # 4 x (B, H/4, W/4)
+        table = self.patch_embed
+        embedded = (table[rows[0]] + table[rows[1]] + table[rows[2]] + table[rows[3]]) * 0.25  # (B, H/4, W/4, C)
+        return level0 + embedded.permute(0, 3, 1, 2)
+
+    def image_context(self, features: tuple[Tensor, ...] | list[Tensor]) -> list[Tensor]:
+        """What the neck computes from the features alone, once per image: per stage ``i`` the first
+        block's key/value tokens ``(B, N_i, 2 C_i)`` (N_i: the pooled pixel count of FPN level ``i``)."""
+        return [stage.context(level) for stage, level in zip(self.stages, features, strict=True)]
 
     def forward(self, features: tuple[Tensor, ...] | list[Tensor], ref_label: Tensor,
-                roi: Tensor | None = None) -> list[Tensor]:
+                roi: Tensor | None = None, context: list[Tensor] | tuple[Tensor, ...] | None = None) -> list[Tensor]:
+        """Neck outputs; with ``context`` (:meth:`image_context` of the same features) only ``features[0]``
+        is read."""
+        if context is None:
+            context = self.image_context(features)
         if roi is not None:
             roi = roi.reshape(4).to(torch.int64)
             if isinstance(features[0].shape[0], int):
@@ -249,7 +292,7 @@ class IMSA(nn.Module):
         x = self.embed_reference(features[0], ref_label)
         outputs = []
         for i, (stage, refine) in enumerate(zip(self.stages, self.refine_stages, strict=True)):
-            x, out = stage(x, features[i])
+            x, out = stage(x, context[i])
             if isinstance(refine, RefineStage):
                 out = refine(out, None if roi is None else torch.div(roi, FEATURE_STRIDES[i], rounding_mode="trunc"))
             outputs.append(getattr(self, f"norm{i}")(out))

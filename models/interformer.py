@@ -45,9 +45,13 @@ class InterFormer(nn.Module):
         """``(B, 3, H, W)`` normalized RGB → ``(B, 32, H/4, W/4), …, (B, 256, H/32, W/32)``."""
         return self.backbone(image)
 
-    def decode(self, features: Features | list[Tensor], ref_label: Tensor, roi: Tensor | None = None) -> Tensor:
-        """Features + reference label ``(B, 1, H, W)`` (+ roi) → logits ``(B, classes, H/4, W/4)``."""
-        return self.decode_head(self.neck(features, ref_label, roi))
+    def decode(self, features: Features | list[Tensor], ref_label: Tensor, roi: Tensor | None = None,
+               context: list[Tensor] | tuple[Tensor, ...] | None = None) -> Tensor:
+        """Features + reference label ``(B, 1, H, W)`` (+ roi) → logits ``(B, classes, H/4, W/4)``.
+
+        ``context``: the neck's :meth:`~.imsa.IMSA.image_context` of these features, when already computed.
+        """
+        return self.decode_head(self.neck(features, ref_label, roi, context))
 
     def forward(self, image: Tensor, ref_label: Tensor, roi: Tensor | None = None) -> Tensor:
         """Full pass: logits ``(B, classes, H, W)`` at the (padded) input size."""
@@ -70,12 +74,28 @@ class ImageEncoder(nn.Module):
         return self.backbone(image)
 
 
-class ClickDecoder(nn.Module):
-    """Export view of the click side.
+class ImageContext(nn.Module):
+    """Export view of the click side's per-image part: ``feat0 … feat3`` → ``ctx0 … ctx3``.
 
-    Inputs ``feat0 … feat3`` (as :class:`ImageEncoder` returns), ``ref_label (1, 1, H, W)`` (float or
-    integer codes 0..4) and, for models with refine stages, ``roi (1, 4)`` int64 (left, up, right,
-    bottom; the whole image means no zoom-in). Output: logits ``(1, classes, H, W)`` at the padded size.
+    ``ctx_i`` ``(1, N_i, 2 C_i)``: the key/value tokens of I-MSA stage ``i``'s first block, which
+    depend on the features only (``N_i``: FPN level ``i``'s pooled pixel count, a function of H, W).
+    """
+
+    def __init__(self, model: InterFormer) -> None:
+        super().__init__()
+        self.neck = model.neck
+
+    def forward(self, feat0: Tensor, feat1: Tensor, feat2: Tensor, feat3: Tensor) -> tuple[Tensor, ...]:
+        return tuple(self.neck.image_context((feat0, feat1, feat2, feat3)))
+
+
+class ClickDecoder(nn.Module):
+    """Export view of the click side, once per click.
+
+    Inputs ``feat0`` (as :class:`ImageEncoder` returns it), ``ctx0 … ctx3`` (as :class:`ImageContext`
+    returns them for the same image), ``ref_label (1, 1, H, W)`` (float or integer codes 0..4) and, for
+    models with refine stages, ``roi (1, 4)`` int64 (left, up, right, bottom; the whole image means no
+    zoom-in). Output: logits ``(1, classes, H, W)`` at the padded size.
     """
 
     def __init__(self, model: InterFormer) -> None:
@@ -84,10 +104,10 @@ class ClickDecoder(nn.Module):
         self.decode_head = model.decode_head
         self.uses_roi = model.cfg.has_refine
 
-    def forward(self, feat0: Tensor, feat1: Tensor, feat2: Tensor, feat3: Tensor, ref_label: Tensor,
+    def forward(self, feat0: Tensor, ctx0: Tensor, ctx1: Tensor, ctx2: Tensor, ctx3: Tensor, ref_label: Tensor,
                 roi: Tensor | None = None) -> Tensor:
-        logits = self.decode_head(self.neck((feat0, feat1, feat2, feat3), ref_label, roi if self.uses_roi else None))
-        return upsample_logits(logits, ref_label.shape[2], ref_label.shape[3])
+        neck = self.neck((feat0,), ref_label, roi if self.uses_roi else None, context=(ctx0, ctx1, ctx2, ctx3))
+        return upsample_logits(self.decode_head(neck), ref_label.shape[2], ref_label.shape[3])
 
 
 def build_interformer(cfg: InterFormerConfig) -> InterFormer:

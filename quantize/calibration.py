@@ -54,7 +54,7 @@ class DecoderSample:
     """One decoder call: features (shared by the samples of one image), reference label, roi."""
 
     image_name: str
-    features: dict[str, np.ndarray]  # feat0..feat3 float32 (1, C_i, Hp/s_i, Wp/s_i)
+    features: dict[str, np.ndarray]  # the decoder's per-image inputs (Decoder.image_inputs): feat0, ctx0..ctx3
     ref_label: np.ndarray  # (1, 1, Hp, Wp) uint8 codes 0..4
     roi: np.ndarray | None  # (1, 4) int64 left, up, right, bottom; None for models without a roi input
 
@@ -151,7 +151,7 @@ def simulate_sessions(
         if item.name not in encoded:
             features = encoder.encode(item.image, name=item.name)
             target = item.mask if item.mask is not None else pseudo_target(decoder, features, rng)
-            encoded[item.name] = (features, features.decoder_inputs(), target)
+            encoded[item.name] = (features, decoder.image_inputs(features), target)
         features, feed, target = encoded[item.name]
         if target is not None:
             samples += _one_session(decoder, item.name, features, feed, target, int(rng.integers(1, max_clicks + 1)),

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 import interformer_edge
-from interformer_edge.runtime.backends import BACKENDS, FORMAT_OF, installed_backends, load_graph
+from interformer_edge.runtime.backends import BACKENDS, FORMAT_OF, Graph, installed_backends, load_graph
 from interformer_edge.runtime.cpu import host_cpu
 from interformer_edge.runtime.dataset import open_dataset
 from interformer_edge.runtime.encoder import Encoder
@@ -360,12 +360,14 @@ def _attempt_record(keep_float: list[str], result: gate.GateResult) -> dict[str,
             "noc90_delta": round(result.noc90_delta, 3), "passed": result.passed}
 
 
-def latency_inputs(size: tuple[int, int], uses_roi: bool, seed: int = 0) -> dict[str, np.ndarray]:
-    """Decoder inputs of a ``size`` canvas for timing: random features, one positive click in the middle."""
+def latency_inputs(context: Graph, size: tuple[int, int], uses_roi: bool, seed: int = 0) -> dict[str, np.ndarray]:
+    """Decoder inputs of a ``size`` canvas for timing: random features through the ``context`` graph,
+    one positive click in the middle."""
     height, width = size
     rng = np.random.default_rng(seed)
-    feed = {name: rng.standard_normal((1, channels, height // stride, width // stride), dtype=np.float32)
-            for name, channels, stride in zip(FEATURE_NAMES, FEATURE_CHANNELS, FEATURE_STRIDES, strict=True)}
+    features = {name: rng.standard_normal((1, channels, height // stride, width // stride), dtype=np.float32)
+                for name, channels, stride in zip(FEATURE_NAMES, FEATURE_CHANNELS, FEATURE_STRIDES, strict=True)}
+    feed = {FEATURE_NAMES[0]: features[FEATURE_NAMES[0]], **context.run(features)}
     ref = np.full((1, 1, height, width), REF_UNKNOWN, dtype=np.uint8)
     ref[0, 0, height // 2 - 5: height // 2 + 5, width // 2 - 5: width // 2 + 5] = REF_FOREGROUND
     feed[REF_LABEL_INPUT] = ref
@@ -388,7 +390,8 @@ def median_ms(run: Callable[[], object], runs: int, warmup: int = 3) -> float:
 
 def _latency(manifest: Manifest, backend: str, int8_path: Path, options: QuantizeOptions) -> dict[str, Any]:
     """Quick in-process decoder latency, FP32 vs INT8 (ms, median), at ``options.latency_size``."""
-    feed = latency_inputs(options.latency_size, manifest.zoom_in.uses_roi, options.seed)
+    context = load_graph(manifest.root or options.export_dir, "context", backend, options.threads, manifest=manifest)
+    feed = latency_inputs(context, options.latency_size, manifest.zoom_in.uses_roi, options.seed)
     fp32 = load_graph(manifest.root or options.export_dir, "decoder", backend, options.threads, manifest=manifest)
     int8 = load_graph(int8_path, backend=backend, threads=options.threads)
     result: dict[str, Any] = {"size": "{}x{}".format(*options.latency_size), "threads": options.threads or "default"}

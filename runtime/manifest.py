@@ -23,7 +23,8 @@ from .cpu import INT8_TARGET_COVERAGE, LEGACY_TARGET
 from .spec import MANIFEST_FORMAT_VERSION, MANIFEST_NAME
 
 SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (MANIFEST_FORMAT_VERSION,)
-GRAPH_ROLES: tuple[str, ...] = ("encoder", "decoder")
+# encoder: once per image; context: once per image, on the features; decoder: once per click.
+GRAPH_ROLES: tuple[str, ...] = ("encoder", "context", "decoder")
 FORMATS: tuple[str, ...] = ("onnx", "openvino")
 # The graphs the exporter writes; quantized variants (``Manifest.quantized``) add other precisions.
 BASE_PRECISION = "fp32"
@@ -373,9 +374,10 @@ def manifest_from_dict(data: Any) -> Manifest:
     r = _Reader(data, "")
     version = r.get("format_version", int)
     if version not in SUPPORTED_FORMAT_VERSIONS:
-        raise ManifestError(
-            f"manifest format version {version} is not supported by this runtime (supports {SUPPORTED_FORMAT_VERSIONS})"
-        )
+        hint = "; export the model again with this version's interformer-export" if (
+            isinstance(version, int) and version < MANIFEST_FORMAT_VERSION) else ""
+        raise ManifestError(f"manifest format version {version} is not supported by this runtime "
+                            f"(supports {SUPPORTED_FORMAT_VERSIONS}){hint}")
     pre, clk, zoom, src, par = r.obj("preprocessing"), r.obj("clicks"), r.obj("zoom_in"), r.obj(
         "source_checkpoint"), r.obj("parity")
     graphs: dict[str, GraphSpec] = {}

@@ -2,7 +2,7 @@
 
 >>> from interformer_edge.runtime import ClickSession, Decoder, Encoder
 >>> features = Encoder("export/").encode("photo.jpg", max_side=1024)
->>> session = ClickSession(Decoder("export/", threads=2), features)
+>>> session = ClickSession(Decoder("export/", threads=2), features)   # runs the per-image context once
 >>> mask = session.add_click(120, 200, positive=True)     # (H, W) bool at the photo's own size
 >>> mask = session.add_click(40, 300, positive=False)
 >>> mask = session.undo()                                   # back to the one-click mask, no decoder run
@@ -49,17 +49,20 @@ from .evaluation import Roi, zoom_roi_padded
 from .features import ImageFeatures, check_finite, check_shapes, check_sizes, load_features, model_id
 from .manifest import BASE_PRECISION, Manifest, load_manifest
 from .preprocess import pad_ref_label, resize_bilinear
-from .spec import FEATURE_NAMES, LOGITS_OUTPUT, NUM_REF_LABELS, REF_LABEL_INPUT, ROI_INPUT
+from .spec import CONTEXT_NAMES, FEATURE_NAMES, LOGITS_OUTPUT, NUM_REF_LABELS, REF_LABEL_INPUT, ROI_INPUT
 
 
 class Decoder:
-    """The click decoder of one export folder, loaded once and shared by any number of sessions.
+    """The click side of one export folder, loaded once and shared by any number of sessions.
+
+    Two graphs: the context (run once per image by :meth:`image_inputs`: the part of the click side
+    that depends on the features only) and the decoder (run once per click by :meth:`run`).
 
     Args:
-        export_dir: folder with ``manifest.json`` and the decoder file(s).
+        export_dir: folder with ``manifest.json`` and the graph files.
         backend, threads, precision: see :func:`~.backends.load_graph`.
         graph_file: another decoder file of the export to run instead, relative to ``export_dir``;
-            its format picks the backend.
+            its format picks the backend (the context graph is the export's, on the same backend).
         manifest: an already loaded manifest; verify: check artifact hashes when loading it.
         variant: ``"fp32"`` (the exported decoder) or a quantized variant of the export (``"int8"``,
             written by ``interformer-quantize``); the backend then runs that variant's file.
@@ -88,6 +91,8 @@ class Decoder:
         else:
             self.graph = load_graph(Path(export_dir) / graph_file, "decoder", backend, threads, precision,
                                     specialize=static_shapes)
+        # The context is always the exported FP32 graph: it runs once per image, so INT8 would buy nothing.
+        self.context = load_graph(export_dir, "context", self.graph.backend, threads, precision, manifest=self.manifest)
         self.model_id = model_id(self.manifest)
         quantized = self.manifest.quantized_variant("decoder", variant) if graph_file is None else None
         # The INT8 target the running variant was quantized for (None for the exported FP32 graph).
@@ -100,7 +105,7 @@ class Decoder:
                 f"{self.graph.path.name} {'lacks' if self.uses_roi else 'has'} a roi input, "
                 f"but the manifest says uses_roi={self.uses_roi}"
             )
-        specs = {t.name: t.shape for t in self.manifest.graphs["decoder"].inputs}
+        specs = {t.name: t.shape for t in self.manifest.graphs["context"].inputs}
         self.channels = {name: specs[name][1] for name in FEATURE_NAMES if name in specs}
 
     @property
@@ -129,20 +134,27 @@ class Decoder:
                                      f"decoder takes {static}")
         check_finite(features, where)
 
-    def prepare(self, features: ImageFeatures) -> None:
-        """Compile for the canvas of ``features`` now (a no-op unless ``static_shapes``)."""
+    def image_inputs(self, features: ImageFeatures) -> dict[str, np.ndarray]:
+        """The decoder's per-image inputs: ``feat0`` and the context ``ctx0..ctx3`` (one context run).
+
+        With ``static_shapes`` the decoder is also compiled for this canvas now, not at the first click.
+        """
+        maps = features.decoder_inputs()
+        context = self.context.run({name: maps[name] for name in FEATURE_NAMES})
+        inputs = {FEATURE_NAMES[0]: maps[FEATURE_NAMES[0]], **{name: context[name] for name in CONTEXT_NAMES}}
         if isinstance(self.graph, SpecializedGraph):
-            shapes = {name: features.maps[name].shape for name in FEATURE_NAMES}
+            shapes = {name: value.shape for name, value in inputs.items()}
             shapes[REF_LABEL_INPUT] = (1, 1, *features.meta.padded_size)
             if self.uses_roi:
                 shapes[ROI_INPUT] = (1, 4)
             self.graph.prepare(shapes)
+        return inputs
 
     def run(self, feed: dict[str, np.ndarray], ref_label: np.ndarray, roi: Roi | None) -> np.ndarray:
         """One decoder pass.
 
         Args:
-            feed: ``feat0..feat3`` float32 (:meth:`ImageFeatures.decoder_inputs`).
+            feed: the image's inputs (:meth:`image_inputs`).
             ref_label: ``(1, 1, Hp, Wp)`` uint8 codes on the padded canvas.
             roi: ``(left, up, right, bottom)`` on the canvas, or None for the whole canvas (no zoom-in);
                 ignored by models without refine stages.
@@ -198,14 +210,13 @@ class ClickSession:
         if not isinstance(features, ImageFeatures):
             features = load_features(features, decoder.model_id)
         decoder.check(features)
-        decoder.prepare(features)
         if zoom_in and not decoder.uses_roi:
             raise ModelMismatchError("this model has no refine stages, so it cannot zoom in")
         self.decoder = decoder
         self.meta = features.meta
         self.zoom_in = decoder.uses_roi if zoom_in is None else bool(zoom_in)
         self.undo_cache = max(0, undo_cache)
-        self._feed = features.decoder_inputs()  # float32 once, not per click
+        self._feed = decoder.image_inputs(features)  # once per image, not per click
         self.height, self.width = self.meta.original_size
         self._model_size = self.meta.encoded_size
         self._zoom = decoder.manifest.zoom_in

@@ -46,8 +46,10 @@ EVAL_MAX_CLICKS: Final[int] = 20
 # Artifact file names inside an export folder.
 MANIFEST_NAME: Final[str] = "manifest.json"
 ENCODER_ONNX: Final[str] = "encoder.onnx"
+CONTEXT_ONNX: Final[str] = "context.onnx"
 DECODER_ONNX: Final[str] = "decoder.onnx"
 ENCODER_OV: Final[str] = "encoder.xml"
+CONTEXT_OV: Final[str] = "context.xml"
 DECODER_OV: Final[str] = "decoder.xml"
 DECODER_INT8_ONNX: Final[str] = "decoder.int8.onnx"
 DECODER_INT8_OV: Final[str] = "decoder.int8.xml"
@@ -55,10 +57,15 @@ DECODER_INT8_OV: Final[str] = "decoder.int8.xml"
 OPENVINO_RT_INFO_SECTION: Final[str] = "interformer_edge"
 
 # Export folder layout and graph signatures (shared by the exporter, the runtime, quantize and bench).
-MANIFEST_FORMAT_VERSION: Final[int] = 1
+# Version 2: the click side is two graphs, the per-image context and the per-click decoder.
+MANIFEST_FORMAT_VERSION: Final[int] = 2
 DEFAULT_OPSET: Final[int] = 17  # first opset with LayerNormalization; what ONNX Runtime on a Pi reliably runs
 IMAGE_INPUT: Final[str] = "image"  # (1, 3, H, W) float32, normalized RGB
 FEATURE_NAMES: Final[tuple[str, str, str, str]] = ("feat0", "feat1", "feat2", "feat3")
+# Per-image context of the click side: (1, N_i, 2 C_i) float32 key/value tokens of I-MSA stage i's first block.
+CONTEXT_NAMES: Final[tuple[str, str, str, str]] = ("ctx0", "ctx1", "ctx2", "ctx3")
+# The decoder's per-image inputs: the finest feature map and the context.
+CLICK_IMAGE_INPUTS: Final[tuple[str, ...]] = (FEATURE_NAMES[0], *CONTEXT_NAMES)
 REF_LABEL_INPUT: Final[str] = "ref_label"  # (1, 1, H, W) uint8 codes 0..4
 ROI_INPUT: Final[str] = "roi"  # (1, 4) int64 left, up, right, bottom (only for models with refine stages)
 LOGITS_OUTPUT: Final[str] = "logits"  # (1, 2, H, W) float32 at the padded size; mask = logits[1] > logits[0]

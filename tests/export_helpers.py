@@ -13,9 +13,16 @@ import torch
 from typer.testing import CliRunner
 
 from interformer_edge.export.cli import app
-from interformer_edge.models import ClickDecoder, ImageEncoder, build_interformer, load_interformer, preset
+from interformer_edge.models import (
+    ImageContext,
+    ImageEncoder,
+    build_interformer,
+    load_interformer,
+    preset,
+    upsample_logits,
+)
 from interformer_edge.runtime.metrics import mask_agreement, max_abs_diff
-from interformer_edge.runtime.spec import DECODER_ONNX, ENCODER_ONNX, PIXEL_MEAN, PIXEL_STD
+from interformer_edge.runtime.spec import CONTEXT_ONNX, DECODER_ONNX, ENCODER_ONNX, PIXEL_MEAN, PIXEL_STD
 
 GATE_SIZES = ((320, 480), (512, 512), (256, 1024))  # 256x1024 has exactly 32*32 = 1024 tokens
 SMALL = ((64, 96),)  # for tests about behaviour rather than accuracy
@@ -50,10 +57,12 @@ def normalized_image(height: int, width: int, seed: int) -> np.ndarray:
 
 
 def assert_onnx_matches_pytorch(out: Path, checkpoint: Path, uses_roi: bool) -> None:
-    """Independently of the exporter's gate: one encoder and one decoder file serve every size of GATE_SIZES."""
+    """Independently of the exporter's gate: one encoder, one context and one decoder file serve every size
+    of GATE_SIZES, and context + decoder give the logits of the whole PyTorch click side."""
     model = load_interformer(checkpoint)
-    encoder, decoder = ImageEncoder(model), ClickDecoder(model)
+    encoder, context = ImageEncoder(model), ImageContext(model)
     enc = ort.InferenceSession(str(out / ENCODER_ONNX), providers=["CPUExecutionProvider"])
+    ctx = ort.InferenceSession(str(out / CONTEXT_ONNX), providers=["CPUExecutionProvider"])
     dec = ort.InferenceSession(str(out / DECODER_ONNX), providers=["CPUExecutionProvider"])
     assert ("roi" in [i.name for i in dec.get_inputs()]) == uses_roi
     for index, (height, width) in enumerate(GATE_SIZES):
@@ -62,12 +71,18 @@ def assert_onnx_matches_pytorch(out: Path, checkpoint: Path, uses_roi: bool) -> 
         roi = np.asarray([[32, 0, width // 2 // 32 * 32, height - 32]], np.int64)
         with torch.no_grad():
             feats = encoder(torch.from_numpy(image))
-            logits = decoder(*feats, torch.from_numpy(ref), torch.from_numpy(roi) if uses_roi else None).numpy()
+            # The whole click side in one eager pass (no split into context and decoder).
+            logits = model.decode(feats, torch.from_numpy(ref), torch.from_numpy(roi) if uses_roi else None)
+            logits = upsample_logits(logits, height, width).numpy()
         onnx_feats = enc.run(None, {"image": image})
         for expected, actual in zip(feats, onnx_feats, strict=True):
             assert actual.shape == tuple(expected.shape)
             assert max_abs_diff(actual, expected.numpy()) <= 1e-3
-        feed = {f"feat{i}": f.numpy() for i, f in enumerate(feats)} | {"ref_label": ref}
+        onnx_context = ctx.run(None, {f"feat{i}": f.numpy() for i, f in enumerate(feats)})
+        for expected, actual in zip(context(*feats), onnx_context, strict=True):
+            assert actual.shape == tuple(expected.shape)
+            assert max_abs_diff(actual, expected.detach().numpy()) <= 1e-3
+        feed = {"feat0": feats[0].numpy(), "ref_label": ref} | {f"ctx{i}": c for i, c in enumerate(onnx_context)}
         if uses_roi:
             feed["roi"] = roi
         onnx_logits = dec.run(None, feed)[0]

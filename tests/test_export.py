@@ -37,6 +37,8 @@ from interformer_edge.models import load_interformer
 from interformer_edge.runtime.manifest import ManifestError, load_manifest
 from interformer_edge.runtime.metrics import logits_to_mask, mask_agreement, max_abs_diff
 from interformer_edge.runtime.spec import (
+    CONTEXT_ONNX,
+    CONTEXT_OV,
     DECODER_ONNX,
     DECODER_OV,
     ENCODER_ONNX,
@@ -87,7 +89,8 @@ def test_api_export_passes_gate_and_writes_a_truthful_manifest(
     assert set(data["tools"]) >= {"torch", "onnx", "onnxruntime", "openvino", "onnxslim", "interformer_edge"}
     # Every artifact is listed with its true size and hash, and nothing else lies around.
     listed = {f["name"]: f for f in data["files"]}
-    assert set(listed) == {ENCODER_ONNX, DECODER_ONNX, ENCODER_OV, DECODER_OV, "encoder.bin", "decoder.bin"}
+    assert set(listed) == {ENCODER_ONNX, CONTEXT_ONNX, DECODER_ONNX, ENCODER_OV, CONTEXT_OV, DECODER_OV,
+                           "encoder.bin", "context.bin", "decoder.bin"}
     for name, entry in listed.items():
         assert entry["size"] == (out / name).stat().st_size and entry["sha256"] == sha256(out / name)
     assert sorted(p.name for p in out.iterdir()) == sorted([*listed, MANIFEST_NAME])
@@ -95,7 +98,9 @@ def test_api_export_passes_gate_and_writes_a_truthful_manifest(
     enc, dec = manifest.graphs["encoder"], manifest.graphs["decoder"]
     assert enc.inputs[0].shape == (1, 3, "H", "W")
     assert enc.outputs[0].shape == (1, 32, "H/4", "W/4")
-    assert dec.input_names() == ["feat0", "feat1", "feat2", "feat3", "ref_label"]
+    assert manifest.graphs["context"].input_names() == ["feat0", "feat1", "feat2", "feat3"]
+    assert manifest.graphs["context"].outputs[0].shape == (1, "ctx0_tokens", 64)
+    assert dec.input_names() == ["feat0", "ctx0", "ctx1", "ctx2", "ctx3", "ref_label"]
     assert dec.outputs[0].shape == (1, 2, "H", "W")
     # The gate covered every size for every output of both backends.
     checks = manifest.parity.checks
@@ -158,8 +163,8 @@ def test_broken_simplification_falls_back_to_traced_graph(
         """A "simplifier" that keeps the encoder as it is and damages the decoder's classifier."""
         slim = onnx.ModelProto()
         slim.CopyFrom(proto)
-        if any(n.op_type == "OneHot" for n in slim.graph.node):
-            init = next(i for i in slim.graph.initializer if i.name.endswith("conv_seg.weight"))
+        init = next((i for i in slim.graph.initializer if i.name.endswith("conv_seg.weight")), None)
+        if init is not None:  # only the decoder holds the classifier
             init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) + 1.0, init.name))
         return slim
 
@@ -167,7 +172,7 @@ def test_broken_simplification_falls_back_to_traced_graph(
     result = run_export(ExportOptions(checkpoint=checkpoints["light"], out_dir=tmp_path / "fb", formats=("onnx",),
                                       gate=GateSettings(SMALL)))
     assert result.passed
-    assert result.manifest.onnx_simplified == {"encoder": True, "decoder": False}
+    assert result.manifest.onnx_simplified == {"encoder": True, "context": True, "decoder": False}
     assert any("unsimplified" in w for w in result.warnings)
     assert read_metadata(tmp_path / "fb" / DECODER_ONNX)["simplified"] == "false"
 
@@ -181,7 +186,7 @@ def test_static_graphs_reject_other_sizes(checkpoints: dict[str, Path], tmp_path
     assert result.exit_code == 0, result.output
     manifest = load_manifest(out)
     assert manifest.static_size == (64, 96) and manifest.parity.sizes == ("64x96",)
-    assert manifest.graphs["decoder"].inputs[4].shape == (1, 1, 64, 96)
+    assert manifest.graphs["decoder"].inputs[5].shape == (1, 1, 64, 96)
     enc = ort.InferenceSession(str(out / ENCODER_ONNX), providers=["CPUExecutionProvider"])
     assert enc.get_outputs()[0].shape == [1, 32, 16, 24]
     enc.run(None, {"image": normalized_image(64, 96, 0)})

@@ -37,7 +37,7 @@ def test_cli_export_of_refine_model(tiny_cli: tuple[object, Path, Path]) -> None
     assert manifest.zoom_in.uses_roi
     roi = manifest.graphs["decoder"].inputs[-1]
     assert (roi.name, roi.dtype, roi.shape) == ("roi", "int64", (1, 4))
-    assert manifest.parity.passed and manifest.onnx_simplified == {"encoder": False, "decoder": False}
+    assert manifest.parity.passed and manifest.onnx_simplified == {"encoder": False, "context": False, "decoder": False}
     assert read_metadata(out / DECODER_ONNX)["uses_roi"] == "true"
 
 

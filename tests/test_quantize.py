@@ -74,6 +74,7 @@ def test_calibration_sessions_feed_real_decoder_inputs(tiny_export: Path, folder
     assert {s.image_name for s in samples} == {i.name for i in images}
     for sample in samples:
         feed = sample.feed()
+        assert sorted(feed) == sorted(decoder.graph.input_names)  # feat0 and the context, not feat0..feat3
         assert feed["ref_label"].dtype == np.uint8 and feed["ref_label"].shape == (1, 1, 64, 96)
         assert set(np.unique(feed["ref_label"])) <= set(range(5))
         assert (feed["ref_label"] == REF_FOREGROUND).any()  # every session starts with a positive click

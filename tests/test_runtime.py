@@ -318,7 +318,7 @@ print(" ".join(names))
 def test_decoder_output_is_logits_at_the_padded_size(features: ImageFeatures, light: tuple[Encoder, Decoder]) -> None:
     decoder = light[1]
     ref = np.full((1, 1, 96, 96), 2, np.uint8)
-    logits = decoder.graph.run({**features.decoder_inputs(), "ref_label": ref})[LOGITS_OUTPUT]
+    logits = decoder.graph.run({**decoder.image_inputs(features), "ref_label": ref})[LOGITS_OUTPUT]
     assert logits.shape == (1, 2, 96, 96) and logits.dtype == np.float32
 
 
