@@ -3,8 +3,8 @@
 One background thread runs the encoder: a request for an image that is not cached jumps the queue;
 :meth:`FeatureCache.prefetch` queues the next images behind it (X-AnyLabeling pre-encodes the next 7
 and keeps 10; here the defaults are 7 ahead and a memory budget that holds far more than 10 at the
-default size). Features are kept as float32 ``feat0..feat3`` ``(1, C_i, Hp/s_i, Wp/s_i)``, the form the
-decoder eats, so every click session of an image shares one copy.
+default size). Features are kept as float32 ``feat0..feat3`` ``(1, C_i, Hp/s_i, Wp/s_i)``, the form the click
+side (its per-image context graph) eats, so every click session of an image shares one copy.
 """
 
 from __future__ import annotations

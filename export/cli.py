@@ -84,11 +84,12 @@ def main(
         help="Threads for ONNX Runtime/OpenVINO during the gate. Default: theirs.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the gate verdict.")] = False,
 ) -> None:
-    """Export an InterFormer checkpoint as two graphs with manifest.json, behind a parity gate.
+    """Export an InterFormer checkpoint as three graphs with manifest.json, behind a parity gate.
 
-    encoder.onnx: image (1, 3, H, W) → feat0..feat3, once per image. decoder.onnx: feat0..feat3 +
+    encoder.onnx: image (1, 3, H, W) → feat0..feat3, once per image. context.onnx: feat0..feat3 →
+    ctx0..ctx3 (the click side's per-image part), once per image. decoder.onnx: feat0 + ctx0..ctx3 +
     ref_label (1, 1, H, W) uint8 [+ roi (1, 4) int64 for models with refine stages] → logits (1, 2, H, W),
-    once per click. Plus OpenVINO IR of both. The gate compares PyTorch, ONNX Runtime and OpenVINO.
+    once per click. Plus OpenVINO IR of each. The gate compares PyTorch, ONNX Runtime and OpenVINO.
 
     Exit status: 0 ok; 2 bad input (nothing is written); 3 parity gate failed (files and manifest are
     written, the manifest records the failure); 1 a crash.
