@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from interformer_edge.runtime.dataset import EvalDataset, Sample
-from interformer_edge.runtime.evaluation import Roi, SessionResult, iou, run_session, summarize
+from interformer_edge.runtime.evaluation import MIOU_AT_CLICKS, Roi, SessionResult, iou, run_session, summarize
 from interformer_edge.runtime.features import ImageFeatures
 from interformer_edge.runtime.preprocess import pad_ref_label
 from interformer_edge.runtime.session import Decoder
@@ -34,7 +34,6 @@ from .configs import BenchConfig
 
 # (H, W) uint8 reference label at the image size, roi on the padded canvas or None → (2, H, W) float32 logits.
 LogitsFn = Callable[[np.ndarray, Roi | None], np.ndarray]
-MIOU_AT: tuple[int, ...] = (1, 3, 5)
 
 
 def runtime_logits(decoder: Decoder, features: ImageFeatures) -> LogitsFn:
@@ -192,6 +191,6 @@ def _evaluate_object(sample: Sample, everyone: list[Participant], tallies: dict[
 def _quality(sessions: list[SessionResult], clicks: int) -> dict[str, Any]:
     if not sessions:
         return {}
-    summary = summarize(sessions, at_clicks=[k for k in MIOU_AT if k <= clicks])
+    summary = summarize(sessions, at_clicks=[k for k in MIOU_AT_CLICKS if k <= clicks])
     summary.pop("sessions", None)
     return summary

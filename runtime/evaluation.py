@@ -34,6 +34,8 @@ from .spec import (
 Roi = tuple[int, int, int, int]
 Predictor = Callable[[np.ndarray, Roi | None], np.ndarray]
 IOU_THRESHOLDS = (0.85, 0.90)
+# The clicks at which mIoU@k is reported.
+MIOU_AT_CLICKS: tuple[int, ...] = (1, 3, 5)
 
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -83,6 +85,7 @@ def run_session(
     zoom_start: int = ZOOM_START_CLICK,
     inner_radius: int = CLICK_INNER_RADIUS,
     outer_radius: int = CLICK_OUTER_RADIUS,
+    stop_after: int | None = None,
 ) -> SessionResult:
     """Click ``max_clicks`` times with the automatic clicker and record the IoU after each click.
 
@@ -90,6 +93,11 @@ def run_session(
     reference label, (optionally) zoom in from click ``zoom_start`` on, predict, then let the
     prediction update the soft labels. When the clicker has nothing left to correct, the
     prediction cannot change any more and the last IoU is repeated.
+
+    ``stop_after``: stop early once at least this many clicks are made and the IoU has reached the
+    highest of :data:`IOU_THRESHOLDS`; the remaining entries repeat the last IoU. NoC@85/90 and
+    mIoU@k for ``k <= stop_after`` are then those of the full session (a NoC is fixed by the first
+    click that reaches its threshold); the later IoUs and ``clicks`` are not.
     """
     gt = np.asarray(gt, dtype=bool)
     ref_label = initial_ref_label(gt.shape)
@@ -106,11 +114,15 @@ def run_session(
         roi = zoom_roi_padded(pred, ref_label) if zoom_in and step >= zoom_start else None
         pred = np.asarray(predict(ref_label, roi), dtype=bool)
         result.ious.append(iou(pred, gt))
+        if stop_after is not None and step + 1 >= stop_after and result.ious[-1] >= max(IOU_THRESHOLDS):
+            result.ious.extend([result.ious[-1]] * (max_clicks - step - 1))
+            break
         ref_label = update_ref_label_with_prediction(ref_label, pred)
     return result
 
 
-def summarize(results: Sequence[SessionResult], at_clicks: Iterable[int] = (1, 3, 5)) -> dict[str, float | list[float]]:
+def summarize(results: Sequence[SessionResult],
+              at_clicks: Iterable[int] = MIOU_AT_CLICKS) -> dict[str, float | list[float]]:
     """mIoU@k (for the ``at_clicks`` within the click budget), NoC@85/90 and the mean IoU-per-click
     curve over sessions."""
     if not results:

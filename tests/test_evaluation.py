@@ -54,6 +54,35 @@ def test_clicks_follow_errors_of_a_painting_predictor() -> None:
         assert 0 <= left < right <= 96 and 0 <= up < bottom <= 96  # padded canvas of 70x90
 
 
+def test_a_session_stopped_early_keeps_its_noc_and_miou() -> None:
+    """A predictor that paints its definite foreground, then nearly the whole object from the third call
+    on (a corner stays wrong, so the clicker keeps clicking): the session may stop at 90 % IoU once past
+    ``stop_after`` clicks, with the full session's NoC and mIoU."""
+    gt = square_gt()
+    nearly = gt.copy()
+    ys, xs = np.nonzero(gt)
+    nearly[ys.min() : ys.min() + 3, xs.min() : xs.min() + 3] = False
+
+    def run(stop_after: int | None) -> tuple[list[float], int]:
+        calls = []
+
+        def predict(ref: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:
+            calls.append(1)
+            return nearly if len(calls) >= 3 else ref == REF_FOREGROUND
+
+        result = run_session(predict, gt, max_clicks=12, stop_after=stop_after)
+        return result.ious, len(calls)
+
+    full, full_calls = run(None)
+    assert full_calls == 12 and 0.9 <= full[2] < 1.0 and full[1] < 0.85
+    for stop_after, calls in ((1, 3), (5, 5)):
+        ious, made = run(stop_after)
+        assert made == calls and len(ious) == 12
+        summary, reference = summarize([SessionResult(ious=ious)]), summarize([SessionResult(ious=full)])
+        assert {k: summary[k] for k in ("noc@85", "noc@90", "miou@1", "miou@3", "miou@5")} == {
+            k: reference[k] for k in ("noc@85", "noc@90", "miou@1", "miou@3", "miou@5")}
+
+
 def test_never_reaching_the_threshold_counts_the_whole_budget() -> None:
     gt = square_gt()
     result = run_session(lambda ref, roi: np.zeros_like(gt), gt, max_clicks=5)
