@@ -102,8 +102,8 @@ class PoolingAttention(nn.Module):
         out = out.reshape(batch, channels, height, width)
         return F.conv2d(out, self.proj.weight[:, :, None, None], self.proj.bias)
 
-    def forward(self, x: Tensor, kv: Tensor) -> Tensor:
-        return self.attend(x, self.keys_values(kv))
+    def forward(self, x: Tensor, keys_values: Tensor) -> Tensor:
+        return self.attend(x, keys_values)
 
 
 class InvertedBottleneck(nn.Sequential):
@@ -138,13 +138,15 @@ class PoolingBlock(nn.Module):
         """The part that depends on ``kv`` ``(B, C, H, W)`` only: key/value tokens ``(B, N, 2C)``."""
         return self.attn.keys_values(self.norm_kv(kv))
 
-    def step(self, x: Tensor, context: Tensor) -> Tensor:
-        """The block on ``x`` ``(B, C, h, w)`` given the key/value tokens of :meth:`context`."""
-        x = x + self.drop_path(self.attn.attend(self.norm1(x), context))
+    def forward(self, x: Tensor, kv: Tensor | None = None, context: Tensor | None = None) -> Tensor:
+        """The block on ``x`` ``(B, C, h, w)`` with keys/values from the map ``kv`` or, computed before,
+        its :meth:`context`."""
+        if context is None:
+            if kv is None:
+                raise ValueError("a pooling block needs its key/value map or its context")
+            context = self.context(kv)
+        x = x + self.drop_path(self.attn(self.norm1(x), context))
         return x + self.drop_path(self.mlp(self.norm2(x)))
-
-    def forward(self, x: Tensor, kv: Tensor) -> Tensor:
-        return self.step(x, self.context(kv))
 
 
 def _half_ceil(size: Tensor | int) -> Tensor | int:
@@ -196,7 +198,7 @@ class CoarseStage(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         """``x`` ``(B, C, H, W)`` and :meth:`context` → (input of the next stage, this stage's output), both maps."""
-        x = self.blocks[0].step(x, context)
+        x = self.blocks[0](x, context=context)
         for block in self.blocks[1:]:
             x = block(x, x)
         next_input = x if self.downsample is None else self.downsample(x)

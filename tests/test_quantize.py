@@ -14,7 +14,7 @@ from PIL import Image
 from quantize_helpers import calibration_and_heldout, copy_export, snapshot
 from typer.testing import CliRunner
 
-from interformer_edge.quantize import GateThresholds, QuantizeOptions, calibration, gate, run_quantize
+from interformer_edge.quantize import GateThresholds, QuantizeOptions, calibration, gate, onnxrt, run_quantize
 from interformer_edge.quantize.cli import EXIT_BAD_INPUT, app
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
 from interformer_edge.runtime.cpu import CPU_CLASSES, host_cpu
@@ -61,6 +61,15 @@ def activation_types(path: Path) -> set[int]:
 
 
 # ------------------------------------------------------------------------------------ calibration
+
+
+def test_default_float_layers_name_layers_of_the_exported_decoder(light_export: Path) -> None:
+    """The default patterns keep stage 0's first MLP in float: its three convolutions, by their exported names."""
+    from interformer_edge.quantize.pipeline import DEFAULT_KEEP_FLOAT
+
+    layers = onnxrt.quantizable_layers(onnx.load(light_export / "decoder.onnx"))
+    kept = onnxrt.matching_layers(layers, DEFAULT_KEEP_FLOAT)
+    assert sorted(kept) == [f"/neck/stages.0/blocks.0/mlp/mlp.{i}/Conv" for i in (0, 2, 4)], kept
 
 
 def test_calibration_sessions_feed_real_decoder_inputs(tiny_export: Path, folders: tuple[Path, Path]) -> None:
