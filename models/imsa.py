@@ -95,9 +95,12 @@ class PoolingAttention(nn.Module):
         # (B, heads, head_dims, N): small, one column per pooled token.
         key = key.reshape(batch, -1, self.num_heads, head_dims).permute(0, 2, 3, 1)
         value = value.reshape(batch, -1, self.num_heads, head_dims).permute(0, 2, 3, 1)
-        query = F.conv2d(x, self.query_proj.weight[:, :, None, None], self.query_proj.bias)
+        # The softmax scale goes into the query projection: one multiply of C x C weights, not of the
+        # (h*w, N) scores.
+        weight, bias = self.query_proj.weight * self.scale, self.query_proj.bias * self.scale
+        query = F.conv2d(x, weight[:, :, None, None], bias)
         query = query.reshape(batch, self.num_heads, head_dims, height * width)  # (B, heads, head_dims, h*w)
-        attn = (query.transpose(-2, -1) @ key) * self.scale  # (B, heads, h*w, N)
+        attn = query.transpose(-2, -1) @ key  # (B, heads, h*w, N)
         out = value @ attn.softmax(dim=-1).transpose(-2, -1)  # (B, heads, head_dims, h*w)
         out = out.reshape(batch, channels, height, width)
         return F.conv2d(out, self.proj.weight[:, :, None, None], self.proj.bias)
