@@ -5,9 +5,11 @@
   their ONNX shapes) and every Conv, MatMul and Gemm contributes ``2 x`` its multiply-adds, read off
   the shapes it actually ran with. Everything else (norms, softmax, resizes, gathers, layout) counts
   zero: the floor is the time the multiply-adds alone would take.
-* **Peak** is measured in the same run: a 1024 x 1024 x 1024 matrix product through ONNX Runtime's
-  CPU kernels at the row's thread count, float32 (``MatMul``) and 8-bit (``MatMulInteger``, uint8
-  activations x int8 weights, the kernels the INT8 decoders use); the best of several runs.
+* **Peak** is measured in the same run: a 1024 x 1024 x 1024 matrix product at the row's thread
+  count, the best of several runs: float32 through ONNX Runtime's ``MatMul`` and OpenVINO's (the
+  faster of the two), 8-bit through ONNX Runtime's ``MatMulInteger`` (uint8 activations x int8
+  weights, the kernels the INT8 decoders use), bfloat16 through OpenVINO with its bf16 hint (the
+  precision of OpenVINO's default rows on a bf16 CPU).
 * **Efficiency** = floor time / measured p50, floor time = FLOPs / peak of the row's precision.
 """
 
@@ -17,7 +19,7 @@ import importlib.util
 import json
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,8 @@ from interformer_edge.runtime.manifest import Manifest
 
 GEMM_SIDE = 1024
 PEAK_RUNS = 7
-# Precisions with a measured peak; a row computing in another precision (bf16, fp16) gets no floor.
-PEAK_PRECISIONS = ("fp32", "int8")
+# Precisions with a measured peak; a row computing in another precision (fp16) gets no floor.
+PEAK_PRECISIONS = ("fp32", "int8", "bf16")
 _COUNTED = {"Conv", "MatMul", "Gemm"}
 _PROFILE_SUFFIX = "_kernel_time"
 
@@ -99,7 +101,32 @@ def _weight_shapes(model: Any) -> dict[str, list[int]]:
 
 
 def gemm_peak_gflops(threads: int, precision: str, side: int = GEMM_SIDE, runs: int = PEAK_RUNS) -> float:
-    """Best GFLOP/s of a ``side``-cubed matrix product through ONNX Runtime at ``threads`` threads."""
+    """Best GFLOP/s of a ``side``-cubed matrix product at ``threads`` threads (see the module docstring)."""
+    if precision not in PEAK_PRECISIONS:
+        raise ValueError(f"no peak for precision {precision!r}; measured: {', '.join(PEAK_PRECISIONS)}")
+    has_openvino = "openvino" in installed_backends()
+    if precision == "bf16":
+        if not has_openvino:
+            raise ValueError("the bf16 peak is measured with OpenVINO, which is not installed")
+        seconds = _openvino_gemm_seconds(threads, "bf16", side, runs)
+    else:
+        seconds = _onnxruntime_gemm_seconds(threads, precision, side, runs)
+        if precision == "fp32" and has_openvino:
+            seconds = min(seconds, _openvino_gemm_seconds(threads, "f32", side, runs))
+    return 2.0 * side**3 / seconds / 1e9
+
+
+def _best_seconds(run: Callable[[], object], runs: int) -> float:
+    run()
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _onnxruntime_gemm_seconds(threads: int, precision: str, side: int, runs: int) -> float:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -109,13 +136,11 @@ def gemm_peak_gflops(threads: int, precision: str, side: int = GEMM_SIDE, runs: 
         node = helper.make_node("MatMul", ["a", "w"], ["y"])
         a_type, y_type = TensorProto.FLOAT, TensorProto.FLOAT
         a = rng.standard_normal((side, side)).astype(np.float32)
-    elif precision == "int8":
+    else:
         weight = numpy_helper.from_array(rng.integers(-64, 65, (side, side)).astype(np.int8), "w")
         node = helper.make_node("MatMulInteger", ["a", "w"], ["y"])
         a_type, y_type = TensorProto.UINT8, TensorProto.INT32
         a = rng.integers(0, 256, (side, side)).astype(np.uint8)
-    else:
-        raise ValueError(f"no peak for precision {precision!r}; measured: {', '.join(PEAK_PRECISIONS)}")
     graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("a", a_type, [side, side])],
                               [helper.make_tensor_value_info("y", y_type, [side, side])], [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -124,13 +149,25 @@ def gemm_peak_gflops(threads: int, precision: str, side: int = GEMM_SIDE, runs: 
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    session.run(None, {"a": a})
-    best = float("inf")
-    for _ in range(runs):
-        started = time.perf_counter()
-        session.run(None, {"a": a})
-        best = min(best, time.perf_counter() - started)
-    return 2.0 * side**3 / best / 1e9
+    return _best_seconds(lambda: session.run(None, {"a": a}), runs)
+
+
+def _openvino_gemm_seconds(threads: int, hint: str, side: int, runs: int) -> float:
+    """A float32 product compiled with OpenVINO's ``hint`` (``f32``/``bf16``), as the decoder rows are."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from interformer_edge.runtime.backends import openvino_core
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((side, side)).astype(np.float32)
+    parameter = ops.parameter([side, side], np.float32, name="a")
+    weight = ops.constant(rng.standard_normal((side, side)).astype(np.float32))
+    model = ov.Model([ops.matmul(parameter, weight, False, False)], [parameter], "gemm")
+    config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": str(threads),
+              "INFERENCE_PRECISION_HINT": hint}
+    request = openvino_core().compile_model(model, "CPU", config).create_infer_request()
+    return _best_seconds(lambda: request.infer({0: a}), runs)
 
 
 def floor_entry(flops: int | None, peak_gflops: float | None, p50_ms: float) -> dict[str, float] | None:

@@ -252,10 +252,11 @@ def latency_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchC
 
 
 def floor_precision(row: dict[str, Any]) -> str | None:
-    """Which measured peak bounds a row: ``int8`` for INT8 decoders, ``fp32`` for float32 compute, else None."""
+    """Which measured peak bounds a row: ``int8`` for INT8 decoders, ``fp32`` / ``bf16`` for float compute in
+    that type, else None."""
     if row["variant"] == "int8":
         return "int8"
-    return "fp32" if row["computes_in"] == "f32" else None
+    return {"f32": "fp32", "bf16": "bf16"}.get(row["computes_in"])
 
 
 def _add_floors(rows: list[dict[str, Any]], manifest: Manifest, click_inputs: dict[tuple[int, int], dict[str, Any]],

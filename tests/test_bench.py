@@ -131,8 +131,8 @@ def test_report_has_machine_facts_and_every_latency_row(full_run: tuple[dict, Pa
             assert 0 < stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"] <= stats["max_ms"]
     # the INT8 variant runs the FP32 encoder: measured once, shared
     assert all(r["encoder_shared_with"] == "fp32" for r in runtime_rows if r["precision"] == "int8")
-    # every float32 and int8 row has its floor: the same FLOPs per size, a peak per precision and threads
-    floored = [r for r in rows if r["variant"] == "int8" or r["computes_in"] == "f32"]
+    # every float32, bf16 and int8 row has its floor: the same FLOPs per size, a peak per precision and threads
+    floored = [r for r in rows if r["variant"] == "int8" or r["computes_in"] in ("f32", "bf16")]
     assert floored and all(r["floor"]["gflop"] > 0 and r["floor"]["efficiency"] > 0 for r in floored)
     for size in SIZES:
         assert len({r["floor"]["gflop"] for r in floored if r["size"] == size}) == 1
@@ -161,8 +161,9 @@ def test_flops_are_counted_from_the_shapes_each_layer_ran_with(tmp_path: Path) -
         conv + depthwise + matmul == 38400
     assert floor.gemm_peak_gflops(1, "fp32", side=128, runs=2) > 0
     assert floor.gemm_peak_gflops(1, "int8", side=128, runs=2) > 0
+    assert floor.gemm_peak_gflops(1, "bf16", side=128, runs=2) > 0  # OpenVINO (f32 where the CPU has no bf16)
     with pytest.raises(ValueError, match="no peak"):
-        floor.gemm_peak_gflops(1, "bf16")
+        floor.gemm_peak_gflops(1, "fp16")
     assert floor.floor_entry(2 * 10**9, 100.0, 40.0) == {"gflop": 2.0, "peak_gflops": 100.0, "floor_ms": 20.0,
                                                           "efficiency": 0.5}
 
