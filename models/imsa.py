@@ -272,12 +272,14 @@ class IMSA(nn.Module):
         The official code embeds at full resolution and then resizes bilinearly to a quarter. Both
         steps are linear, and a 4x bilinear reduction (half-pixel centres) averages exactly the pixels
         at rows/columns ``4i+1`` and ``4i+2`` with weight 1/4 each: so the same values come from
-        four quarter-resolution samples of the label, looked up and averaged.
+        four quarter-resolution samples of the label (their one-hot counts, a quarter each, times
+        the embedding table; a matrix product rather than a table lookup, whose gradient would be
+        accumulated in a thread-dependent order).
         """
-        rows = [ref_label[:, 0, dy::4, dx::4].long() for dy in (1, 2) for dx in (1, 2)]  # 4 x (B, H/4, W/4)
-        table = self.patch_embed
-        embedded = (table[rows[0]] + table[rows[1]] + table[rows[2]] + table[rows[3]]) * 0.25  # (B, H/4, W/4, C)
-        return level0 + embedded.permute(0, 3, 1, 2)
+        samples = [ref_label[:, 0, dy::4, dx::4].long() for dy in (1, 2) for dx in (1, 2)]  # 4 x (B, H/4, W/4)
+        counts = sum(F.one_hot(sample, NUM_REF_LABELS) for sample in samples)  # (B, H/4, W/4, 5)
+        weights = counts.to(level0.dtype) * 0.25
+        return level0 + torch.einsum("bhwk,kc->bchw", weights, self.patch_embed)
 
     def image_context(self, features: tuple[Tensor, ...] | list[Tensor]) -> list[Tensor]:
         """What the neck computes from the features alone, once per image: per stage ``i`` the first
