@@ -330,7 +330,7 @@ def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
                 "floor / p50 is the share of the peak the row reaches.", "",
                 _md_table(latency_table(report["latency"]))]
         floors = {r["size"]: r["floor"] for r in report["latency"] if r.get("floor")}
-        peaks = sorted({(r["threads"], "int8" if r["variant"] == "int8" else "fp32", r["floor"]["peak_gflops"])
+        peaks = sorted({(r["threads"], r["floor"]["peak_precision"], r["floor"]["peak_gflops"])
                         for r in report["latency"] if r.get("floor")})
         if floors:
             sizes = ", ".join(f"{size} {f['gflop']} GFLOP" for size, f in floors.items())

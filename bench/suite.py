@@ -274,6 +274,8 @@ def _add_floors(rows: list[dict[str, Any]], manifest: Manifest, click_inputs: di
             peaks[row["threads"], precision] = floor.gemm_peak_gflops(row["threads"], precision)
         peak = peaks.get((row["threads"], precision)) if precision is not None else None
         row["floor"] = floor.floor_entry(flops.get(row["size"]), peak, row["decoder"]["p50_ms"])
+        if row["floor"] is not None:
+            row["floor"]["peak_precision"] = precision
 
 
 def _row(config: BenchConfig, threads: int, size: tuple[int, int], enc: Stats, dec: Stats, load_s: float | None,

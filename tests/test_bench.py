@@ -134,6 +134,8 @@ def test_report_has_machine_facts_and_every_latency_row(full_run: tuple[dict, Pa
     # every float32, bf16 and int8 row has its floor: the same FLOPs per size, a peak per precision and threads
     floored = [r for r in rows if r["variant"] == "int8" or r["computes_in"] in ("f32", "bf16")]
     assert floored and all(r["floor"]["gflop"] > 0 and r["floor"]["efficiency"] > 0 for r in floored)
+    assert all(r["floor"]["peak_precision"] == ("int8" if r["variant"] == "int8" else
+                                                {"f32": "fp32", "bf16": "bf16"}[r["computes_in"]]) for r in floored)
     for size in SIZES:
         assert len({r["floor"]["gflop"] for r in floored if r["size"] == size}) == 1
     small, large = ({r["floor"]["gflop"] for r in floored if r["size"] == s}.pop() for s in SIZES)
