@@ -43,7 +43,8 @@ def pooled_size_table(target: int, ratios: tuple[int, ...], max_size: int) -> Te
 
 
 class PoolingAttention(nn.Module):
-    """Queries from ``x`` ``(B, C, h, w)``; keys/values from ``kv`` ``(B, C, H, W)`` max-pooled at several ratios."""
+    """Queries from ``x`` ``(B, C, h, w)``; keys/values from a map ``(B, C, H, W)`` max-pooled at several ratios
+    (:meth:`keys_values`, which :meth:`forward` takes precomputed)."""
 
     def __init__(self, target: int, max_size: int, embed_dims: int, num_heads: int, ratios: tuple[int, ...]) -> None:
         super().__init__()
@@ -82,7 +83,7 @@ class PoolingAttention(nn.Module):
             pooled.append(level.flatten(2).transpose(1, 2))
         return self.key_value_proj(self.norm(torch.cat(pooled, dim=1)))
 
-    def attend(self, x: Tensor, keys_values: Tensor) -> Tensor:
+    def forward(self, x: Tensor, keys_values: Tensor) -> Tensor:
         """Queries from ``x`` ``(B, C, h, w)`` over ``keys_values`` ``(B, N, 2C)`` → ``(B, C, h, w)``.
 
         The map stays channels-first throughout: the projections are 1x1 convolutions with the Linear
@@ -104,9 +105,6 @@ class PoolingAttention(nn.Module):
         out = value @ attn.softmax(dim=-1).transpose(-2, -1)  # (B, heads, head_dims, h*w)
         out = out.reshape(batch, channels, height, width)
         return F.conv2d(out, self.proj.weight[:, :, None, None], self.proj.bias)
-
-    def forward(self, x: Tensor, keys_values: Tensor) -> Tensor:
-        return self.attend(x, keys_values)
 
 
 class InvertedBottleneck(nn.Sequential):
