@@ -12,6 +12,8 @@ fp16       the exported decoder                ``f16`` (only where the CPU suppo
 default    the exported decoder                the device's own default (``"device"``): what an
                                                unconfigured OpenVINO app gets (bf16 on AVX512-BF16/
                                                AMX x86, f16 on Cortex-A76 class ARM)
+int8-      ``decoder.int8.*``                  the device's default for the layers kept in float
+default                                        (a row only where that default is not f32)
 =========  ==================================  =====================================================
 
 Any other quantized variant the manifest lists is a precision of its own, like ``int8``. The encoder
@@ -33,6 +35,8 @@ from interformer_edge.runtime.manifest import BASE_PRECISION, Manifest
 PYTORCH = "pytorch"  # the eager baseline's backend name in reports
 HINT_PRECISIONS: dict[str, str] = {"bf16": "bf16", "fp16": "f16"}  # row precision → OpenVINO hint
 DEFAULT_PRECISION = "default"
+# Suffix of a quantized variant run with OpenVINO's device default for its float layers ("int8-default").
+DEFAULT_SUFFIX = "-" + DEFAULT_PRECISION
 # What OPTIMIZATION_CAPABILITIES must list for a hint row to be meaningful (else OpenVINO falls back).
 HINT_CAPABILITY: dict[str, str] = {"bf16": "BF16", "f16": "FP16"}
 
@@ -82,14 +86,19 @@ class Skipped:
 
 def known_precisions(manifest: Manifest) -> list[str]:
     """Every precision name this export can be asked for (existing or not on this machine)."""
-    names = [*manifest.precisions("decoder"), "int8", *HINT_PRECISIONS, DEFAULT_PRECISION]
+    names = [*manifest.precisions("decoder"), "int8", *HINT_PRECISIONS, DEFAULT_PRECISION,
+             *_quantized_defaults(manifest), "int8" + DEFAULT_SUFFIX]
     return list(dict.fromkeys(names))
+
+
+def _quantized_defaults(manifest: Manifest) -> list[str]:
+    return [v + DEFAULT_SUFFIX for v in manifest.precisions("decoder") if v != BASE_PRECISION]
 
 
 def default_precisions(manifest: Manifest) -> list[str]:
     """The rows of a plain ``interformer-bench``: every decoder precision the export has, plus what
-    OpenVINO's device default gives."""
-    return [*manifest.precisions("decoder"), DEFAULT_PRECISION]
+    OpenVINO's device default gives, for the exported decoder and for each quantized one."""
+    return [*manifest.precisions("decoder"), DEFAULT_PRECISION, *_quantized_defaults(manifest)]
 
 
 def openvino_facts() -> dict[str, Any]:
@@ -161,6 +170,17 @@ def plan_configs(
                 configs.append(BenchConfig(backend, precision, variant=precision, computes_in=computes))
             elif precision == "int8":
                 skip("the export has no int8 decoder (interformer-quantize adds it)")
+            elif precision.endswith(DEFAULT_SUFFIX) and precision != DEFAULT_PRECISION:
+                variant = precision[: -len(DEFAULT_SUFFIX)]
+                if variant not in variants or fmt not in manifest.files_of("decoder", variant):
+                    skip(f"the export has no {fmt} {variant} decoder")
+                elif backend != "openvino":
+                    skip(f"{backend} computes in the graph's own types (no precision hint): the {variant} row")
+                elif device_default == "f32":
+                    skip(f"OpenVINO's device default here is f32: the {variant} row")
+                else:
+                    configs.append(BenchConfig(backend, precision, variant=variant, hint="device",
+                                               computes_in=f"{variant} (float layers {device_default})"))
             elif precision in HINT_PRECISIONS or precision == DEFAULT_PRECISION:
                 if backend != "openvino":
                     skip(f"{backend} computes in the graph's own types (no precision hint): "

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from interformer_edge.bench import floor
 from interformer_edge.bench.cli import EXIT_BAD_INPUT, app
+from interformer_edge.bench.configs import plan_configs
 from interformer_edge.bench.latency import TimingPolicy, measure
 from interformer_edge.bench.report import int8_target_text
 from interformer_edge.runtime.cpu import cpu_model, isa_flags, read_cpuinfo
@@ -92,6 +93,24 @@ def full_run(light_export: Path, dataset: Path, tmp_path_factory: pytest.TempPat
                                  "--no-static-shapes", *FAST)
     assert code == 0, stdout + stderr
     return json.loads((out / "report.json").read_text()), out, export
+
+
+def test_int8_with_the_device_default_is_a_row_only_where_that_default_is_not_f32(
+        light_export: Path, tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    shutil.copytree(light_export, export)
+    add_fake_int8(export)
+    manifest = load_manifest(export)
+    backends, precisions = ["onnxruntime", "openvino"], ["int8", "int8-default"]
+    configs, skipped = plan_configs(manifest, backends, precisions, {"default_inference_precision": "bf16"})
+    (row,) = [c for c in configs if c.precision == "int8-default"]
+    assert (row.backend, row.variant, row.hint, row.computes_in) == ("openvino", "int8", "device",
+                                                                     "int8 (float layers bf16)")
+    assert ("onnxruntime", "int8-default") in {(s.backend, s.precision) for s in skipped}
+    configs, skipped = plan_configs(manifest, backends, precisions, {"default_inference_precision": "f32"})
+    assert [c.precision for c in configs] == ["int8", "int8"]
+    assert {(s.backend, s.precision) for s in skipped} == {("onnxruntime", "int8-default"),
+                                                           ("openvino", "int8-default")}
 
 
 def test_help_explains_every_flag() -> None:
