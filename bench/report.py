@@ -173,10 +173,10 @@ def memory_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
     return header, body
 
 
-def int8_target_text(precision: str, quantized: list[dict[str, Any]], host_class: str) -> str:
-    """``portable, covers x86-avx2`` for a quantized decoder row (``–`` for the others): whether the
-    target it was quantized for covers this host's CPU class, so the parity beside it is the proof."""
-    variant = next((q for q in quantized if q.get("graph") == "decoder" and q.get("precision") == precision), None)
+def int8_target_text(variant_name: str, quantized: list[dict[str, Any]], host_class: str) -> str:
+    """``portable, covers x86-avx2`` for a row running a quantized decoder variant (``–`` for the others):
+    whether the target it was quantized for covers this host's CPU class, so the parity beside it is the proof."""
+    variant = next((q for q in quantized if q.get("graph") == "decoder" and q.get("precision") == variant_name), None)
     if variant is None:
         return "–"
     covered = host_class in variant.get("covers", [])
@@ -195,7 +195,8 @@ def accuracy_table(acc: dict[str, Any], quantized: list[dict[str, Any]] | None =
     for r in acc.get("rows", []):
         p, q, d = r.get("parity", {}), r.get("quality", {}), r.get("delta_vs_reference", {})
         name = precision_label(r) + (" (ref)" if r.get("reference") else "")
-        body.append([r["backend"], name, int8_target_text(r["precision"], quantized or [], host_class),
+        target = int8_target_text(r.get("variant", r["precision"]), quantized or [], host_class)
+        body.append([r["backend"], name, target,
                      f"{_num(p.get('mask_iou_mean'), 4)} / {_num(p.get('mask_iou_min'), 4)}",
                      "–" if "identical_masks" not in p else f"{100 * p['identical_masks']:.0f} %",
                      _sci(p.get("logit_max_abs_diff")),
