@@ -41,7 +41,7 @@ from interformer_edge.runtime.manifest import (
     with_quantized,
     write_manifest,
 )
-from interformer_edge.runtime.session import Decoder
+from interformer_edge.runtime.session import Decoder, context_inputs
 from interformer_edge.runtime.spec import (
     DECODER_INT8_ONNX,
     DECODER_INT8_OV,
@@ -367,7 +367,7 @@ def latency_inputs(context: Graph, size: tuple[int, int], uses_roi: bool, seed: 
     rng = np.random.default_rng(seed)
     features = {name: rng.standard_normal((1, channels, height // stride, width // stride), dtype=np.float32)
                 for name, channels, stride in zip(FEATURE_NAMES, FEATURE_CHANNELS, FEATURE_STRIDES, strict=True)}
-    feed = {FEATURE_NAMES[0]: features[FEATURE_NAMES[0]], **context.run(features)}
+    feed = context_inputs(context, features)
     ref = np.full((1, 1, height, width), REF_UNKNOWN, dtype=np.uint8)
     ref[0, 0, height // 2 - 5: height // 2 + 5, width // 2 - 5: width // 2 + 5] = REF_FOREGROUND
     feed[REF_LABEL_INPUT] = ref

@@ -36,12 +36,13 @@ The arrays returned (``mask``, ``ref_label``) are read-only views of the session
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .backends import SpecializedGraph, load_graph
+from .backends import Graph, SpecializedGraph, load_graph
 from .clicks import Click, add_click, initial_ref_label, update_ref_label_with_prediction
 from .cpu import check_int8_target
 from .errors import ClickError, ModelMismatchError
@@ -139,9 +140,7 @@ class Decoder:
 
         With ``static_shapes`` the decoder is also compiled for this canvas now, not at the first click.
         """
-        maps = features.decoder_inputs()
-        context = self.context.run({name: maps[name] for name in FEATURE_NAMES})
-        inputs = {FEATURE_NAMES[0]: maps[FEATURE_NAMES[0]], **{name: context[name] for name in CONTEXT_NAMES}}
+        inputs = context_inputs(self.context, features.decoder_inputs())
         if isinstance(self.graph, SpecializedGraph):
             shapes = {name: value.shape for name, value in inputs.items()}
             shapes[REF_LABEL_INPUT] = (1, 1, *features.meta.padded_size)
@@ -173,6 +172,13 @@ class Decoder:
             box = roi if roi is not None else (0, 0, ref_label.shape[3], ref_label.shape[2])
             inputs[ROI_INPUT] = np.asarray([box], dtype=np.int64)
         return inputs
+
+
+def context_inputs(context: Graph, maps: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The decoder's per-image inputs from float32 maps ``feat0..feat3``: ``feat0`` and the ``context``
+    graph's ``ctx0..ctx3`` (one context run)."""
+    out = context.run({name: maps[name] for name in FEATURE_NAMES})
+    return {FEATURE_NAMES[0]: maps[FEATURE_NAMES[0]], **{name: out[name] for name in CONTEXT_NAMES}}
 
 
 @dataclass(frozen=True)
