@@ -150,18 +150,14 @@ class PoolingBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-def _half_ceil(size: Tensor | int) -> Tensor | int:
-    """``ceil(size / 2)`` of a positive side; a traced side exports as one ``Div``, not a floor division."""
-    if isinstance(size, Tensor):
-        return torch.div(size + 1, 2, rounding_mode="trunc")
-    return (size + 1) // 2
-
-
 class PatchMerging(nn.Module):
     """3x3/stride-2 patch merging: ``(B, C, H, W) -> (B, C_out, ceil(H/2), ceil(W/2))``.
 
-    Equivalent to ``nn.Unfold(3, stride=2, padding=1)`` (channel-major 9C vectors), LayerNorm, Linear;
-    written as nine strided slices so it exports without im2col.
+    Equivalent to ``nn.Unfold(3, stride=2, padding=1)`` (channel-major 9C vectors), LayerNorm, Linear,
+    computed without the ``(B, 9C, h, w)`` patch map: the Linear of the normalized patch is
+    ``(conv(x) - mean * sum(W)) / std`` with ``W`` the Linear's weights (times the norm's scale) as a
+    3x3/stride-2 convolution, and the patch mean and mean square are 3x3/stride-2 average poolings
+    of the channel means of ``x`` and ``x²`` (zero padding counted, as unfold pads with zeros).
     """
 
     def __init__(self, in_dims: int, out_dims: int) -> None:
@@ -170,13 +166,18 @@ class PatchMerging(nn.Module):
         self.reduction = nn.Linear(9 * in_dims, out_dims, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, channels, height, width = x.shape
-        out_h, out_w = _half_ceil(height), _half_ceil(width)
-        padded = F.pad(x, (1, 1, 1, 1))
-        taps = [padded[:, :, dy::2, dx::2][:, :, :out_h, :out_w] for dy in range(3) for dx in range(3)]
-        patches = torch.stack(taps, dim=2).reshape(batch, 9 * channels, out_h, out_w)
-        tokens = self.reduction(self.norm(patches.flatten(2).transpose(1, 2)))
-        return tokens.transpose(1, 2).reshape(batch, -1, out_h, out_w)
+        channels = self.norm.normalized_shape[0] // 9  # from the weights, so the kernel exports as a constant
+        moments = torch.cat([x.mean(dim=1, keepdim=True), x.pow(2).mean(dim=1, keepdim=True)], dim=1)
+        moments = F.avg_pool2d(moments, 3, stride=2, padding=1, count_include_pad=True)  # (B, 2, h, w)
+        mean, mean_square = moments[:, :1], moments[:, 1:]
+        # E[v²] - E[v]² rounds to a slightly negative number for a constant patch. Squares as powers
+        # and the norm as a division: quantizers leave those float (they read products of two maps).
+        std = torch.sqrt((mean_square - mean.pow(2)).clamp(min=0.0) + self.norm.eps)
+        kernel = (self.reduction.weight * self.norm.weight).reshape(-1, channels, 3, 3)  # (C_out, C, 3, 3)
+        projected = F.conv2d(x, kernel, stride=2, padding=1)  # (B, C_out, h, w)
+        kernel_sum = kernel.sum(dim=(1, 2, 3))[None, :, None, None]
+        bias = (self.reduction.weight * self.norm.bias).sum(dim=1)[None, :, None, None]
+        return (projected - mean * kernel_sum) / std + bias
 
 
 class CoarseStage(nn.Module):

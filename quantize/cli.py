@@ -100,8 +100,11 @@ def main(
     gate_limit: Annotated[int | None, typer.Option(
         help="Gate on the first N held-out objects only (default: all).")] = None,
     keep_float: Annotated[list[str] | None, typer.Option(
-        help="Regular expression of ONNX node names to keep in float (repeatable). Default: "
-             f"{', '.join(DEFAULT_KEEP_FLOAT)} (the stride-4 inverted bottleneck, slower in INT8).")] = None,
+        help="Regular expression of ONNX node names to keep in float (repeatable; on OpenVINO every operation "
+             "that matches, on ONNX Runtime the convolutions and matrix products, the only ones it quantizes). "
+             "Default: "
+             f"{', '.join(DEFAULT_KEEP_FLOAT)} (the stride-4 inverted bottleneck, slower in INT8; PatchMerging, "
+             "normalized after its convolution).")] = None,
     quantize_all: Annotated[bool, typer.Option(
         "--quantize-all", help="Quantize every Conv/MatMul, ignoring the default --keep-float set.")] = False,
     max_float_layers: Annotated[int, typer.Option(

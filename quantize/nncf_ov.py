@@ -57,6 +57,7 @@ def quantize_openvino(
     keep_float: Sequence[str],
     metadata: Mapping[str, str],
     overflow_fix: str,
+    float_regions: Sequence[str] = (),
 ) -> None:
     """Write the NNCF INT8 IR of ``fp32_xml`` to ``out_xml`` (+ ``.bin``).
 
@@ -67,6 +68,10 @@ def quantize_openvino(
         metadata: written into the IR's ``rt_info`` section ``interformer_edge``.
         overflow_fix: NNCF's ``enable`` (7-bit weights on every layer, accurate on x86 without VNNI) or
             ``disable`` (full 8-bit weights); see :mod:`.targets`.
+        float_regions: regular expressions of ONNX node names (``--keep-float``) whose IR operations all
+            stay float. ONNX Runtime quantizes convolutions and matrix products only, so there the names
+            of those suffice; NNCF also gives integer inputs to element-wise operations, reductions and
+            poolings, which inside a normalization written out (PatchMerging's) ruins it.
     """
     import nncf
     import openvino as ov
@@ -80,7 +85,8 @@ def quantize_openvino(
     model = openvino_core().read_model(str(fp32_xml))
     data = list(feeds)
     # validate=False: a model may lack some of the float op types (the layer names are checked below).
-    ignored = nncf.IgnoredScope(patterns=ignored_patterns(keep_float), types=list(FLOAT_OP_TYPES), validate=False)
+    patterns = ignored_patterns(keep_float) + [f"(?:{region}).*" for region in float_regions]
+    ignored = nncf.IgnoredScope(patterns=patterns, types=list(FLOAT_OP_TYPES), validate=False)
     _check_layers_exist(model, keep_float)
     quantized = nncf.quantize(
         model, nncf.Dataset(data), preset=nncf.QuantizationPreset.MIXED, subset_size=len(data),

@@ -3,6 +3,7 @@ test_quantize_fallback.py)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from interformer_edge.quantize import GateThresholds, QuantizeOptions, calibration, gate, onnxrt, run_quantize
 from interformer_edge.quantize.cli import EXIT_BAD_INPUT, app
+from interformer_edge.quantize.pipeline import DEFAULT_KEEP_FLOAT
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
 from interformer_edge.runtime.cpu import CPU_CLASSES, host_cpu
 from interformer_edge.runtime.evaluation import iou
@@ -53,6 +55,15 @@ def largest_int8_weight(path: Path) -> int:
     return largest
 
 
+def fake_quantized_consumers(xml: Path) -> list[str]:
+    """Names of the IR operations that read the output of a FakeQuantize."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    return [target.get_node().get_friendly_name() for op in model.get_ordered_ops()
+            if op.get_type_name() == "FakeQuantize" for target in op.output(0).get_target_inputs()]
+
+
 def activation_types(path: Path) -> set[int]:
     """Element types of a QDQ decoder's quantized activations (its QuantizeLinear zero points)."""
     model = onnx.load(path)
@@ -64,12 +75,13 @@ def activation_types(path: Path) -> set[int]:
 
 
 def test_default_float_layers_name_layers_of_the_exported_decoder(light_export: Path) -> None:
-    """The default patterns keep stage 0's first MLP in float: its three convolutions, by their exported names."""
-    from interformer_edge.quantize.pipeline import DEFAULT_KEEP_FLOAT
-
+    """The default patterns keep stage 0's first MLP (its three convolutions) and the PatchMerging convolutions in
+    float, by their exported names."""
     layers = onnxrt.quantizable_layers(onnx.load(light_export / "decoder.onnx"))
     kept = onnxrt.matching_layers(layers, DEFAULT_KEEP_FLOAT)
-    assert sorted(kept) == [f"/neck/stages.0/blocks.0/mlp/mlp.{i}/Conv" for i in (0, 2, 4)], kept
+    expected = [f"/neck/stages.0/blocks.0/mlp/mlp.{i}/Conv" for i in (0, 2, 4)]
+    expected += [f"/neck/stages.{i}/downsample/Conv" for i in range(3)]
+    assert sorted(kept) == sorted(expected), kept
 
 
 def test_calibration_sessions_feed_real_decoder_inputs(tiny_export: Path, folders: tuple[Path, Path]) -> None:
@@ -196,6 +208,10 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(light_export: Path,
     assert any(t.data_type == onnx.TensorProto.INT8 for t in int8.graph.initializer)
     xml = (export / "decoder.int8.xml").read_text()
     assert "FakeQuantize" in xml or "FakeConvert" in xml
+    # On OpenVINO the default float patterns keep whole regions float (NNCF would also give integer inputs
+    # to PatchMerging's written-out normalization): no operation there reads a quantized value.
+    fed = fake_quantized_consumers(export / "decoder.int8.xml")
+    assert fed and not [name for name in fed if any(re.match(p, name) for p in DEFAULT_KEEP_FLOAT)], fed
 
     encoder = Encoder(export, threads=1)
     features = encoder.encode(np.asarray(Image.open(next((heldout / "img").iterdir())).convert("RGB")))
