@@ -16,10 +16,11 @@ from rich.console import Console
 from interformer_edge.runtime.atomic import write_atomic
 from interformer_edge.runtime.backends import installed_backends
 from interformer_edge.runtime.manifest import Manifest, ManifestError, load_manifest
+from interformer_edge.runtime.sizes import parse_size
 from interformer_edge.runtime.spec import EVAL_MAX_CLICKS, MANIFEST_NAME
+from interformer_edge.runtime.timing import DEFAULT_BUDGET_S, DEFAULT_MIN_RUNS, DEFAULT_WARMUP, TimingPolicy
 
 from .configs import check_backends, default_precisions, known_precisions, openvino_facts, plan_configs
-from .latency import DEFAULT_BUDGET_S, DEFAULT_MIN_RUNS, DEFAULT_WARMUP, TimingPolicy
 from .machine import usable_cores
 from .plots import write_plots
 from .report import failure_text, headline, print_report, to_json, to_markdown
@@ -60,14 +61,10 @@ def parse_sizes(text: str, manifest: Manifest) -> tuple[tuple[int, int], ...]:
     pre = manifest.preprocessing
     sizes = []
     for part in _split(text):
-        dims = part.lower().split("x")
-        if len(dims) != 2 or not all(d.isdigit() for d in dims):
-            raise BadInputError(f"size {part!r} is not HxW (e.g. 512x512)")
-        size = (int(dims[0]), int(dims[1]))
-        if min(size) <= 0 or size[0] % pre.size_divisor or size[1] % pre.size_divisor:
-            raise BadInputError(f"size {part}: both sides must be positive multiples of {pre.size_divisor}")
-        if max(size) > pre.max_image_side:
-            raise BadInputError(f"size {part}: sides must not exceed {pre.max_image_side}")
+        try:
+            size = parse_size(part, pre.size_divisor, pre.max_image_side)
+        except ValueError as err:
+            raise BadInputError(str(err)) from None
         if manifest.static_size is not None and size != manifest.static_size:
             raise BadInputError(f"size {part}: this is a static-size export; it only runs "
                            f"{manifest.static_size[0]}x{manifest.static_size[1]}")

@@ -5,13 +5,13 @@ versions. Standard library (+ psutil, a lean dependency) only.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
 from interformer_edge.runtime.cpu import cpu_model, isa_flags, read_cpuinfo
+from interformer_edge.runtime.versions import package_versions
 
 PACKAGES: tuple[str, ...] = ("interformer-edge", "numpy", "onnxruntime", "openvino", "torch", "pillow",
                              "matplotlib", "typer", "rich", "psutil")  # fmt: skip
@@ -35,17 +35,6 @@ def _os_name() -> str:
     return platform.system()
 
 
-def package_versions() -> dict[str, str | None]:
-    """Installed versions (from package metadata, nothing is imported); None when not installed."""
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
 def machine_facts(emulated: str | None = None) -> dict[str, Any]:
     """Everything above as one JSON-able dict.
 
@@ -67,7 +56,7 @@ def machine_facts(emulated: str | None = None) -> dict[str, Any]:
         "os": _os_name(),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "packages": package_versions(),
+        "packages": package_versions(PACKAGES),
         "emulated": emulated or None,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }

@@ -14,30 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process.
-
-    Linux: ``VmHWM`` of ``/proc/self/status``, the high-water mark of this program's address space.
-    Not ``ru_maxrss``: Linux carries it over ``fork`` + ``exec``, so a probe started by a benchmark
-    process that holds 900 MB would report at least 900 MB whatever it did itself. Elsewhere
-    ``ru_maxrss`` (bytes on macOS, KiB on the BSDs).
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024  # "VmHWM:   123456 kB"
-    except (OSError, ValueError, IndexError):
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+from interformer_edge.runtime.memory import peak_rss_bytes
+from interformer_edge.runtime.sizes import parse_size
 
 
 def current_rss_bytes() -> int:
@@ -109,7 +92,7 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
 
     from .inputs import bench_photo
 
-    height, width = (int(v) for v in args.size.lower().split("x"))
+    height, width = parse_size(args.size)
     rgb = bench_photo((height, width))
     facts: dict[str, Any] = {"backend": args.backend, "variant": args.variant, "hint": args.hint,
                              "threads": args.threads, "size": f"{height}x{width}", "clicks": args.clicks,

@@ -27,12 +27,12 @@ from interformer_edge.runtime.manifest import BASE_PRECISION, Manifest
 from interformer_edge.runtime.preprocess import normalize_image
 from interformer_edge.runtime.session import Decoder
 from interformer_edge.runtime.spec import IMAGE_INPUT
+from interformer_edge.runtime.timing import Stats, TimingPolicy, measure
 
 from . import accuracy, floor, memory
 from .baseline import TorchBaseline, find_checkpoint, torch_problem
 from .configs import PYTORCH, BenchConfig, openvino_facts, plan_configs
 from .inputs import ClickCase, bench_photo, third_click
-from .latency import Stats, TimingPolicy, measure
 from .machine import machine_facts
 
 PARTS: tuple[str, ...] = ("latency", "memory", "accuracy")

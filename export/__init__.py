@@ -1,8 +1,8 @@
 """Workstation side: export InterFormer to ONNX / OpenVINO IR behind a parity gate (imports torch).
 
 Public API: :func:`run_export` with :class:`ExportOptions` → :class:`ExportResult`; bad input raises
-:class:`ExportError`. The CLI is ``interformer-export`` (:mod:`.cli`). Modules: :mod:`.onnx` (tracing,
-graph passes, onnxslim, metadata), :mod:`.openvino` (IR conversion), :mod:`.parity` (the gate),
+:class:`ExportError`. The CLI is ``interformer-export`` (:mod:`.cli`). Modules: :mod:`.onnx_graphs` (tracing,
+graph passes, onnxslim, metadata), :mod:`.openvino_ir` (IR conversion), :mod:`.parity` (the gate),
 :mod:`.pipeline` (orchestration, atomic output). The manifest schema lives in the torch-free
 ``interformer_edge.runtime.manifest``.
 """

@@ -11,9 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import os
-import resource
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -22,10 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
 import interformer_edge
 from interformer_edge.models import CheckpointError, InterFormer, load_interformer, preset
+from interformer_edge.runtime import sizes, versions
 from interformer_edge.runtime.manifest import (
     GRAPH_ROLES,
     ArtifactFile,
@@ -41,6 +38,7 @@ from interformer_edge.runtime.manifest import (
     sha256_file,
     write_manifest,
 )
+from interformer_edge.runtime.memory import peak_rss_bytes
 from interformer_edge.runtime.spec import (
     CLICK_INNER_RADIUS,
     CLICK_OUTER_RADIUS,
@@ -67,8 +65,8 @@ from interformer_edge.runtime.spec import (
     ZOOM_START_CLICK,
 )
 
-from . import onnx as onnx_export
-from . import openvino as ov_export
+from . import onnx_graphs as onnx_export
+from . import openvino_ir as ov_export
 from .parity import (
     GateSettings,
     Reference,
@@ -135,20 +133,17 @@ Progress = Callable[[str], None]
 
 def parse_size(text: str) -> tuple[int, int]:
     """``"HxW"`` → ``(H, W)``: positive multiples of 32 no larger than the maximum image side."""
-    parts = text.lower().replace(" ", "").split("x")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise ExportError(f"size {text!r} is not HxW (e.g. 512x512)")
-    size = (int(parts[0]), int(parts[1]))
-    check_size(size)
-    return size
+    try:
+        return sizes.parse_size(text)
+    except ValueError as err:
+        raise ExportError(str(err)) from None
 
 
 def check_size(size: tuple[int, int]) -> None:
-    height, width = size
-    if height <= 0 or width <= 0 or height % SIZE_DIVISOR or width % SIZE_DIVISOR:
-        raise ExportError(f"size {height}x{width}: both sides must be positive multiples of {SIZE_DIVISOR}")
-    if max(height, width) > MAX_IMAGE_SIDE:
-        raise ExportError(f"size {height}x{width}: sides must not exceed {MAX_IMAGE_SIDE}")
+    try:
+        sizes.check_size(size)
+    except ValueError as err:
+        raise ExportError(str(err)) from None
 
 
 def validate(options: ExportOptions) -> None:
@@ -192,34 +187,8 @@ def load_model(checkpoint: Path, arch: str | None, unsafe_load: bool) -> InterFo
         raise ExportError(str(err)) from None
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
-
-
 def tool_versions() -> dict[str, str]:
-    import numpy
-    import onnx
-    import onnxruntime
-    import onnxslim
-
-    versions = {
-        "interformer_edge": interformer_edge.__version__,
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "onnxslim": onnxslim.__version__,
-    }
-    try:
-        import openvino
-
-        versions["openvino"] = openvino.__version__
-    except ImportError:
-        pass
-    return versions
+    return versions.tool_versions(("interformer_edge", "torch", "numpy", "onnx", "onnxruntime", "onnxslim", "openvino"))
 
 
 class _Steps:

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from interformer_edge.runtime.backends import BACKENDS
 from interformer_edge.runtime.progress import ProgressReporter, cli_console
+from interformer_edge.runtime.sizes import parse_size
 from interformer_edge.runtime.spec import EVAL_MAX_CLICKS
 
 from . import pipeline
@@ -29,11 +30,10 @@ class _Progress(ProgressReporter, pipeline.Progress):
 
 
 def _size(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or any(int(p) % 32 or int(p) <= 0
-                                                                              for p in parts):
-        raise QuantizeError(f"--latency-size {text!r} must be HxW with positive multiples of 32 (e.g. 512x512)")
-    return int(parts[0]), int(parts[1])
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise QuantizeError(f"--latency-size: {err}") from None
 
 
 def summary_table(result: QuantizeResult) -> Table:

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -27,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-import interformer_edge
 from interformer_edge.runtime.backends import BACKENDS, FORMAT_OF, Graph, installed_backends, load_graph
 from interformer_edge.runtime.cpu import host_cpu
 from interformer_edge.runtime.dataset import open_dataset
@@ -55,6 +53,8 @@ from interformer_edge.runtime.spec import (
     REF_UNKNOWN,
     ROI_INPUT,
 )
+from interformer_edge.runtime.timing import TimingPolicy, measure
+from interformer_edge.runtime.versions import tool_versions
 
 from . import calibration, gate, nncf_ov, onnxrt, sensitivity
 from .targets import DEFAULT_TARGET, TARGETS, get_target
@@ -381,18 +381,6 @@ def latency_inputs(context: Graph, size: tuple[int, int], uses_roi: bool, seed: 
     return feed
 
 
-def median_ms(run: Callable[[], object], runs: int, warmup: int = 3) -> float:
-    """Median wall time of ``run()`` in milliseconds after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
-
-
 def _latency(manifest: Manifest, backend: str, int8_path: Path, options: QuantizeOptions) -> dict[str, Any]:
     """Quick in-process decoder latency, FP32 vs INT8 (ms, median), at ``options.latency_size``."""
     context = load_graph(manifest.root or options.export_dir, "context", backend, options.threads, manifest=manifest)
@@ -401,7 +389,9 @@ def _latency(manifest: Manifest, backend: str, int8_path: Path, options: Quantiz
     int8 = load_graph(int8_path, backend=backend, threads=options.threads)
     result: dict[str, Any] = {"size": "{}x{}".format(*options.latency_size), "threads": options.threads or "default"}
     for name, graph in (("fp32", fp32), ("int8", int8)):
-        result[name] = round(median_ms(lambda g=graph: g.run(feed)[LOGITS_OUTPUT], options.latency_runs), 2)
+        stats = measure(lambda g=graph: g.run(feed)[LOGITS_OUTPUT],
+                        TimingPolicy(warmup=3, min_runs=options.latency_runs, budget_s=0.0))  # exactly that many
+        result[name] = round(stats.p50_ms, 2)
     return result
 
 
@@ -445,9 +435,4 @@ def _install(export_dir: Path, work: Path, manifest: Manifest, outcomes: list[Ba
 
 
 def _tool_versions() -> dict[str, str]:
-    versions = {"interformer_edge": interformer_edge.__version__}
-    for module in ("onnxruntime", "openvino", "nncf", "onnx"):
-        with contextlib.suppress(ImportError):
-            versions[module] = __import__(module).__version__
-    return versions
-
+    return tool_versions(("interformer_edge", "onnxruntime", "openvino", "nncf", "onnx"))

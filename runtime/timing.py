@@ -1,4 +1,5 @@
-"""Timing one call repeatedly: warm-up, then enough timed runs for stable percentiles.
+"""Timing one call repeatedly: warm-up, then enough timed runs for stable percentiles (the benchmark's
+latency and the quantizer's quick check).
 
 The run count is set by a time budget rather than fixed: a 5 ms call and a 2 s call both get a
 meaningful sample without the slow one taking minutes. ``min_runs`` run (so p90/p99 have something to
