@@ -40,27 +40,33 @@ def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path
 RUNTIME_GATE_SIZE = ((64, 96),)  # the exporter's parity gate at one small size: these tests are about the runtime
 
 
-def click_sensitive_checkpoint(path: Path, neck: str, seed: int = 0) -> Path:
-    """A small random-weight checkpoint (reduced ViT: width 64, one layer) with the given preset's neck,
-    saved in the official mmcv layout.
+def small_checkpoint(path: Path, neck: str, seed: int = 0, click_sensitive: bool = True) -> Path:
+    """A random-weight checkpoint in the official mmcv layout (``module.`` prefixes, mmcv meta): the given
+    preset's neck behind a reduced ViT (width 64, one layer, one head).
 
-    Plain random initialisation gives near-constant masks that ignore the clicks (the reference-label
-    embedding starts at zero and the classifier is tiny). Random zero-initialised tables and a 30x larger
-    classifier make the masks change with every click, so per-click parity means something.
+    The position tables and the reference-label embedding start at zero; random values make their paths
+    matter. ``click_sensitive`` (the runtime tests): plain random initialisation gives near-constant
+    masks that ignore the clicks, so those tables are drawn at N(0, 1), the classifier is 30x larger and
+    the tables are for 128 px, and the masks change with every click (per-click parity means something).
+    Otherwise (the exporter's accuracy tests) N(0, 0.2) and the preset's own table size.
     """
     from dataclasses import replace
 
     from interformer_edge.models import build_interformer, preset
 
     torch.manual_seed(seed)
-    cfg = replace(preset(neck), name=f"small_{neck}", img_size=128, embed_dims=64, depth=1, num_heads=1)
+    cfg = replace(preset(neck), name=f"small_{neck}", embed_dims=64, depth=1, num_heads=1)
+    if click_sensitive:
+        cfg = replace(cfg, img_size=128)
     model = build_interformer(cfg)
     with torch.no_grad():
         for name, value in model.named_parameters():
             if name.endswith(("pos_embed", "cls_token", "relative_position_bias_table", "neck.patch_embed")):
-                value.normal_(0.0, 1.0)
-        model.decode_head.conv_seg.weight.mul_(30.0)
-    torch.save({"meta": {}, "state_dict": model.state_dict()}, path)
+                value.normal_(0.0, 1.0 if click_sensitive else 0.2)
+        if click_sensitive:
+            model.decode_head.conv_seg.weight.mul_(30.0)
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"meta": {"mmcv_version": "1.6.0", "iter": 1}, "state_dict": state}, path)
     return path
 
 
@@ -80,14 +86,14 @@ def export_for_runtime(checkpoint: Path, out_dir: Path) -> Path:
 def light_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Export folder of a small Light-neck model (no refine stages, no roi input)."""
     return built_once(tmp_path_factory, "runtime_light", lambda root: export_for_runtime(
-        click_sensitive_checkpoint(root / "light.pth", "light"), root / "export"))
+        small_checkpoint(root / "light.pth", "light"), root / "export"))
 
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Export folder of a small Tiny-neck model (refine stages: roi input, zoom-in)."""
     return built_once(tmp_path_factory, "runtime_tiny", lambda root: export_for_runtime(
-        click_sensitive_checkpoint(root / "tiny.pth", "tiny", seed=2), root / "export"))
+        small_checkpoint(root / "tiny.pth", "tiny", seed=2), root / "export"))
 
 
 @pytest.fixture(scope="session")

@@ -4,21 +4,19 @@ and the check that exported graphs compute what PyTorch computes."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from conftest import small_checkpoint as conftest_small_checkpoint
 from typer.testing import CliRunner
 
 from interformer_edge.export.cli import app
 from interformer_edge.models import (
     ImageContext,
     ImageEncoder,
-    build_interformer,
     load_interformer,
-    preset,
     upsample_logits,
 )
 from interformer_edge.runtime.metrics import mask_agreement, max_abs_diff
@@ -29,17 +27,8 @@ SMALL = ((64, 96),)  # for tests about behaviour rather than accuracy
 
 
 def small_checkpoint(path: Path, neck: str, seed: int = 0) -> Path:
-    """A random-weight checkpoint in the official mmcv layout: reduced ViT with the given preset's neck."""
-    torch.manual_seed(seed)
-    cfg = replace(preset(neck), name=f"small_{neck}", embed_dims=64, depth=1, num_heads=1)
-    model = build_interformer(cfg)
-    with torch.no_grad():  # these start as zeros; random values make the position paths matter
-        for name, value in model.named_parameters():
-            if name.endswith(("pos_embed", "cls_token", "relative_position_bias_table", "neck.patch_embed")):
-                value.normal_(0.0, 0.2)
-    state = {f"module.{k}": v for k, v in model.state_dict().items()}
-    torch.save({"meta": {"mmcv_version": "1.6.0", "iter": 1}, "state_dict": state}, path)
-    return path
+    """:func:`conftest.small_checkpoint` as the exporter's accuracy tests use it (not click-sensitive)."""
+    return conftest_small_checkpoint(path, neck, seed, click_sensitive=False)
 
 
 def cli(*args: str) -> object:

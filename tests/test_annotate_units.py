@@ -136,3 +136,13 @@ def test_cli_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
     assert not (photos / "annotations").exists()  # nothing created for a run that never started
     help_text = run_cli("--help").stdout
     assert "0.0.0.0" in help_text and "127.0.0.1" in help_text
+
+
+def test_the_annotator_imports_the_runtime_only() -> None:
+    """It runs on the device: the runtime, never torch, the model port, the exporter or the quantizer."""
+    code = ("import sys, interformer_edge.annotate.cli, interformer_edge.annotate.server; "
+            "print(' '.join(m for m in ('torch', 'interformer_edge.models', 'interformer_edge.export', "
+            "'interformer_edge.quantize', 'interformer_edge.runtime.session') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["interformer_edge.runtime.session"], done.stdout

@@ -77,7 +77,7 @@ def test_architecture_inferred_from_official_shapes_equals_preset(arch: str) -> 
     assert inferred == preset(arch)
 
 
-def small_checkpoint(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
+def small_refine_checkpoint(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     from interformer_edge.models import InterFormerConfig, build_interformer
 
     cfg = InterFormerConfig(name="small", embed_dims=64, depth=1, num_heads=1, neck_depths=(2, 1, 2, 1))
@@ -88,7 +88,7 @@ def small_checkpoint(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
 
 
 def test_small_checkpoint_round_trips_with_inferred_architecture(tmp_path: Path) -> None:
-    path, state = small_checkpoint(tmp_path)
+    path, state = small_refine_checkpoint(tmp_path)
     model = load_interformer(path)
     assert model.cfg.embed_dims == 64 and model.cfg.depth == 1
     assert model.cfg.neck_depths == (2, 1, 2, 1) and model.cfg.neck_refine_start == (1, 1, 2, 1)
@@ -98,7 +98,7 @@ def test_small_checkpoint_round_trips_with_inferred_architecture(tmp_path: Path)
 
 
 def test_relative_position_index_may_be_omitted_but_not_wrong(tmp_path: Path) -> None:
-    path, state = small_checkpoint(tmp_path)
+    path, state = small_refine_checkpoint(tmp_path)
     key = "backbone.layers.0.attn.relative_position_index"
     trimmed = {k: v for k, v in state.items() if k != key}
     torch.save(trimmed, path)
@@ -111,7 +111,7 @@ def test_relative_position_index_may_be_omitted_but_not_wrong(tmp_path: Path) ->
 
 
 def test_missing_unexpected_and_mismatched_keys_are_named(tmp_path: Path) -> None:
-    path, state = small_checkpoint(tmp_path)
+    path, state = small_refine_checkpoint(tmp_path)
     broken = dict(state)
     del broken["neck.norm0.weight"]
     broken["neck.extra.weight"] = torch.zeros(3)
@@ -131,7 +131,7 @@ def load_interformer_cfg(state: dict[str, torch.Tensor]):
 
 
 def test_preset_mismatch_is_reported(tmp_path: Path) -> None:
-    path, _ = small_checkpoint(tmp_path)
+    path, _ = small_refine_checkpoint(tmp_path)
     with pytest.raises(CheckpointError, match="does not fit the preset 'light' architecture"):
         load_interformer(path, cfg=preset("light"))
 
@@ -150,7 +150,7 @@ def test_unreadable_files_give_one_line(tmp_path: Path, content: bytes) -> None:
 
 
 def test_truncated_real_checkpoint_gives_one_line(tmp_path: Path) -> None:
-    path, _ = small_checkpoint(tmp_path)
+    path, _ = small_refine_checkpoint(tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"is a truncated or damaged PyTorch checkpoint .*: copy or download it "
@@ -175,7 +175,7 @@ class _Custom:
 
 
 def test_pickled_objects_need_explicit_permission(tmp_path: Path) -> None:
-    path, state = small_checkpoint(tmp_path)
+    path, state = small_refine_checkpoint(tmp_path)
     torch.save({"meta": {"obj": _Custom()}, "state_dict": state}, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
     with pytest.raises(CheckpointError, match="unsafe-load"):
         load_interformer(path)

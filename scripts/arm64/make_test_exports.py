@@ -36,7 +36,7 @@ def main() -> int:
     assert spec and spec.loader
     conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
-    for helper in ("click_sensitive_checkpoint", "export_for_runtime"):
+    for helper in ("small_checkpoint", "export_for_runtime"):
         if not hasattr(conftest, helper):
             print(f"make_test_exports: tests/conftest.py lacks {helper}(); update this script", file=sys.stderr)
             return 1
@@ -45,7 +45,7 @@ def main() -> int:
         start = time.perf_counter()
         target = out / name
         with tempfile.TemporaryDirectory(prefix=f"interformer-{name}-") as tmp:
-            checkpoint = conftest.click_sensitive_checkpoint(Path(tmp) / f"{name}.pth", neck, seed=seed)
+            checkpoint = conftest.small_checkpoint(Path(tmp) / f"{name}.pth", neck, seed=seed)
             built = conftest.export_for_runtime(checkpoint, Path(tmp) / "export")
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(built, target)
