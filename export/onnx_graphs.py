@@ -122,9 +122,10 @@ def _trace_inputs(
     decoder_args: tuple[torch.Tensor, ...] = (features[0], *context, ref_label)
     if model.cfg.has_refine:
         # A strict sub-box (when the size allows) so the crop/paste path is traced as a real crop.
-        right = max(32, (width // 2) // 32 * 32)
-        bottom = max(32, (height // 2) // 32 * 32)
-        left = 32 if right > 32 else 0
+        step = FEATURE_STRIDES[-1]  # rois are multiples of the coarsest stride
+        right = max(step, (width // 2) // step * step)
+        bottom = max(step, (height // 2) // step * step)
+        left = step if right > step else 0
         decoder_args = (*decoder_args, torch.tensor([[left, 0, right, bottom]], dtype=torch.int64))
     return image, features, decoder_args
 
@@ -221,7 +222,7 @@ def save(proto: onnx.ModelProto, path: Path) -> list[Path]:
     return [path, data_path]
 
 
-def simplify(proto: onnx.ModelProto, lift_bytes: int = 4096) -> onnx.ModelProto:
+def simplify(proto: onnx.ModelProto, lift_bytes: int | None = 4096) -> onnx.ModelProto:
     """onnxslim with dynamic shapes kept (no input shapes are fixed): constant folding, dead-code and
     common-subexpression elimination, fusion of shape arithmetic. Rewrites ``proto`` in place and
     returns it.
@@ -231,12 +232,15 @@ def simplify(proto: onnx.ModelProto, lift_bytes: int = 4096) -> onnx.ModelProto:
     encoder, which would not fit 8 GiB for Tiny), while the weights take part in no simplification the
     exporter has not already folded. With them hidden: +0.1 GiB and 4 s, same graph. The simplified
     structure is then spliced back into ``proto`` around its own weights, so they are never copied.
+    ``lift_bytes=None`` hides nothing: for the small click-side graphs, whose weight arithmetic
+    (PatchMerging's kernel sums and folded bias) onnxslim then folds into constants.
     """
     import onnxslim
     from onnx import TensorProto, helper
 
     graph = proto.graph
-    lifted = {i.name for i in graph.initializer if i.data_type == TensorProto.FLOAT and len(i.raw_data) > lift_bytes}
+    lifted = {i.name for i in graph.initializer
+              if lift_bytes is not None and i.data_type == TensorProto.FLOAT and len(i.raw_data) > lift_bytes}
     skeleton = _without_initializers(proto)
     skeleton.graph.initializer.extend(i for i in graph.initializer if i.name not in lifted)
     skeleton.graph.input.extend(

@@ -269,7 +269,7 @@ def _build_onnx(model: InterFormer, role: str, options: ExportOptions, metadata:
     if not options.simplify:
         return raw, None
     try:
-        slim = onnx_export.simplify(proto)
+        slim = onnx_export.simplify(proto, lift_bytes=4096 if role == "encoder" else None)
     except Exception as err:  # a simplifier crash must not fail the export
         notes.append(f"onnxslim failed on the {role} ({type(err).__name__}: {err}); kept the unsimplified graph")
         return raw, None
