@@ -45,6 +45,14 @@ class GateThresholds:
     min_iou: float = DEFAULT_MIN_IOU
     max_noc90_delta: float = DEFAULT_MAX_NOC90_DELTA
 
+    def accept(self, mean_iou: float, noc90_delta: float) -> bool:
+        """Whether an INT8 decoder with these figures passes.
+
+        NoC@90 averages are multiples of 1/objects, so their float difference can land a rounding step
+        past a limit it equals (4.45 - 4.25 = 0.20000000000000018): that counts as the limit.
+        """
+        return mean_iou >= self.min_iou and abs(noc90_delta) <= self.max_noc90_delta + 1e-9
+
 
 @dataclass(frozen=True)
 class GateObject:
@@ -171,7 +179,7 @@ def evaluate(candidate: Decoder, references: Sequence[ReferenceSession], clicks:
     values = [v for step in per_click for v in step]
     mean_iou = float(np.mean(values)) if values else 1.0
     noc90_delta = float(int8["noc@90"]) - float(fp32["noc@90"])
-    passed = mean_iou >= thresholds.min_iou and abs(noc90_delta) <= thresholds.max_noc90_delta
+    passed = thresholds.accept(mean_iou, noc90_delta)
     return GateResult(
         passed=passed,
         objects=len(references),

@@ -169,6 +169,12 @@ def test_gate_accepts_the_reference_and_rejects_a_wrong_decoder(light_export: Pa
 # ------------------------------------------------------------------------------------ end to end
 
 
+def test_gate_limits_are_inclusive_despite_float_rounding() -> None:
+    limits = GateThresholds(min_iou=0.98, max_noc90_delta=0.2)
+    assert limits.accept(0.98, 4.45 - 4.25) and limits.accept(0.99, 4.05 - 4.25)  # exactly at the limits
+    assert not limits.accept(0.99, 4.50 - 4.25) and not limits.accept(0.9799, 0.0)
+
+
 def test_int8_decoders_are_built_gated_recorded_and_loadable(light_export: Path, tmp_path: Path,
                                                               folders: tuple[Path, Path]) -> None:
     export = copy_export(light_export, tmp_path)
