@@ -34,7 +34,7 @@ class CachedFeatures:
 
 def as_decoder_ready(features: ImageFeatures) -> ImageFeatures:
     """The same features with contiguous float32 maps (converted once, then shared)."""
-    maps = features.decoder_inputs()
+    maps = features.float32_maps()
     for array in maps.values():
         array.setflags(write=False)
     return ImageFeatures(maps, features.meta)

@@ -155,8 +155,9 @@ class ImageFeatures:
     maps: dict[str, np.ndarray]
     meta: FeatureMeta
 
-    def decoder_inputs(self) -> dict[str, np.ndarray]:
-        """The four maps as contiguous float32, ready to feed the decoder (converted once, not per click)."""
+    def float32_maps(self) -> dict[str, np.ndarray]:
+        """The four maps ``feat0..feat3`` as contiguous float32, the context graph's inputs (converted once
+        per image, not per click)."""
         return {name: np.ascontiguousarray(self.maps[name], dtype=np.float32) for name in FEATURE_NAMES}
 
     def check_model(self, expected_id: str) -> None:
@@ -292,7 +293,7 @@ def read_meta(path: str | Path) -> FeatureMeta:
 def load_features(path: str | Path, expected_model_id: str | None = None) -> ImageFeatures:
     """Read a feature file completely, checking its integrity and, if given, its model.
 
-    Returns the maps in their stored dtype (see :meth:`ImageFeatures.decoder_inputs`).
+    Returns the maps in their stored dtype (see :meth:`ImageFeatures.float32_maps`).
 
     Raises:
         FeatureFileError: missing, truncated, corrupt (CRC), of another format/version, metadata

@@ -140,7 +140,7 @@ class Decoder:
 
         With ``static_shapes`` the decoder is also compiled for this canvas now, not at the first click.
         """
-        inputs = context_inputs(self.context, features.decoder_inputs())
+        inputs = context_inputs(self.context, features.float32_maps())
         if isinstance(self.graph, SpecializedGraph):
             shapes = {name: value.shape for name, value in inputs.items()}
             shapes[REF_LABEL_INPUT] = (1, 1, *features.meta.padded_size)
