@@ -158,7 +158,7 @@ def test_gate_catches_corrupted_openvino_weights(
 def test_broken_simplification_falls_back_to_traced_graph(
     checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def simplify_wrongly(proto: onnx.ModelProto) -> onnx.ModelProto:
+    def simplify_wrongly(proto: onnx.ModelProto, lift_bytes: int | None = None) -> onnx.ModelProto:
         """A "simplifier" that keeps the encoder as it is and damages the decoder's classifier."""
         slim = onnx.ModelProto()
         slim.CopyFrom(proto)
