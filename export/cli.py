@@ -10,10 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from interformer_edge.runtime.memory import peak_rss_bytes
 from interformer_edge.runtime.spec import DEFAULT_OPSET, MANIFEST_NAME
 
 from .parity import DEFAULT_ABS_TOLERANCE, DEFAULT_MIN_MASK_AGREEMENT, DEFAULT_SIZES, GateSettings, parity_table
-from .pipeline import FORMATS, ExportError, ExportOptions, ExportResult, parse_size, peak_rss_bytes, run_export
+from .pipeline import FORMATS, ExportError, ExportOptions, ExportResult, parse_size, run_export
 
 EXIT_GATE_FAILED = 3  # distinct from 1, which is what an unexpected crash exits with
 EXIT_BAD_INPUT = 2
