@@ -157,8 +157,9 @@ class FeatureCache:
             try:
                 features, source = loader()
                 ready = as_decoder_ready(features)
-                entry = CachedFeatures(ready, source, time.perf_counter() - started,
-                                       sum(a.nbytes for a in ready.maps.values()))
+                entry = CachedFeatures(
+                    ready, source, time.perf_counter() - started, sum(a.nbytes for a in ready.maps.values())
+                )
             except BaseException as err:  # handed to whoever waits; a prefetch failure is only logged
                 with self._lock:
                     self._futures.pop(key, None)

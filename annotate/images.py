@@ -15,8 +15,13 @@ from interformer_edge.runtime.image_io import ImageReadError, to_rgb_array
 from .errors import NotFoundError, RequestError
 
 # What a browser shows natively; other formats (tif) are sent as PNG.
-BROWSER_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
-                    ".bmp": "image/bmp"}
+BROWSER_SUFFIXES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+}
 # URL path prefix of the image files the server itself hands out (the page and tool URLs use it).
 FILE_ROUTE = "/files/"
 
@@ -40,9 +45,12 @@ class ImageFolder:
             skip = exclude.resolve() if exclude is not None else None
             pattern = "**/*" if recursive else "*"
             self.names = sorted(
-                p.relative_to(root).as_posix() for p in root.glob(pattern)
-                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                and not (skip is not None and (skip == p.resolve().parent or skip in p.resolve().parents)))
+                p.relative_to(root).as_posix()
+                for p in root.glob(pattern)
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and p.is_file()
+                and not (skip is not None and (skip == p.resolve().parent or skip in p.resolve().parents))
+            )
         self._index = {name: i for i, name in enumerate(self.names)}
         self._by_basename: dict[str, list[str]] = {}
         for name in self.names:

@@ -33,19 +33,28 @@ class CvatInteractor:
         self.max_upload_bytes = max_upload_bytes
 
     @classmethod
-    def from_export(cls, export_dir: str | Path, threads: int | None = None, precision: str = BASE_PRECISION,
-                    max_side: int | None = None, cache_mb: int = 256, max_upload_mb: int = 32) -> CvatInteractor:
+    def from_export(
+        cls,
+        export_dir: str | Path,
+        threads: int | None = None,
+        precision: str = BASE_PRECISION,
+        max_side: int | None = None,
+        cache_mb: int = 256,
+        max_upload_mb: int = 32,
+    ) -> CvatInteractor:
         manifest = load_manifest(export_dir)
         encoder = Encoder(export_dir, threads=threads, manifest=manifest, max_side=max_side, verify=False)
         decoder = Decoder(export_dir, threads=threads, manifest=manifest, verify=False, variant=precision)
-        return cls(encoder, FeatureCache(cache_mb << 20, prefetch_depth=0), ReplaySessions(decoder),
-                   max_upload_mb << 20)
+        return cls(
+            encoder, FeatureCache(cache_mb << 20, prefetch_depth=0), ReplaySessions(decoder), max_upload_mb << 20
+        )
 
     def features_of_bytes(self, data: bytes, what: str) -> CachedFeatures:
         """Features of an image file's bytes (a 413 above the size limit, a 415 for a non-image)."""
         if len(data) > self.max_upload_bytes:
-            raise TooLargeError(f"the {what} has {len(data)} bytes, more than the "
-                                f"{self.max_upload_bytes >> 20} MB limit")
+            raise TooLargeError(
+                f"the {what} has {len(data)} bytes, more than the {self.max_upload_bytes >> 20} MB limit"
+            )
         digest = hashlib.sha256(data).hexdigest()
 
         def load() -> tuple[ImageFeatures, str]:

@@ -50,8 +50,9 @@ def check_label(label: object) -> str:
         raise RequestError("each object needs a label name (a non-empty string)")
     label = label.strip()
     if len(label) > MAX_LABEL_LENGTH or any(ch in label for ch in "\r\n\t\0"):
-        raise RequestError(f"label {label[:40]!r} is longer than {MAX_LABEL_LENGTH} characters "
-                           "or has control characters")
+        raise RequestError(
+            f"label {label[:40]!r} is longer than {MAX_LABEL_LENGTH} characters or has control characters"
+        )
     return label
 
 
@@ -81,8 +82,7 @@ class AnnotationStore:
 
     def _read(self) -> dict:
         if not self.json_path.is_file():
-            return {"info": {"description": "interformer-annotate"}, "images": [], "categories": [],
-                    "annotations": []}
+            return {"info": {"description": "interformer-annotate"}, "images": [], "categories": [], "annotations": []}
         try:
             doc = json.loads(self.json_path.read_text(encoding="utf-8"))
             if not all(isinstance(doc.get(k), list) for k in ("images", "categories", "annotations")):
@@ -155,11 +155,18 @@ class AnnotationStore:
                 if category is None:
                     category = {"id": max((c["id"] for c in doc["categories"]), default=0) + 1, "name": obj.label}
                     doc["categories"].append(category)
-                doc["annotations"].append({
-                    "id": next_id, "image_id": image["id"], "category_id": category["id"],
-                    "segmentation": coco_rle(obj.mask), "area": int(obj.mask.sum()), "bbox": mask_bbox(obj.mask),
-                    "iscrowd": 0, CLICKS_KEY: [[x, y, p] for x, y, p in obj.clicks],
-                })
+                doc["annotations"].append(
+                    {
+                        "id": next_id,
+                        "image_id": image["id"],
+                        "category_id": category["id"],
+                        "segmentation": coco_rle(obj.mask),
+                        "area": int(obj.mask.sum()),
+                        "bbox": mask_bbox(obj.mask),
+                        "iscrowd": 0,
+                        CLICKS_KEY: [[x, y, p] for x, y, p in obj.clicks],
+                    }
+                )
                 next_id += 1
             doc["images"].sort(key=lambda i: i["file_name"])
             write_atomic(self.json_path, json.dumps(doc, indent=1) + "\n")

@@ -120,21 +120,22 @@ def build_app(annotator: Annotator, click_workers: int = 1) -> Starlette:
         body = await _read_json(request, JSON_LIMIT_BYTES)
         name = body.get("image") if isinstance(body, dict) else None
         if not isinstance(name, str):
-            raise RequestError("the body must be {\"image\": <name>}")
+            raise RequestError('the body must be {"image": <name>}')
         return await run_in_threadpool(annotator.open_image, name)
 
     async def new_session(request: Request) -> Any:
         body = await _read_json(request, JSON_LIMIT_BYTES)
         if not isinstance(body, dict) or not isinstance(body.get("image"), str):
-            raise RequestError("the body must be {\"image\": <name>, \"label\": <label>}")
+            raise RequestError('the body must be {"image": <name>, "label": <label>}')
         return await run_in_threadpool(annotator.new_session, body["image"], body.get("label", "object"))
 
     async def click(request: Request) -> Any:
         body = await _read_json(request, JSON_LIMIT_BYTES)
         if not isinstance(body, dict):
-            raise RequestError("the body must be {\"x\": int, \"y\": int, \"positive\": bool}")
-        return await on_model(annotator.click, request.path_params["sid"], body.get("x"), body.get("y"),
-                              body.get("positive", True))
+            raise RequestError('the body must be {"x": int, "y": int, "positive": bool}')
+        return await on_model(
+            annotator.click, request.path_params["sid"], body.get("x"), body.get("y"), body.get("positive", True)
+        )
 
     async def undo(request: Request) -> Any:
         return await on_model(annotator.undo, request.path_params["sid"])
@@ -148,7 +149,7 @@ def build_app(annotator: Annotator, click_workers: int = 1) -> Starlette:
     async def save(request: Request) -> Any:
         body = await _read_json(request, JSON_LIMIT_BYTES)
         if not isinstance(body, dict):
-            raise RequestError("the body must be {\"image\": <name>, \"objects\": [...]}")
+            raise RequestError('the body must be {"image": <name>, "objects": [...]}')
         return await run_in_threadpool(annotator.save, body.get("image"), body.get("objects"))
 
     async def cvat(request: Request) -> Any:

@@ -86,10 +86,22 @@ class Annotator:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         manifest = load_manifest(settings.model)
-        self.encoder = Encoder(settings.model, settings.backend, settings.threads, manifest=manifest,
-                               max_side=settings.max_side, verify=False)
-        self.decoder = Decoder(settings.model, settings.backend, settings.threads, manifest=manifest, verify=False,
-                               variant=settings.precision)
+        self.encoder = Encoder(
+            settings.model,
+            settings.backend,
+            settings.threads,
+            manifest=manifest,
+            max_side=settings.max_side,
+            verify=False,
+        )
+        self.decoder = Decoder(
+            settings.model,
+            settings.backend,
+            settings.threads,
+            manifest=manifest,
+            verify=False,
+            variant=settings.precision,
+        )
         self.model_id = self.encoder.model_id
         self.model_version = f"{MODEL_NAME}-{self.model_id}-{settings.precision}"
         self.folder = ImageFolder(settings.images, settings.recursive, exclude=settings.out)
@@ -159,11 +171,20 @@ class Annotator:
     def listing(self) -> dict[str, Any]:
         counts = self.store.counts()
         working = self.sessions.images_in_progress()
-        images = [{"name": n, "status": "done" if n in counts else "progress" if n in working else "untouched",
-                   "objects": counts.get(n, 0)} for n in self.folder.names]
-        return {"images": images, "done": sum(i["status"] == "done" for i in images), "total": len(images),
-                "model": {"id": self.model_id, "precision": self.settings.precision,
-                          "backend": self.decoder.backend}}
+        images = [
+            {
+                "name": n,
+                "status": "done" if n in counts else "progress" if n in working else "untouched",
+                "objects": counts.get(n, 0),
+            }
+            for n in self.folder.names
+        ]
+        return {
+            "images": images,
+            "done": sum(i["status"] == "done" for i in images),
+            "total": len(images),
+            "model": {"id": self.model_id, "precision": self.settings.precision, "backend": self.decoder.backend},
+        }
 
     def open_image(self, name: str) -> dict[str, Any]:
         """Make sure the image's features are ready (encoding it if needed) and queue the next ones."""
@@ -172,11 +193,20 @@ class Annotator:
         self.prefetch_after(name)
         meta = cached.features.meta
         height, width = meta.original_size
-        saved = [{"label": obj.label, "mask": png_base64(obj.mask),
-                  "clicks": [list(c) for c in obj.clicks]} for obj in self.store.objects(name)]
-        return {"name": name, "width": width, "height": height, "encoded": list(meta.encoded_size),
-                "source": cached.source, "encode_ms": round(cached.seconds * 1000, 1), "saved": saved,
-                "session_bytes": session_bytes(meta.original_size, meta.encoded_size)}
+        saved = [
+            {"label": obj.label, "mask": png_base64(obj.mask), "clicks": [list(c) for c in obj.clicks]}
+            for obj in self.store.objects(name)
+        ]
+        return {
+            "name": name,
+            "width": width,
+            "height": height,
+            "encoded": list(meta.encoded_size),
+            "source": cached.source,
+            "encode_ms": round(cached.seconds * 1000, 1),
+            "saved": saved,
+            "session_bytes": session_bytes(meta.original_size, meta.encoded_size),
+        }
 
     def new_session(self, name: str, label: Any) -> dict[str, Any]:
         name = self.folder.require(name)
@@ -185,8 +215,11 @@ class Annotator:
         return {"session": session.id, "image": name, "label": label}
 
     def _mask_reply(self, clicks: ClickSession, started: float | None) -> dict[str, Any]:
-        reply = {"mask": png_base64(clicks.mask), "clicks": [[c.x, c.y, c.is_positive] for c in clicks.clicks],
-                 "area": int(clicks.mask.sum())}
+        reply = {
+            "mask": png_base64(clicks.mask),
+            "clicks": [[c.x, c.y, c.is_positive] for c in clicks.clicks],
+            "area": int(clicks.mask.sum()),
+        }
         if started is not None:
             reply["decode_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return reply
@@ -197,8 +230,9 @@ class Annotator:
 
         def act(session: Any) -> dict[str, Any]:
             if not (0 <= x < session.clicks.width and 0 <= y < session.clicks.height):
-                raise RequestError(f"click at x={x}, y={y} lies outside the {session.clicks.width}x"
-                                   f"{session.clicks.height} image")
+                raise RequestError(
+                    f"click at x={x}, y={y} lies outside the {session.clicks.width}x{session.clicks.height} image"
+                )
             started = time.perf_counter()
             try:
                 session.clicks.add_click(y, x, positive)
@@ -253,8 +287,11 @@ class Annotator:
                     raise RequestError(f"click session {session.id} belongs to {session.image}, not {name}")
                 with session.lock:
                     clicks = session.clicks
-                    masks.append(ObjectMask(label, np.array(clicks.mask),
-                                            tuple((c.x, c.y, c.is_positive) for c in clicks.clicks)))
+                    masks.append(
+                        ObjectMask(
+                            label, np.array(clicks.mask), tuple((c.x, c.y, c.is_positive) for c in clicks.clicks)
+                        )
+                    )
             elif isinstance(item.get("saved"), int) and 0 <= item["saved"] < len(previous):
                 kept = previous[item["saved"]]
                 masks.append(ObjectMask(label, kept.mask, kept.clicks))
@@ -264,8 +301,12 @@ class Annotator:
             written = self.store.save(name, size, masks)
         except OSError as err:
             raise RequestError(f"cannot write to {self.settings.out}: {_first_line(err)}", status=507) from None
-        return {"image": name, "objects": len(masks), "files": [str(p) for p in written],
-                "annotations": str(self.store.json_path)}
+        return {
+            "image": name,
+            "objects": len(masks),
+            "files": [str(p) for p in written],
+            "annotations": str(self.store.json_path),
+        }
 
     # -------------------------------------------------------------------------------------- CVAT
 
@@ -329,13 +370,17 @@ class Annotator:
         parts = urlsplit(reference)
         if parts.scheme in ("http", "https") or (not parts.scheme and reference.startswith("/data/")):
             if not self.label_studio_url:
-                raise RequestError(f"{reference[:80]} is not a served image, and no --label-studio-url "
-                                   "(LABEL_STUDIO_URL) is set to fetch it from", status=404)
+                raise RequestError(
+                    f"{reference[:80]} is not a served image, and no --label-studio-url "
+                    "(LABEL_STUDIO_URL) is set to fetch it from",
+                    status=404,
+                )
             base = self.label_studio_url.rstrip("/") + "/"
             url = urljoin(base, reference)
             if not url.startswith(base):
-                raise RequestError(f"{reference[:80]} is neither a served image nor under --label-studio-url",
-                                   status=404)
+                raise RequestError(
+                    f"{reference[:80]} is neither a served image nor under --label-studio-url", status=404
+                )
         else:
             raise RequestError(f"{reference[:80]} matches no served image", status=404)
         headers = {"Authorization": f"Token {self.label_studio_token}"} if self.label_studio_token else {}

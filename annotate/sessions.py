@@ -33,8 +33,9 @@ _FORGOTTEN_IDS = 4096  # expired ids remembered, to answer 410 instead of 404
 T = TypeVar("T")
 
 
-def session_bytes(original_size: tuple[int, int], encoded_size: tuple[int, int], clicks: int = 20,
-                  undo_cache: int = UNDO_CACHE) -> int:
+def session_bytes(
+    original_size: tuple[int, int], encoded_size: tuple[int, int], clicks: int = 20, undo_cache: int = UNDO_CACHE
+) -> int:
     """Bytes one click session holds besides the shared features (see the module docstring)."""
     height, width = original_size
     pixels = encoded_size[0] * encoded_size[1]
@@ -156,8 +157,7 @@ class ReplaySessions:
         self._entries: OrderedDict[str, _Replay] = OrderedDict()
         self._lock = threading.Lock()
 
-    def run(self, key: str, features: ImageFeatures, clicks: list[Click],
-            render: Callable[[ClickSession], T]) -> T:
+    def run(self, key: str, features: ImageFeatures, clicks: list[Click], render: Callable[[ClickSession], T]) -> T:
         """Bring ``key``'s session to exactly ``clicks`` and return ``render(session)`` (under its lock)."""
         with self._lock:
             entry = self._entries.get(key)

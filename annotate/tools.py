@@ -34,8 +34,11 @@ from .sessions import Click
 
 def _point(value: Any, height: int, width: int, what: str) -> tuple[int, int]:
     """A pixel ``[x, y]`` (numbers, rounded down) as ``(y, x)``; outside the image is a 400."""
-    if not (isinstance(value, (list, tuple)) and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+    if not (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    ):
         raise RequestError(f"{what} must be [x, y] pixel pairs, got {str(value)[:60]}")
     x, y = math.floor(value[0]), math.floor(value[1])
     if not (0 <= x < width and 0 <= y < height):
@@ -131,7 +134,7 @@ def parse_label_config(text: Any) -> LabelConfig:
         raise RequestError("label_config needs a BrushLabels tag (name, toName) to put the masks in")
     image = next((t for t in tags if t.tag.lower() == "image" and t.get("name") == brush.get("toName")), None)
     if image is None or not (image.get("value") or "").startswith("$"):
-        raise RequestError(f"label_config has no Image tag named {brush.get('toName')!r} with value=\"$field\"")
+        raise RequestError(f'label_config has no Image tag named {brush.get("toName")!r} with value="$field"')
     return LabelConfig(brush.get("name"), brush.get("toName"), image.get("value")[1:])
 
 
@@ -164,8 +167,9 @@ def parse_context(body: dict[str, Any]) -> KeypointContext | None:
             x, y = float(value["x"]), float(value["y"])
             this_size = (int(item["original_width"]), int(item["original_height"]))
         except (KeyError, TypeError, ValueError):
-            raise RequestError("a keypointlabels result needs value.x, value.y, original_width and "
-                               "original_height") from None
+            raise RequestError(
+                "a keypointlabels result needs value.x, value.y, original_width and original_height"
+            ) from None
         if not (math.isfinite(x) and math.isfinite(y)) or min(this_size) <= 0:
             raise RequestError("a keypoint has a non-finite position or the image size is not positive")
         if size is not None and this_size != size:
@@ -182,8 +186,9 @@ def parse_context(body: dict[str, Any]) -> KeypointContext | None:
 def keypoint_clicks(context: KeypointContext, height: int, width: int) -> list[Click]:
     """Percent positions → pixels of the image as read (``(y, x, positive)``); a point off the image is a 400."""
     if (context.width, context.height) != (width, height):
-        raise RequestError(f"the keypoints are for a {context.width}x{context.height} image, "
-                           f"the task's image is {width}x{height}")
+        raise RequestError(
+            f"the keypoints are for a {context.width}x{context.height} image, the task's image is {width}x{height}"
+        )
     clicks = []
     for x_pct, y_pct, positive in context.percent_points:
         if not (0.0 <= x_pct <= 100.0 and 0.0 <= y_pct <= 100.0):
@@ -194,23 +199,26 @@ def keypoint_clicks(context: KeypointContext, height: int, width: int) -> list[C
     return clicks
 
 
-def brush_result(mask: np.ndarray, config: LabelConfig, label: str, score: float, model_version: str,
-                 result_id: str) -> dict[str, Any]:
+def brush_result(
+    mask: np.ndarray, config: LabelConfig, label: str, score: float, model_version: str, result_id: str
+) -> dict[str, Any]:
     """One task's prediction: a ``brushlabels`` result with the mask in Label Studio's RLE."""
     height, width = mask.shape
     return {
-        "result": [{
-            "id": result_id,
-            "from_name": config.brush_from,
-            "to_name": config.brush_to,
-            "type": "brushlabels",
-            "original_width": int(width),
-            "original_height": int(height),
-            "image_rotation": 0,
-            "value": {"format": "rle", "rle": brush_rle(mask), "brushlabels": [label]},
-            "score": score,
-            "readonly": False,
-        }],
+        "result": [
+            {
+                "id": result_id,
+                "from_name": config.brush_from,
+                "to_name": config.brush_to,
+                "type": "brushlabels",
+                "original_width": int(width),
+                "original_height": int(height),
+                "image_rotation": 0,
+                "value": {"format": "rle", "rle": brush_rle(mask), "brushlabels": [label]},
+                "score": score,
+                "readonly": False,
+            }
+        ],
         "score": score,
         "model_version": model_version,
     }

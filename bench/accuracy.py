@@ -72,8 +72,9 @@ class _Tally:
     sessions: list[SessionResult] = field(default_factory=list)
     seconds: float = 0.0
 
-    def add_parity(self, index: int, mask: np.ndarray, ref_mask: np.ndarray, logits: np.ndarray,
-                   ref_logits: np.ndarray) -> None:
+    def add_parity(
+        self, index: int, mask: np.ndarray, ref_mask: np.ndarray, logits: np.ndarray, ref_logits: np.ndarray
+    ) -> None:
         while len(self.parity_ious) <= index:
             self.parity_ious.append([])
         self.parity_ious[index].append(iou(mask, ref_mask))
@@ -136,14 +137,22 @@ def evaluate(
         tally = tallies[participant.config.name]
         quality = _quality(tally.sessions, clicks)
         delta = {k: quality[k] - ref_quality[k] for k in quality if k.startswith(("miou@", "noc@"))} if quality else {}
-        rows.append({**participant.config.to_dict(), "reference": participant is reference,
-                     "parity": tally.parity(), "quality": quality, "delta_vs_reference": delta,
-                     "seconds": round(tally.seconds, 2)})
+        rows.append(
+            {
+                **participant.config.to_dict(),
+                "reference": participant is reference,
+                "parity": tally.parity(),
+                "quality": quality,
+                "delta_vs_reference": delta,
+                "seconds": round(tally.seconds, 2),
+            }
+        )
     return {"reference": reference.config.name, "objects": len(per_object), "rows": rows, "per_object": per_object}
 
 
-def _evaluate_object(sample: Sample, everyone: list[Participant], tallies: dict[str, _Tally], clicks: int,
-                     zoom_in: bool, zoom_start: int) -> dict[str, list[float]]:
+def _evaluate_object(
+    sample: Sample, everyone: list[Participant], tallies: dict[str, _Tally], clicks: int, zoom_in: bool, zoom_start: int
+) -> dict[str, list[float]]:
     """Steps 1-3 of the module docstring for one object (``everyone[0]`` is the reference); returns the
     IoU-per-click curve of each configuration's own session."""
     reference = everyone[0]

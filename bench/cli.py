@@ -66,8 +66,10 @@ def parse_sizes(text: str, manifest: Manifest) -> tuple[tuple[int, int], ...]:
         except ValueError as err:
             raise BadInputError(str(err)) from None
         if manifest.static_size is not None and size != manifest.static_size:
-            raise BadInputError(f"size {part}: this is a static-size export; it only runs "
-                           f"{manifest.static_size[0]}x{manifest.static_size[1]}")
+            raise BadInputError(
+                f"size {part}: this is a static-size export; it only runs "
+                f"{manifest.static_size[0]}x{manifest.static_size[1]}"
+            )
         sizes.append(size)
     if not sizes:
         raise BadInputError("--sizes is empty")
@@ -98,8 +100,10 @@ def resolve_export(artifact_dir: Path | None, console: Console, quiet: bool) -> 
     try:
         from interformer_edge.export.pipeline import ExportError, ExportOptions, run_export
     except ImportError as err:
-        raise BadInputError(f"no export at ./{folder} and torch is not installed ({err.name or err}) to make one: run "
-                       "interformer-export on a workstation and pass the folder it writes") from None
+        raise BadInputError(
+            f"no export at ./{folder} and torch is not installed ({err.name or err}) to make one: run "
+            "interformer-export on a workstation and pass the folder it writes"
+        ) from None
     if not quiet:
         console.print(f"no export at ./{folder}: exporting the bundled default model there first", highlight=False)
     try:
@@ -120,51 +124,99 @@ def _default_dataset() -> Path | None:
 
 @app.command()
 def main(
-    artifact_dir: Annotated[Path | None, typer.Argument(
-        help="Export folder (manifest.json + graphs, from interformer-export / interformer-quantize). Default: "
-             "./interformer_export, exported from the bundled default model first if missing (needs torch).",
-        show_default=False)] = None,
-    backends: Annotated[str | None, typer.Option(
-        help="Comma-separated backends: onnxruntime, openvino. Default: every installed one.",
-        show_default=False)] = None,
-    precisions: Annotated[str | None, typer.Option(
-        help="Comma-separated rows: fp32 (OpenVINO pinned to f32), int8 (the quantized decoder), bf16 / fp16 "
-             "(OpenVINO hint, where the CPU supports it), default (what OpenVINO picks by itself: bf16 on "
-             "AVX512-BF16/AMX x86, f16 on Cortex-A76). Default: every decoder precision of the export + default.",
-        show_default=False)] = None,
-    threads: Annotated[str | None, typer.Option(
-        help="Comma-separated thread counts. Default: 1 and the usable cores.", show_default=False)] = None,
-    sizes: Annotated[str, typer.Option(
-        help="Comma-separated HxW image sizes for latency (multiples of 32); memory uses the first.")] = DEFAULT_SIZES,
-    dataset: Annotated[Path | None, typer.Option(
-        help="Accuracy dataset in the GrabCut/Berkeley/DAVIS layout (img/, gt/, list/val.txt). Default: the "
-             "bundled held-out set (100 synthetic objects, 256-480 px).", show_default=False)] = None,
+    artifact_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Export folder (manifest.json + graphs, from interformer-export / interformer-quantize). Default: "
+            "./interformer_export, exported from the bundled default model first if missing (needs torch).",
+            show_default=False,
+        ),
+    ] = None,
+    backends: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated backends: onnxruntime, openvino. Default: every installed one.", show_default=False
+        ),
+    ] = None,
+    precisions: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated rows: fp32 (OpenVINO pinned to f32), int8 (the quantized decoder), bf16 / fp16 "
+            "(OpenVINO hint, where the CPU supports it), default (what OpenVINO picks by itself: bf16 on "
+            "AVX512-BF16/AMX x86, f16 on Cortex-A76). Default: every decoder precision of the export + default.",
+            show_default=False,
+        ),
+    ] = None,
+    threads: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated thread counts. Default: 1 and the usable cores.", show_default=False),
+    ] = None,
+    sizes: Annotated[
+        str, typer.Option(help="Comma-separated HxW image sizes for latency (multiples of 32); memory uses the first.")
+    ] = DEFAULT_SIZES,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            help="Accuracy dataset in the GrabCut/Berkeley/DAVIS layout (img/, gt/, list/val.txt). Default: the "
+            "bundled held-out set (100 synthetic objects, 256-480 px).",
+            show_default=False,
+        ),
+    ] = None,
     clicks: Annotated[int, typer.Option(min=1, help="Clicks per object (automatic clicker).")] = EVAL_MAX_CLICKS,
-    limit: Annotated[int, typer.Option(
-        min=0, help="Accuracy objects: the first N usable ones of the dataset; 0: all. Accuracy is the slow part: "
-                    "each object costs about clicks x configurations x 2 decoder runs.")] = DEFAULT_LIMIT,
-    runs: Annotated[int, typer.Option(
-        min=1, help="Minimum timed runs per latency measurement (then more until --budget).")] = DEFAULT_MIN_RUNS,
-    budget: Annotated[float, typer.Option(
-        min=0.0, help="Seconds of timed runs per latency measurement, after the minimum runs.")] = DEFAULT_BUDGET_S,
+    limit: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Accuracy objects: the first N usable ones of the dataset; 0: all. Accuracy is the slow part: "
+            "each object costs about clicks x configurations x 2 decoder runs.",
+        ),
+    ] = DEFAULT_LIMIT,
+    runs: Annotated[
+        int, typer.Option(min=1, help="Minimum timed runs per latency measurement (then more until --budget).")
+    ] = DEFAULT_MIN_RUNS,
+    budget: Annotated[
+        float, typer.Option(min=0.0, help="Seconds of timed runs per latency measurement, after the minimum runs.")
+    ] = DEFAULT_BUDGET_S,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed warm-up runs per measurement.")] = DEFAULT_WARMUP,
-    memory_clicks: Annotated[int, typer.Option(
-        min=1, help="Clicks the fresh memory-probe process serves after encoding one photo.")] = 20,
-    parts: Annotated[str, typer.Option(help="Comma-separated parts to run: latency, memory, accuracy.")
-                     ] = ",".join(PARTS),
-    baseline: Annotated[bool, typer.Option(
-        "--baseline/--no-baseline", help="Measure PyTorch eager as the baseline row (when torch is installed and "
-                                         "the export's checkpoint is found with its sha256).")] = True,
-    emulated: Annotated[str | None, typer.Option(
-        help="Label the run as emulated (e.g. 'EMULATED (qemu cortex-a76) - not Raspberry Pi figures'): "
-             "shown in the terminal, report.json and report.md.", show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for report.json, report.md and the "
-                                                          "PNG plots (created; those files are replaced).")
-                   ] = DEFAULT_OUT,
-    static_shapes: Annotated[bool, typer.Option(
-        "--static-shapes/--no-static-shapes", help="Also time every runtime row with its decoder compiled for the "
-                                                   "image size (Decoder(static_shapes=True)), as a row of its own "
-                                                   "marked 'static'.")] = True,
+    memory_clicks: Annotated[
+        int, typer.Option(min=1, help="Clicks the fresh memory-probe process serves after encoding one photo.")
+    ] = 20,
+    parts: Annotated[str, typer.Option(help="Comma-separated parts to run: latency, memory, accuracy.")] = ",".join(
+        PARTS
+    ),
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline/--no-baseline",
+            help="Measure PyTorch eager as the baseline row (when torch is installed and "
+            "the export's checkpoint is found with its sha256).",
+        ),
+    ] = True,
+    emulated: Annotated[
+        str | None,
+        typer.Option(
+            help="Label the run as emulated (e.g. 'EMULATED (qemu cortex-a76) - not Raspberry Pi figures'): "
+            "shown in the terminal, report.json and report.md.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder for report.json, report.md and the PNG plots (created; those files are replaced).",
+        ),
+    ] = DEFAULT_OUT,
+    static_shapes: Annotated[
+        bool,
+        typer.Option(
+            "--static-shapes/--no-static-shapes",
+            help="Also time every runtime row with its decoder compiled for the "
+            "image size (Decoder(static_shapes=True)), as a row of its own "
+            "marked 'static'.",
+        ),
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the headline and problems.")] = False,
 ) -> None:
     """Benchmark an export on this machine: latency (encoder per image, decoder per click; p50/p90/p99 for
@@ -183,9 +235,25 @@ def main(
     err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 140)
     command = "interformer-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
-        options, manifest = _options(artifact_dir, backends, precisions, threads, sizes, dataset, clicks, limit,
-                                     TimingPolicy(warmup=warmup, min_runs=runs, budget_s=budget), memory_clicks,
-                                     parts, baseline, emulated, out, command, err_console, quiet)
+        options, manifest = _options(
+            artifact_dir,
+            backends,
+            precisions,
+            threads,
+            sizes,
+            dataset,
+            clicks,
+            limit,
+            TimingPolicy(warmup=warmup, min_runs=runs, budget_s=budget),
+            memory_clicks,
+            parts,
+            baseline,
+            emulated,
+            out,
+            command,
+            err_console,
+            quiet,
+        )
         options = replace(options, static_shapes=static_shapes)
     except BadInputError as err:
         err_console.print(f"interformer-bench: error: {err}", markup=False, highlight=False, soft_wrap=True)
@@ -210,16 +278,33 @@ def main(
             err_console.print(f"failed: {failure_text(failure)}", highlight=False)
     else:
         print_report(report, console)
-    console.print(f"wrote {', '.join(str(out / name) for name in report['outputs'])} "
-                  f"({report['seconds']['total']:.0f} s)", highlight=False)
+    console.print(
+        f"wrote {', '.join(str(out / name) for name in report['outputs'])} ({report['seconds']['total']:.0f} s)",
+        highlight=False,
+    )
     if report["failures"]:
         raise typer.Exit(EXIT_FAILURES)
 
 
-def _options(artifact_dir: Path | None, backends: str | None, precisions: str | None, threads: str | None,
-             sizes: str, dataset: Path | None, clicks: int, limit: int, timing: TimingPolicy, memory_clicks: int,
-             parts: str, baseline: bool, emulated: str | None, out: Path, command: str, console: Console,
-             quiet: bool) -> tuple[BenchOptions, Manifest]:
+def _options(
+    artifact_dir: Path | None,
+    backends: str | None,
+    precisions: str | None,
+    threads: str | None,
+    sizes: str,
+    dataset: Path | None,
+    clicks: int,
+    limit: int,
+    timing: TimingPolicy,
+    memory_clicks: int,
+    parts: str,
+    baseline: bool,
+    emulated: str | None,
+    out: Path,
+    command: str,
+    console: Console,
+    quiet: bool,
+) -> tuple[BenchOptions, Manifest]:
     """Check every flag and the export (raises :class:`BadInputError`), in the order a user would fix them."""
     wanted_parts = tuple(_split(parts))
     unknown = [p for p in wanted_parts if p not in PARTS]
@@ -235,11 +320,13 @@ def _options(artifact_dir: Path | None, backends: str | None, precisions: str | 
     if "accuracy" in wanted_parts:
         dataset = dataset if dataset is not None else _default_dataset()
         if dataset is None:
-            raise BadInputError("no dataset: the bundled held-out set is missing; pass --dataset or drop accuracy "
-                           "from --parts")
+            raise BadInputError(
+                "no dataset: the bundled held-out set is missing; pass --dataset or drop accuracy from --parts"
+            )
         if not (dataset / "img").is_dir():
-            raise BadInputError(f"--dataset {dataset} is not a dataset folder (expected {dataset / 'img'}, gt/, "
-                           "list/val.txt)")
+            raise BadInputError(
+                f"--dataset {dataset} is not a dataset folder (expected {dataset / 'img'}, gt/, list/val.txt)"
+            )
     folder = resolve_export(artifact_dir, console, quiet)
     try:
         manifest = load_manifest(folder)
@@ -250,17 +337,28 @@ def _options(artifact_dir: Path | None, backends: str | None, precisions: str | 
     known = known_precisions(manifest)
     bad = [n for n in names if n not in known]
     if bad or not names:
-        raise BadInputError(f"--precisions {precisions!r}: unknown {', '.join(bad) or 'empty'}; choose from "
-                       f"{', '.join(known)}")
+        raise BadInputError(
+            f"--precisions {precisions!r}: unknown {', '.join(bad) or 'empty'}; choose from {', '.join(known)}"
+        )
     ov = openvino_facts() if "openvino" in backend_names else None
     configs, skipped = plan_configs(manifest, backend_names, names, ov)
     if not configs:
         reasons = "; ".join(f"{s.backend} {s.precision}: {s.reason}" for s in skipped)
         raise BadInputError(f"nothing to benchmark ({reasons})")
     options = BenchOptions(
-        export_dir=folder, backends=backend_names, precisions=names, threads=thread_counts, sizes=size_list,
-        dataset=dataset if "accuracy" in wanted_parts else None, clicks=clicks, limit=limit or None, timing=timing,
-        parts=wanted_parts, baseline=baseline, emulated=emulated or None, memory_clicks=memory_clicks,
+        export_dir=folder,
+        backends=backend_names,
+        precisions=names,
+        threads=thread_counts,
+        sizes=size_list,
+        dataset=dataset if "accuracy" in wanted_parts else None,
+        clicks=clicks,
+        limit=limit or None,
+        timing=timing,
+        parts=wanted_parts,
+        baseline=baseline,
+        emulated=emulated or None,
+        memory_clicks=memory_clicks,
         command=command,
     )
     return options, manifest

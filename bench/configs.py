@@ -68,8 +68,14 @@ class BenchConfig:
         return self.backend, self.hint
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backend": self.backend, "precision": self.precision, "variant": self.variant, "hint": self.hint,
-                "computes_in": self.computes_in, "static": self.static}
+        return {
+            "backend": self.backend,
+            "precision": self.precision,
+            "variant": self.variant,
+            "hint": self.hint,
+            "computes_in": self.computes_in,
+            "static": self.static,
+        }
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,14 @@ class Skipped:
 
 def known_precisions(manifest: Manifest) -> list[str]:
     """Every precision name this export can be asked for (existing or not on this machine)."""
-    names = [*manifest.precisions("decoder"), "int8", *HINT_PRECISIONS, DEFAULT_PRECISION,
-             *_quantized_defaults(manifest), "int8" + DEFAULT_SUFFIX]
+    names = [
+        *manifest.precisions("decoder"),
+        "int8",
+        *HINT_PRECISIONS,
+        DEFAULT_PRECISION,
+        *_quantized_defaults(manifest),
+        "int8" + DEFAULT_SUFFIX,
+    ]
     return list(dict.fromkeys(names))
 
 
@@ -110,8 +122,12 @@ def openvino_facts() -> dict[str, Any]:
     from interformer_edge.runtime.backends import openvino_core
 
     core = openvino_core()
-    facts: dict[str, Any] = {"version": None, "cpu": None, "optimization_capabilities": [],
-                             "default_inference_precision": None}
+    facts: dict[str, Any] = {
+        "version": None,
+        "cpu": None,
+        "optimization_capabilities": [],
+        "default_inference_precision": None,
+    }
     try:
         import openvino
 
@@ -155,6 +171,7 @@ def plan_configs(
     for backend in backends:
         fmt = FORMAT_OF[backend]
         for precision in precisions:
+
             def skip(reason: str, backend: str = backend, precision: str = precision) -> None:
                 skipped.append(Skipped(backend, precision, reason))
 
@@ -179,12 +196,21 @@ def plan_configs(
                 elif device_default == "f32":
                     skip(f"OpenVINO's device default here is f32: the {variant} row")
                 else:
-                    configs.append(BenchConfig(backend, precision, variant=variant, hint="device",
-                                               computes_in=f"{variant} (float layers {device_default})"))
+                    configs.append(
+                        BenchConfig(
+                            backend,
+                            precision,
+                            variant=variant,
+                            hint="device",
+                            computes_in=f"{variant} (float layers {device_default})",
+                        )
+                    )
             elif precision in HINT_PRECISIONS or precision == DEFAULT_PRECISION:
                 if backend != "openvino":
-                    skip(f"{backend} computes in the graph's own types (no precision hint): "
-                         f"{'same as' if precision == DEFAULT_PRECISION else 'not available beside'} fp32")
+                    skip(
+                        f"{backend} computes in the graph's own types (no precision hint): "
+                        f"{'same as' if precision == DEFAULT_PRECISION else 'not available beside'} fp32"
+                    )
                     continue
                 if precision == DEFAULT_PRECISION:
                     if device_default == "f32" and BASE_PRECISION in precisions:

@@ -41,16 +41,20 @@ def available(manifest: Manifest) -> bool:
     """Whether floors can be measured here: an ONNX decoder, ONNX Runtime to profile it and time the GEMMs,
     and the ``onnx`` package to build the GEMM graphs (a workstation package: a lean device install has no
     floor column)."""
-    return ("onnx" in manifest.graphs["decoder"].files and "onnxruntime" in installed_backends()
-            and importlib.util.find_spec("onnx") is not None)
+    return (
+        "onnx" in manifest.graphs["decoder"].files
+        and "onnxruntime" in installed_backends()
+        and importlib.util.find_spec("onnx") is not None
+    )
 
 
 def _shape(entry: Mapping[str, list[int]]) -> list[int]:
     return next(iter(entry.values()))
 
 
-def node_flops(op: str, inputs: list[list[int]], outputs: list[list[int]],
-               weight_shape: list[int] | None = None) -> int:
+def node_flops(
+    op: str, inputs: list[list[int]], outputs: list[list[int]], weight_shape: list[int] | None = None
+) -> int:
     """FLOPs (2 x multiply-adds) of one Conv/MatMul/Gemm run, from the shapes it ran with.
 
     Conv: ``2 * |output| * (C_in / groups) * kh * kw`` from the weight ``(C_out, C_in/groups, kh, kw)``;
@@ -84,8 +88,11 @@ def decoder_flops(onnx_path: Path, feed: Mapping[str, np.ndarray]) -> int:
     total = 0
     for event in events:
         args = event.get("args", {})
-        if event.get("cat") != "Node" or not event["name"].endswith(_PROFILE_SUFFIX) or args.get("op_name") not in \
-                _COUNTED:
+        if (
+            event.get("cat") != "Node"
+            or not event["name"].endswith(_PROFILE_SUFFIX)
+            or args.get("op_name") not in _COUNTED
+        ):
             continue
         name = event["name"][: -len(_PROFILE_SUFFIX)]
         inputs = [_shape(e) for e in args.get("input_type_shape", [])]
@@ -97,8 +104,9 @@ def decoder_flops(onnx_path: Path, feed: Mapping[str, np.ndarray]) -> int:
 def _weight_shapes(model: Any) -> dict[str, list[int]]:
     """Node name → shape of its constant second input (a Conv weight the profiler may not list)."""
     dims = {init.name: list(init.dims) for init in model.graph.initializer}
-    return {node.name: dims[node.input[1]] for node in model.graph.node
-            if len(node.input) > 1 and node.input[1] in dims}
+    return {
+        node.name: dims[node.input[1]] for node in model.graph.node if len(node.input) > 1 and node.input[1] in dims
+    }
 
 
 def gemm_peak_gflops(threads: int, precision: str, side: int = GEMM_SIDE, runs: int = PEAK_RUNS) -> float:
@@ -142,8 +150,13 @@ def _onnxruntime_gemm_seconds(threads: int, precision: str, side: int, runs: int
         node = helper.make_node("MatMulInteger", ["a", "w"], ["y"])
         a_type, y_type = TensorProto.UINT8, TensorProto.INT32
         a = rng.integers(0, 256, (side, side)).astype(np.uint8)
-    graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("a", a_type, [side, side])],
-                              [helper.make_tensor_value_info("y", y_type, [side, side])], [weight])
+    graph = helper.make_graph(
+        [node],
+        "gemm",
+        [helper.make_tensor_value_info("a", a_type, [side, side])],
+        [helper.make_tensor_value_info("y", y_type, [side, side])],
+        [weight],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -165,8 +178,12 @@ def _openvino_gemm_seconds(threads: int, hint: str, side: int, runs: int) -> flo
     parameter = ops.parameter([side, side], np.float32, name="a")
     weight = ops.constant(rng.standard_normal((side, side)).astype(np.float32))
     model = ov.Model([ops.matmul(parameter, weight, False, False)], [parameter], "gemm")
-    config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": str(threads),
-              "INFERENCE_PRECISION_HINT": hint}
+    config = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": "1",
+        "INFERENCE_NUM_THREADS": str(threads),
+        "INFERENCE_PRECISION_HINT": hint,
+    }
     request = openvino_core().compile_model(model, "CPU", config).create_infer_request()
     return _best_seconds(lambda: request.infer({0: a}), runs)
 
@@ -176,5 +193,9 @@ def floor_entry(flops: int | None, peak_gflops: float | None, p50_ms: float) -> 
     if not flops or not peak_gflops or p50_ms <= 0:
         return None
     floor_ms = flops / (peak_gflops * 1e9) * 1e3
-    return {"gflop": round(flops / 1e9, 3), "peak_gflops": round(peak_gflops, 1), "floor_ms": round(floor_ms, 2),
-            "efficiency": round(floor_ms / p50_ms, 3)}
+    return {
+        "gflop": round(flops / 1e9, 3),
+        "peak_gflops": round(peak_gflops, 1),
+        "floor_ms": round(floor_ms, 2),
+        "efficiency": round(floor_ms / p50_ms, 3),
+    }

@@ -25,9 +25,24 @@ def run_probe(
     checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     """Run the probe for ``config`` in a fresh interpreter; its JSON facts, or ``{"error": ...}``."""
-    command = [sys.executable, "-m", "interformer_edge.bench.probe", str(export_dir), "--backend", config.backend,
-               "--variant", config.variant, "--hint", config.hint, "--threads", str(threads),
-               "--size", f"{size[0]}x{size[1]}", "--clicks", str(clicks)]
+    command = [
+        sys.executable,
+        "-m",
+        "interformer_edge.bench.probe",
+        str(export_dir),
+        "--backend",
+        config.backend,
+        "--variant",
+        config.variant,
+        "--hint",
+        config.hint,
+        "--threads",
+        str(threads),
+        "--size",
+        f"{size[0]}x{size[1]}",
+        "--clicks",
+        str(clicks),
+    ]
     if config.backend == PYTORCH:
         command += ["--checkpoint", str(checkpoint)]
     try:
@@ -56,9 +71,15 @@ def artifact_sizes(manifest: Manifest) -> dict[str, Any]:
     graphs = []
     for role, precision, files in manifest.graph_files():
         for fmt in files:
-            graphs.append({"graph": role, "precision": precision, "format": fmt,
-                           "files": [n for n in artifact_names(files[fmt], fmt) if n in listed],
-                           "bytes": graph_bytes(manifest, role, fmt, precision)})
+            graphs.append(
+                {
+                    "graph": role,
+                    "precision": precision,
+                    "format": fmt,
+                    "files": [n for n in artifact_names(files[fmt], fmt) if n in listed],
+                    "bytes": graph_bytes(manifest, role, fmt, precision),
+                }
+            )
     return {"graphs": graphs, "total_bytes": sum(f.size for f in manifest.files)}
 
 

@@ -59,8 +59,10 @@ def _latency_figure(report: dict[str, Any]) -> Any:
     for ax, graph, unit in zip(axes, ("decoder", "encoder"), ("per click", "per image"), strict=True):
         p50 = [r[graph]["p50_ms"] for r in rows]
         p90 = [r[graph]["p90_ms"] - r[graph]["p50_ms"] for r in rows]
-        colors = ["#888888" if r["backend"] == "pytorch" else "#1f77b4" if r["backend"] == "onnxruntime"
-                  else "#ff7f0e" for r in rows]
+        colors = [
+            "#888888" if r["backend"] == "pytorch" else "#1f77b4" if r["backend"] == "onnxruntime" else "#ff7f0e"
+            for r in rows
+        ]
         ax.barh(range(len(rows)), p50, xerr=[[0] * len(rows), p90], color=colors, capsize=2)
         for y, (value, whisker) in enumerate(zip(p50, p90, strict=True)):
             ax.text(value + whisker, y, f"  {value:.1f}", va="center", fontsize=8)

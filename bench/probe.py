@@ -38,8 +38,9 @@ def _runtime_session(args: argparse.Namespace, rgb: Any, facts: dict[str, Any]) 
     start = time.perf_counter()
     # verify=False: the benchmark hashed the export once already; hashing here would only add time.
     encoder = Encoder(args.export, args.backend, args.threads, args.hint, verify=False, max_side=0)
-    decoder = Decoder(args.export, args.backend, args.threads, args.hint, manifest=encoder.manifest,
-                      variant=args.variant)
+    decoder = Decoder(
+        args.export, args.backend, args.threads, args.hint, manifest=encoder.manifest, variant=args.variant
+    )
     facts["load_s"] = time.perf_counter() - start
     facts["rss_after_load_bytes"] = current_rss_bytes()
     start = time.perf_counter()
@@ -94,9 +95,15 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
 
     height, width = parse_size(args.size)
     rgb = bench_photo((height, width))
-    facts: dict[str, Any] = {"backend": args.backend, "variant": args.variant, "hint": args.hint,
-                             "threads": args.threads, "size": f"{height}x{width}", "clicks": args.clicks,
-                             "rss_baseline_bytes": current_rss_bytes()}
+    facts: dict[str, Any] = {
+        "backend": args.backend,
+        "variant": args.variant,
+        "hint": args.hint,
+        "threads": args.threads,
+        "size": f"{height}x{width}",
+        "clicks": args.clicks,
+        "rss_baseline_bytes": current_rss_bytes(),
+    }
     run = _torch_session if args.backend == "pytorch" else _runtime_session
     times = run(args, rgb, facts)
     facts["rss_after_clicks_bytes"] = current_rss_bytes()

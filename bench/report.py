@@ -41,8 +41,9 @@ def headline(report: dict[str, Any]) -> dict[str, Any] | None:
     sizes = [r["size"] for r in rows]
     size = HEADLINE_SIZE if HEADLINE_SIZE in sizes else sizes[0]
     threads = max(r["threads"] for r in rows if r["size"] == size)
-    chosen = sorted((r for r in rows if r["size"] == size and r["threads"] == threads),
-                    key=lambda r: r["decoder"]["p50_ms"])
+    chosen = sorted(
+        (r for r in rows if r["size"] == size and r["threads"] == threads), key=lambda r: r["decoder"]["p50_ms"]
+    )
     decoder = {row_name(r): r["decoder"]["p50_ms"] for r in chosen}
     encoder = {row_name(r): r["encoder"]["p50_ms"] for r in chosen}
     parts = []
@@ -55,15 +56,24 @@ def headline(report: dict[str, Any]) -> dict[str, Any] | None:
     label = (report.get("machine") or {}).get("emulated")
     if label:
         text = f"[{label}] {text}"
-    return {"size": size, "threads": threads, "decoder_p50_ms": decoder, "encoder_p50_ms": encoder,
-            "int8_vs_fp32": _int8_vs_fp32(chosen), "text": text}
+    return {
+        "size": size,
+        "threads": threads,
+        "decoder_p50_ms": decoder,
+        "encoder_p50_ms": encoder,
+        "int8_vs_fp32": _int8_vs_fp32(chosen),
+        "text": text,
+    }
 
 
 def _int8_vs_fp32(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Per backend: FP32 decoder p50 / INT8 decoder p50 (> 1: INT8 is faster)."""
     by = {(r["backend"], r["precision"]): r["decoder"]["p50_ms"] for r in rows if not r.get("static")}
-    return {backend: round(by[backend, "fp32"] / by[backend, "int8"], 3)
-            for backend, precision in by if precision == "int8" and (backend, "fp32") in by}
+    return {
+        backend: round(by[backend, "fp32"] / by[backend, "int8"], 3)
+        for backend, precision in by
+        if precision == "int8" and (backend, "fp32") in by
+    }
 
 
 def row_name(row: dict[str, Any]) -> str:
@@ -75,11 +85,15 @@ def row_name(row: dict[str, Any]) -> str:
 
 def gate_text(gate: dict[str, Any]) -> str:
     """One sentence on the export's parity gate (PyTorch eager vs each backend)."""
-    parts = [f"{backend} max |Δlogit| {v['logit_max_abs_diff']:.1e}, masks {100 * v['mask_agreement_min']:.4f} %"
-             for backend, v in gate.get("decoder", {}).items()]
+    parts = [
+        f"{backend} max |Δlogit| {v['logit_max_abs_diff']:.1e}, masks {100 * v['mask_agreement_min']:.4f} %"
+        for backend, v in gate.get("decoder", {}).items()
+    ]
     verdict = "passed" if gate.get("passed") else "FAILED"
-    return (f"Export parity gate vs PyTorch eager (decoder, sizes {', '.join(gate.get('sizes', []))}): {verdict}; "
-            + "; ".join(parts))
+    return (
+        f"Export parity gate vs PyTorch eager (decoder, sizes {', '.join(gate.get('sizes', []))}): {verdict}; "
+        + "; ".join(parts)
+    )
 
 
 def failure_text(failure: dict[str, Any]) -> str:
@@ -140,17 +154,39 @@ def _triple(stats: dict[str, Any]) -> str:
 
 
 def latency_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["backend", "precision", "threads", "size", "image p50/p90/p99 (encoder + context)", "decoder p50/p90/p99",
-              "runs", "speed-up enc", "speed-up dec", "decoder floor ms", "floor / p50"]
+    header = [
+        "backend",
+        "precision",
+        "threads",
+        "size",
+        "image p50/p90/p99 (encoder + context)",
+        "decoder p50/p90/p99",
+        "runs",
+        "speed-up enc",
+        "speed-up dec",
+        "decoder floor ms",
+        "floor / p50",
+    ]
     body = []
     for r in rows:
         speed = r.get("speedup_vs_pytorch") or {}
         shared = f" (= {r['encoder_shared_with']})" if r.get("encoder_shared_with") else ""
         floor = r.get("floor") or {}
-        body.append([r["backend"], precision_label(r), str(r["threads"]), r["size"], _triple(r["encoder"]) + shared,
-                     _triple(r["decoder"]), f"{r['encoder']['runs']}/{r['decoder']['runs']}",
-                     _times(speed.get("encoder")), _times(speed.get("decoder")), _ms(floor.get("floor_ms")),
-                     "–" if floor.get("efficiency") is None else f"{100 * floor['efficiency']:.0f} %"])
+        body.append(
+            [
+                r["backend"],
+                precision_label(r),
+                str(r["threads"]),
+                r["size"],
+                _triple(r["encoder"]) + shared,
+                _triple(r["decoder"]),
+                f"{r['encoder']['runs']}/{r['decoder']['runs']}",
+                _times(speed.get("encoder")),
+                _times(speed.get("decoder")),
+                _ms(floor.get("floor_ms")),
+                "–" if floor.get("efficiency") is None else f"{100 * floor['efficiency']:.0f} %",
+            ]
+        )
     return header, body
 
 
@@ -159,17 +195,47 @@ def _times(value: float | None) -> str:
 
 
 def memory_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["backend", "precision", "threads", "size", "peak RSS MiB", "imports MiB", "loaded MiB",
-              "click ms", "on disk MiB"]
+    header = [
+        "backend",
+        "precision",
+        "threads",
+        "size",
+        "peak RSS MiB",
+        "imports MiB",
+        "loaded MiB",
+        "click ms",
+        "on disk MiB",
+    ]
     body = []
     for r in rows:
         if "error" in r:
-            body.append([r["backend"], precision_label(r), str(r["threads"]), r["size"], f"failed: {r['error']}",
-                         "", "", "", _mib(r.get("disk_bytes"))])
+            body.append(
+                [
+                    r["backend"],
+                    precision_label(r),
+                    str(r["threads"]),
+                    r["size"],
+                    f"failed: {r['error']}",
+                    "",
+                    "",
+                    "",
+                    _mib(r.get("disk_bytes")),
+                ]
+            )
             continue
-        body.append([r["backend"], precision_label(r), str(r["threads"]), r["size"], _mib(r["peak_rss_bytes"]),
-                     _mib(r["rss_baseline_bytes"]), _mib(r["rss_after_load_bytes"]), _ms(r["click_ms_mean"]),
-                     _mib(r.get("disk_bytes"))])
+        body.append(
+            [
+                r["backend"],
+                precision_label(r),
+                str(r["threads"]),
+                r["size"],
+                _mib(r["peak_rss_bytes"]),
+                _mib(r["rss_baseline_bytes"]),
+                _mib(r["rss_after_load_bytes"]),
+                _ms(r["click_ms_mean"]),
+                _mib(r.get("disk_bytes")),
+            ]
+        )
     return header, body
 
 
@@ -183,32 +249,55 @@ def int8_target_text(variant_name: str, quantized: list[dict[str, Any]], host_cl
     return f"{variant.get('target', '?')}, {'covers' if covered else 'does NOT cover'} {host_class}"
 
 
-def accuracy_table(acc: dict[str, Any], quantized: list[dict[str, Any]] | None = None,
-                   host_class: str = "unknown") -> tuple[list[str], list[list[str]]]:
-    ks = sorted({k for r in acc.get("rows", []) for k in r.get("quality", {}) if k.startswith("miou@")},
-                key=lambda k: int(k.split("@")[1]))
+def accuracy_table(
+    acc: dict[str, Any], quantized: list[dict[str, Any]] | None = None, host_class: str = "unknown"
+) -> tuple[list[str], list[list[str]]]:
+    ks = sorted(
+        {k for r in acc.get("rows", []) for k in r.get("quality", {}) if k.startswith("miou@")},
+        key=lambda k: int(k.split("@")[1]),
+    )
     last = ks[-1] if ks else None
-    header = ["backend", "precision", "INT8 target vs host", "mask IoU vs ref mean / min", "same mask", "max |Δlogit|",
-              *[k.replace("miou", "mIoU") for k in ks], "NoC@85", "NoC@90",
-              f"Δ{last.replace('miou', 'mIoU')}" if last else "Δ"]
+    header = [
+        "backend",
+        "precision",
+        "INT8 target vs host",
+        "mask IoU vs ref mean / min",
+        "same mask",
+        "max |Δlogit|",
+        *[k.replace("miou", "mIoU") for k in ks],
+        "NoC@85",
+        "NoC@90",
+        f"Δ{last.replace('miou', 'mIoU')}" if last else "Δ",
+    ]
     body = []
     for r in acc.get("rows", []):
         p, q, d = r.get("parity", {}), r.get("quality", {}), r.get("delta_vs_reference", {})
         name = precision_label(r) + (" (ref)" if r.get("reference") else "")
         target = int8_target_text(r.get("variant", r["precision"]), quantized or [], host_class)
-        body.append([r["backend"], name, target,
-                     f"{_num(p.get('mask_iou_mean'), 4)} / {_num(p.get('mask_iou_min'), 4)}",
-                     "–" if "identical_masks" not in p else f"{100 * p['identical_masks']:.0f} %",
-                     _sci(p.get("logit_max_abs_diff")),
-                     *[_num(q.get(k)) for k in ks], _num(q.get("noc@85"), 2), _num(q.get("noc@90"), 2),
-                     "–" if last is None or last not in d else f"{d[last]:+.4f}"])
+        body.append(
+            [
+                r["backend"],
+                name,
+                target,
+                f"{_num(p.get('mask_iou_mean'), 4)} / {_num(p.get('mask_iou_min'), 4)}",
+                "–" if "identical_masks" not in p else f"{100 * p['identical_masks']:.0f} %",
+                _sci(p.get("logit_max_abs_diff")),
+                *[_num(q.get(k)) for k in ks],
+                _num(q.get("noc@85"), 2),
+                _num(q.get("noc@90"), 2),
+                "–" if last is None or last not in d else f"{d[last]:+.4f}",
+            ]
+        )
     return header, body
 
 
 def report_accuracy_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """:func:`accuracy_table` of a whole report, with its INT8 targets and the host's INT8 class."""
-    return accuracy_table(report["accuracy"], report.get("artifact", {}).get("quantized", []),
-                          report.get("machine", {}).get("isa", {}).get("int8_class", "unknown"))
+    return accuracy_table(
+        report["accuracy"],
+        report.get("artifact", {}).get("quantized", []),
+        report.get("machine", {}).get("isa", {}).get("int8_class", "unknown"),
+    )
 
 
 def _rich(title: str, table: tuple[list[str], list[list[str]]], numeric_from: int) -> Table:
@@ -228,26 +317,38 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     if label:
         console.print(f"[bold yellow]{label}[/]", highlight=False)
     isa = ", ".join(machine["isa"]["of_interest"]) or "none of interest"
-    console.print(f"{machine['cpu_model']} · {machine['cores_usable']} usable cores · {machine['architecture']} "
-                  f"({isa}) · {machine['os']}", highlight=False)
+    console.print(
+        f"{machine['cpu_model']} · {machine['cores_usable']} usable cores · {machine['architecture']} "
+        f"({isa}) · {machine['os']}",
+        highlight=False,
+    )
     ov = report.get("openvino")
     if ov:
-        console.print(f"OpenVINO {ov.get('version')}: default inference precision here "
-                      f"{ov.get('default_inference_precision')}", highlight=False)
+        console.print(
+            f"OpenVINO {ov.get('version')}: default inference precision here {ov.get('default_inference_precision')}",
+            highlight=False,
+        )
     artifact = report["artifact"]
-    console.print(f"artifact {artifact['dir']} · model {artifact['model_id']} ({artifact['architecture']}) · "
-                  f"decoder precisions {', '.join(artifact['decoder_precisions'])}", highlight=False)
+    console.print(
+        f"artifact {artifact['dir']} · model {artifact['model_id']} ({artifact['architecture']}) · "
+        f"decoder precisions {', '.join(artifact['decoder_precisions'])}",
+        highlight=False,
+    )
     if report.get("latency"):
-        title = ("Latency (ms): encoder per image, decoder per click; speed-up = PyTorch eager p50 / row p50; "
-                 "floor = decoder FLOPs at this host's measured GEMM peak")
+        title = (
+            "Latency (ms): encoder per image, decoder per click; speed-up = PyTorch eager p50 / row p50; "
+            "floor = decoder FLOPs at this host's measured GEMM peak"
+        )
         console.print(_rich(title, latency_table(report["latency"]), 2))
     if report.get("memory"):
         console.print(_rich("Memory: fresh process, 1 image + clicks", memory_table(report["memory"]), 2))
     acc = report.get("accuracy")
     if acc:
         if acc.get("rows"):
-            title = (f"Accuracy on {acc['objects']} objects of {acc['dataset']} ({acc['clicks']} clicks, "
-                     f"{acc['threads']} threads); parity vs {acc['reference']}")
+            title = (
+                f"Accuracy on {acc['objects']} objects of {acc['dataset']} ({acc['clicks']} clicks, "
+                f"{acc['threads']} threads); parity vs {acc['reference']}"
+            )
             console.print(_rich(title, report_accuracy_table(report), 3))
         if acc.get("export_gate"):
             console.print(gate_text(acc["export_gate"]), highlight=False)
@@ -273,8 +374,10 @@ def print_report(report: dict[str, Any], console: Console) -> None:
 
 def _md_table(table: tuple[list[str], list[list[str]]]) -> str:
     header, body = table
-    lines = ["| " + " | ".join(cell.replace("|", "\\|") for cell in header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
+    lines = [
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
     return "\n".join(lines)
 
@@ -289,7 +392,8 @@ def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
         out += [f"**{report['headline']['text']}**", ""]
     versions = ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v)
     out += [
-        "## Machine", "",
+        "## Machine",
+        "",
         f"- CPU: {machine['cpu_model']} ({machine['architecture']}), {machine['cores_usable']} usable cores "
         f"({machine['cores_logical']} logical, {machine['cores_physical']} physical), "
         f"{machine['memory_total_bytes'] / 2**30:.1f} GiB RAM",
@@ -306,55 +410,90 @@ def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
     ov = report.get("openvino")
     if ov:
         caps = ", ".join(ov.get("optimization_capabilities") or [])
-        out.append(f"- OpenVINO CPU: {ov.get('cpu')}, capabilities {caps}, "
-                   f"default inference precision **{ov.get('default_inference_precision')}**")
+        out.append(
+            f"- OpenVINO CPU: {ov.get('cpu')}, capabilities {caps}, "
+            f"default inference precision **{ov.get('default_inference_precision')}**"
+        )
     out += [
-        "", "## Artifact", "",
+        "",
+        "## Artifact",
+        "",
         f"- `{artifact['dir']}`: model {artifact['model_id']} ({artifact['architecture']}), from "
         f"`{artifact['source_checkpoint']['path']}`, exported {artifact['created']}",
         f"- decoder precisions: {', '.join(artifact['decoder_precisions'])}; all files "
         f"{artifact['sizes']['total_bytes'] / MIB:.1f} MiB",
-        "", "| graph | precision | format | MiB |", "|---|---|---|---|",
-        *[f"| {g['graph']} | {g['precision']} | {g['format']} | {_mib(g['bytes'])} |"
-          for g in artifact["sizes"]["graphs"]],
+        "",
+        "| graph | precision | format | MiB |",
+        "|---|---|---|---|",
+        *[
+            f"| {g['graph']} | {g['precision']} | {g['format']} | {_mib(g['bytes'])} |"
+            for g in artifact["sizes"]["graphs"]
+        ],
     ]
     settings = report["settings"]
     timing = settings["timing"]
     if report.get("latency"):
-        out += ["", "## Latency (ms)", "",
-                f"Encoder per image and decoder per click (the third click of a session on a bundled photo); "
-                f"{timing['warmup']} warm-up runs, then at least {timing['min_runs']} timed runs and until "
-                f"{timing['budget_s']} s. Speed-up: PyTorch eager p50 / row p50 at the same size and threads, "
-                "same run. An encoder marked (= fp32) is the same graph as that row's and was measured once. "
-                "Decoder floor: the decoder's Conv/MatMul FLOPs at the size (counted from the ONNX graph on the "
-                "timed click) at this host's GEMM peak of the row's precision and threads, measured in this run; "
-                "floor / p50 is the share of the peak the row reaches.", "",
-                _md_table(latency_table(report["latency"]))]
+        out += [
+            "",
+            "## Latency (ms)",
+            "",
+            f"Encoder per image and decoder per click (the third click of a session on a bundled photo); "
+            f"{timing['warmup']} warm-up runs, then at least {timing['min_runs']} timed runs and until "
+            f"{timing['budget_s']} s. Speed-up: PyTorch eager p50 / row p50 at the same size and threads, "
+            "same run. An encoder marked (= fp32) is the same graph as that row's and was measured once. "
+            "Decoder floor: the decoder's Conv/MatMul FLOPs at the size (counted from the ONNX graph on the "
+            "timed click) at this host's GEMM peak of the row's precision and threads, measured in this run; "
+            "floor / p50 is the share of the peak the row reaches.",
+            "",
+            _md_table(latency_table(report["latency"])),
+        ]
         floors = {r["size"]: r["floor"] for r in report["latency"] if r.get("floor")}
-        peaks = sorted({(r["threads"], r["floor"]["peak_precision"], r["floor"]["peak_gflops"])
-                        for r in report["latency"] if r.get("floor")})
+        peaks = sorted(
+            {
+                (r["threads"], r["floor"]["peak_precision"], r["floor"]["peak_gflops"])
+                for r in report["latency"]
+                if r.get("floor")
+            }
+        )
         if floors:
             sizes = ", ".join(f"{size} {f['gflop']} GFLOP" for size, f in floors.items())
             gemm = ", ".join(f"{p} {t} thr {g} GFLOP/s" for t, p, g in peaks)
             out += ["", f"Decoder FLOPs per click: {sizes}; GEMM peak: {gemm}."]
     if report.get("memory"):
-        out += ["", "## Memory", "",
-                f"Peak RSS of a fresh process that loads the configuration, encodes one photo and serves "
-                f"{settings['memory_clicks']} clicks.", "", _md_table(memory_table(report["memory"]))]
+        out += [
+            "",
+            "## Memory",
+            "",
+            f"Peak RSS of a fresh process that loads the configuration, encodes one photo and serves "
+            f"{settings['memory_clicks']} clicks.",
+            "",
+            _md_table(memory_table(report["memory"])),
+        ]
     acc = report.get("accuracy")
     if acc:
         out += ["", "## Accuracy", ""]
         if acc.get("rows"):
-            out += [f"{acc['objects']} objects of `{acc['dataset']}`, {acc['clicks']} clicks, automatic clicker, "
-                    f"{acc['threads']} threads. Parity: each row's decoder on the reference's inputs "
-                    f"({acc['reference']}), per-click mask IoU and logits; quality: each row's own sessions.", "",
-                    _md_table(report_accuracy_table(report))]
+            out += [
+                f"{acc['objects']} objects of `{acc['dataset']}`, {acc['clicks']} clicks, automatic clicker, "
+                f"{acc['threads']} threads. Parity: each row's decoder on the reference's inputs "
+                f"({acc['reference']}), per-click mask IoU and logits; quality: each row's own sessions.",
+                "",
+                _md_table(report_accuracy_table(report)),
+            ]
             curves = [(row_name(r), r["quality"]["iou_curve"]) for r in acc["rows"] if r.get("quality")]
             if curves:
                 clicks = max(len(c) for _, c in curves)
-                out += ["", "Mean IoU after each click:", "",
-                        _md_table((["row", *[str(k) for k in range(1, clicks + 1)]],
-                                   [[name, *[f"{v:.3f}" for v in curve]] for name, curve in curves]))]
+                out += [
+                    "",
+                    "Mean IoU after each click:",
+                    "",
+                    _md_table(
+                        (
+                            ["row", *[str(k) for k in range(1, clicks + 1)]],
+                            [[name, *[f"{v:.3f}" for v in curve]] for name, curve in curves],
+                        )
+                    ),
+                ]
         gate = acc.get("export_gate")
         if gate:
             out += ["", gate_text(gate)]
@@ -373,7 +512,11 @@ def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
         out += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     if plots:
         out += ["", "## Plots", "", *[f"![{p}]({p})" for p in plots]]
-    out += ["", f"Bench time: {report['seconds'].get('total', 0):.0f} s "
-            f"({', '.join(f'{k} {v:.0f} s' for k, v in report['seconds'].items() if k != 'total')}). "
-            f"Command: `{report['tool']['command']}`", ""]
+    out += [
+        "",
+        f"Bench time: {report['seconds'].get('total', 0):.0f} s "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in report['seconds'].items() if k != 'total')}). "
+        f"Command: `{report['tool']['command']}`",
+        "",
+    ]
     return "\n".join(out)

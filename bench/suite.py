@@ -63,11 +63,19 @@ class BenchOptions:
 
     def settings(self) -> dict[str, Any]:
         return {
-            "export_dir": str(self.export_dir), "backends": list(self.backends), "precisions": list(self.precisions),
-            "threads": list(self.threads), "sizes": [size_text(s) for s in self.sizes],
-            "dataset": str(self.dataset) if self.dataset else None, "clicks": self.clicks, "limit": self.limit,
-            "timing": self.timing.to_dict(), "parts": list(self.parts), "baseline": self.baseline,
-            "memory_clicks": self.memory_clicks, "static_shapes": self.static_shapes,
+            "export_dir": str(self.export_dir),
+            "backends": list(self.backends),
+            "precisions": list(self.precisions),
+            "threads": list(self.threads),
+            "sizes": [size_text(s) for s in self.sizes],
+            "dataset": str(self.dataset) if self.dataset else None,
+            "clicks": self.clicks,
+            "limit": self.limit,
+            "timing": self.timing.to_dict(),
+            "parts": list(self.parts),
+            "baseline": self.baseline,
+            "memory_clicks": self.memory_clicks,
+            "static_shapes": self.static_shapes,
         }
 
 
@@ -88,7 +96,8 @@ def run_bench(options: BenchOptions, manifest: Manifest, progress: Progress | No
     configs, skipped = plan_configs(manifest, options.backends, options.precisions, ov)
     checkpoint, baseline_note = _baseline_checkpoint(manifest, options.baseline)
     report: dict[str, Any] = {
-        "format": REPORT_FORMAT, "version": REPORT_VERSION,
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
         "tool": {"name": "interformer-bench", "version": interformer_edge.__version__, "command": options.command},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_facts(options.emulated),
@@ -97,8 +106,11 @@ def run_bench(options: BenchOptions, manifest: Manifest, progress: Progress | No
         "settings": options.settings(),
         "configs": [c.to_dict() for c in configs],
         "skipped": [s.to_dict() for s in skipped],
-        "baseline": {"available": checkpoint is not None, "checkpoint": str(checkpoint) if checkpoint else None,
-                     "note": baseline_note},
+        "baseline": {
+            "available": checkpoint is not None,
+            "checkpoint": str(checkpoint) if checkpoint else None,
+            "note": baseline_note,
+        },
         "seconds": {},
     }
     baseline = None
@@ -108,8 +120,9 @@ def run_bench(options: BenchOptions, manifest: Manifest, progress: Progress | No
 
     failures: list[dict[str, Any]] = []
     phases = {
-        "latency": lambda: latency_rows(options, manifest, latency_configs(configs, options.static_shapes), baseline,
-                                        say, failures),
+        "latency": lambda: latency_rows(
+            options, manifest, latency_configs(configs, options.static_shapes), baseline, say, failures
+        ),
         "memory": lambda: memory_rows(options, manifest, configs, checkpoint, say),
         "accuracy": lambda: accuracy_report(options, manifest, configs, say, failures),
     }
@@ -122,8 +135,9 @@ def run_bench(options: BenchOptions, manifest: Manifest, progress: Progress | No
         except Exception as err:  # keep what the other parts measured; the report says what broke
             failures.append({"part": part, "error": f"{type(err).__name__}: {_first_line(err)}"})
         report["seconds"][part] = round(time.perf_counter() - phase, 1)
-    failures += [{"part": "memory", **_name(row), "error": row["error"]}
-                 for row in report.get("memory", []) if "error" in row]
+    failures += [
+        {"part": "memory", **_name(row), "error": row["error"]} for row in report.get("memory", []) if "error" in row
+    ]
     report["failures"] = failures
     if hasattr(os, "getloadavg"):  # the machine may be shared: how busy it was at the end, beside the start
         report["machine"]["load_average_end"] = list(os.getloadavg())
@@ -172,9 +186,19 @@ def describe_artifact(manifest: Manifest) -> dict[str, Any]:
         "export_tools": manifest.tools,
         "export_parity_passed": manifest.parity.passed,
         "decoder_precisions": manifest.precisions("decoder"),
-        "quantized": [{"graph": q.graph, "precision": q.precision, "files": q.files, "calibration": q.calibration,
-                       "gates": q.gates, "created": q.created, "target": q.target, "covers": list(q.covers)}
-                      for q in manifest.quantized],
+        "quantized": [
+            {
+                "graph": q.graph,
+                "precision": q.precision,
+                "files": q.files,
+                "calibration": q.calibration,
+                "gates": q.gates,
+                "created": q.created,
+                "target": q.target,
+                "covers": list(q.covers),
+            }
+            for q in manifest.quantized
+        ],
         "sizes": memory.artifact_sizes(manifest),
     }
 
@@ -182,8 +206,14 @@ def describe_artifact(manifest: Manifest) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- latency
 
 
-def latency_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchConfig],
-                 baseline: TorchBaseline | None, say: Progress, failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def latency_rows(
+    options: BenchOptions,
+    manifest: Manifest,
+    configs: list[BenchConfig],
+    baseline: TorchBaseline | None,
+    say: Progress,
+    failures: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
     """One row per configuration × threads × size: encoder per image and decoder per click (see
     :mod:`.latency`), plus the speed-up against the PyTorch eager row of the same size and threads.
     A configuration that fails to load or run is listed in ``failures`` and the others go on."""
@@ -198,10 +228,18 @@ def latency_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchC
             say(f"latency: {config.name}, {threads} thread(s): loading")
             started = time.perf_counter()
             try:
-                encoder = Encoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
-                                  max_side=0)  # the sizes asked for, never shrunk
-                decoder = Decoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
-                                  variant=config.variant, static_shapes=config.static)
+                encoder = Encoder(
+                    manifest.root, config.backend, threads, config.hint, manifest=manifest, max_side=0
+                )  # the sizes asked for, never shrunk
+                decoder = Decoder(
+                    manifest.root,
+                    config.backend,
+                    threads,
+                    config.hint,
+                    manifest=manifest,
+                    variant=config.variant,
+                    static_shapes=config.static,
+                )
             except InterFormerRuntimeError as err:
                 failures.append({"part": "latency", **config.to_dict(), "threads": threads, "error": str(err)})
                 continue
@@ -215,8 +253,10 @@ def latency_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchC
                 else:
                     image = encoder.prepare(photos[size], size, size)
                     # Per-image work: the encoder and the click side's context (both once per image).
-                    enc = measure(lambda e=encoder, d=decoder, x=image: d.context.run(e.graph.run({IMAGE_INPUT: x})),
-                                  options.timing)
+                    enc = measure(
+                        lambda e=encoder, d=decoder, x=image: d.context.run(e.graph.run({IMAGE_INPUT: x})),
+                        options.timing,
+                    )
                     encoder_stats[key] = (enc, config.precision)
                 if (config.encoder_key, size) not in features:
                     features[config.encoder_key, size] = encoder.encode(photos[size])
@@ -259,8 +299,9 @@ def floor_precision(row: dict[str, Any]) -> str | None:
     return {"f32": "fp32", "bf16": "bf16"}.get(row["computes_in"])
 
 
-def _add_floors(rows: list[dict[str, Any]], manifest: Manifest, click_inputs: dict[tuple[int, int], dict[str, Any]],
-                say: Progress) -> None:
+def _add_floors(
+    rows: list[dict[str, Any]], manifest: Manifest, click_inputs: dict[tuple[int, int], dict[str, Any]], say: Progress
+) -> None:
     """``floor``: the row's decoder FLOPs, the host's measured peak and the efficiency (see :mod:`.floor`)."""
     if not floor.available(manifest) or not click_inputs:
         return
@@ -278,11 +319,24 @@ def _add_floors(rows: list[dict[str, Any]], manifest: Manifest, click_inputs: di
             row["floor"]["peak_precision"] = precision
 
 
-def _row(config: BenchConfig, threads: int, size: tuple[int, int], enc: Stats, dec: Stats, load_s: float | None,
-         shared_with: str | None) -> dict[str, Any]:
-    return {**config.to_dict(), "threads": threads, "size": size_text(size), "encoder": enc.to_dict(),
-            "decoder": dec.to_dict(), "encoder_shared_with": shared_with,
-            "load_s": None if load_s is None else round(load_s, 3)}
+def _row(
+    config: BenchConfig,
+    threads: int,
+    size: tuple[int, int],
+    enc: Stats,
+    dec: Stats,
+    load_s: float | None,
+    shared_with: str | None,
+) -> dict[str, Any]:
+    return {
+        **config.to_dict(),
+        "threads": threads,
+        "size": size_text(size),
+        "encoder": enc.to_dict(),
+        "decoder": dec.to_dict(),
+        "encoder_shared_with": shared_with,
+        "load_s": None if load_s is None else round(load_s, 3),
+    }
 
 
 def _add_speedups(rows: list[dict[str, Any]]) -> None:
@@ -290,17 +344,22 @@ def _add_speedups(rows: list[dict[str, Any]]) -> None:
     eager = {(r["size"], r["threads"]): r for r in rows if r["backend"] == PYTORCH}
     for row in rows:
         base = eager.get((row["size"], row["threads"]))
-        row["speedup_vs_pytorch"] = None if base is None else {
-            graph: round(base[graph]["p50_ms"] / row[graph]["p50_ms"], 3) if row[graph]["p50_ms"] > 0 else None
-            for graph in ("encoder", "decoder")
-        }
+        row["speedup_vs_pytorch"] = (
+            None
+            if base is None
+            else {
+                graph: round(base[graph]["p50_ms"] / row[graph]["p50_ms"], 3) if row[graph]["p50_ms"] > 0 else None
+                for graph in ("encoder", "decoder")
+            }
+        )
 
 
 # ----------------------------------------------------------------------------------------------- memory
 
 
-def memory_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchConfig], checkpoint: Path | None,
-                say: Progress) -> list[dict[str, Any]]:
+def memory_rows(
+    options: BenchOptions, manifest: Manifest, configs: list[BenchConfig], checkpoint: Path | None, say: Progress
+) -> list[dict[str, Any]]:
     """Peak RSS of a fresh process per configuration (at the largest thread count and the first size),
     with the bytes the configuration needs on disk."""
     threads, size = max(options.threads), options.sizes[0]
@@ -308,16 +367,24 @@ def memory_rows(options: BenchOptions, manifest: Manifest, configs: list[BenchCo
     for config in [*configs, *([_torch_config()] if checkpoint is not None else [])]:
         say(f"memory: {config.name} (fresh process: load, encode {size_text(size)}, {options.memory_clicks} clicks)")
         facts = memory.run_probe(Path(str(manifest.root)), config, threads, size, options.memory_clicks, checkpoint)
-        rows.append({**config.to_dict(), "threads": threads, "size": size_text(size),
-                     "disk_bytes": memory.deploy_bytes(manifest, config), **facts})
+        rows.append(
+            {
+                **config.to_dict(),
+                "threads": threads,
+                "size": size_text(size),
+                "disk_bytes": memory.deploy_bytes(manifest, config),
+                **facts,
+            }
+        )
     return rows
 
 
 # --------------------------------------------------------------------------------------------- accuracy
 
 
-def accuracy_report(options: BenchOptions, manifest: Manifest, configs: list[BenchConfig], say: Progress,
-                    failures: list[dict[str, Any]]) -> dict[str, Any]:
+def accuracy_report(
+    options: BenchOptions, manifest: Manifest, configs: list[BenchConfig], say: Progress, failures: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Parity with the FP32 reference and interactive quality on the dataset (see :mod:`.accuracy`).
     A configuration that fails to load is listed in ``failures`` and left out (the reference must load).
 
@@ -334,28 +401,42 @@ def accuracy_report(options: BenchOptions, manifest: Manifest, configs: list[Ben
     for config in [reference, *[c for c in configs if c != reference]]:
         try:
             if config.encoder_key not in encoders:
-                encoders[config.encoder_key] = Encoder(manifest.root, config.backend, threads, config.hint,
-                                                       manifest=manifest, max_side=0)
-            decoder = Decoder(manifest.root, config.backend, threads, config.hint, manifest=manifest,
-                              variant=config.variant)
+                encoders[config.encoder_key] = Encoder(
+                    manifest.root, config.backend, threads, config.hint, manifest=manifest, max_side=0
+                )
+            decoder = Decoder(
+                manifest.root, config.backend, threads, config.hint, manifest=manifest, variant=config.variant
+            )
         except InterFormerRuntimeError as err:
             if config == reference:
                 raise
             failures.append({"part": "accuracy", **config.to_dict(), "error": str(err)})
             continue
-        participants.append(accuracy.Participant(config, _runtime_start(encoders[config.encoder_key], decoder,
-                                                                         config.encoder_key)))
+        participants.append(
+            accuracy.Participant(config, _runtime_start(encoders[config.encoder_key], decoder, config.encoder_key))
+        )
     dataset = open_dataset(options.dataset) if options.dataset else None
-    result: dict[str, Any] = {"dataset": str(options.dataset), "threads": threads, "clicks": options.clicks,
-                              "limit": options.limit, "zoom_in": manifest.zoom_in.uses_roi,
-                              "export_gate": export_gate(manifest)}
+    result: dict[str, Any] = {
+        "dataset": str(options.dataset),
+        "threads": threads,
+        "clicks": options.clicks,
+        "limit": options.limit,
+        "zoom_in": manifest.zoom_in.uses_roi,
+        "export_gate": export_gate(manifest),
+    }
     if dataset is None:
         return {**result, "skipped": "no dataset", "rows": [], "problems": []}
-    result.update(accuracy.evaluate(
-        accuracy.usable_samples(dataset, options.limit), participants[0], participants[1:], options.clicks,
-        zoom_in=manifest.zoom_in.uses_roi, zoom_start=manifest.zoom_in.start_click,
-        progress=lambda line: say(f"accuracy: {line}"),
-    ))
+    result.update(
+        accuracy.evaluate(
+            accuracy.usable_samples(dataset, options.limit),
+            participants[0],
+            participants[1:],
+            options.clicks,
+            zoom_in=manifest.zoom_in.uses_roi,
+            zoom_start=manifest.zoom_in.start_click,
+            progress=lambda line: say(f"accuracy: {line}"),
+        )
+    )
     result["problems"] = list(dataset.problems)
     result["dataset_size"] = len(dataset)
     if result["objects"] == 0:
@@ -372,15 +453,15 @@ def export_gate(manifest: Manifest) -> dict[str, Any]:
     for check in gate.checks:
         if check.graph != "decoder":
             continue
-        entry = backends.setdefault(check.backend, {"logit_max_abs_diff": 0.0, "mask_agreement_min": 1.0,
-                                                    "passed": True})
+        entry = backends.setdefault(
+            check.backend, {"logit_max_abs_diff": 0.0, "mask_agreement_min": 1.0, "passed": True}
+        )
         if check.max_abs_diff is not None:
             entry["logit_max_abs_diff"] = max(entry["logit_max_abs_diff"], check.max_abs_diff)
         if check.mask_agreement is not None:
             entry["mask_agreement_min"] = min(entry["mask_agreement_min"], check.mask_agreement)
         entry["passed"] = entry["passed"] and check.passed
-    return {"passed": gate.passed, "sizes": list(gate.sizes), "abs_tolerance": gate.abs_tolerance,
-            "decoder": backends}
+    return {"passed": gate.passed, "sizes": list(gate.sizes), "abs_tolerance": gate.abs_tolerance, "decoder": backends}
 
 
 def _runtime_start(encoder: Encoder, decoder: Decoder, key: tuple[str, str]) -> Callable[..., accuracy.LogitsFn]:
@@ -390,4 +471,3 @@ def _runtime_start(encoder: Encoder, decoder: Decoder, key: tuple[str, str]) -> 
         return accuracy.runtime_logits(decoder, cache[key])
 
     return start
-

@@ -43,46 +43,91 @@ def _summary(result: ExportResult) -> Table:
 
 def _footer(result: ExportResult) -> str:
     simplified = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in result.manifest.onnx_simplified.items())
-    return (f"export time {result.seconds:.1f} s · peak RSS {result.peak_rss_bytes / 2**30:.2f} GiB · "
-            f"ONNX simplified: {simplified}")
+    return (
+        f"export time {result.seconds:.1f} s · peak RSS {result.peak_rss_bytes / 2**30:.2f} GiB · "
+        f"ONNX simplified: {simplified}"
+    )
 
 
 @app.command()
 def main(
-    checkpoint: Annotated[Path | None, typer.Option(
-        "--checkpoint", "-c", help="Model checkpoint (official mmcv .pth or a bare state dict). "
-                                   "Default: the bundled interformer_small_synthetic.pth.")] = None,
-    arch: Annotated[str | None, typer.Option(
-        help="Architecture preset: light or tiny (strict load). Default: inferred from the checkpoint's "
-             "tensor shapes, which also covers reduced variants.")] = None,
-    out: Annotated[Path, typer.Option(
-        "--out", "-o", help="Output folder (created if needed). Existing export files in it are replaced.")
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            "-c",
+            help="Model checkpoint (official mmcv .pth or a bare state dict). "
+            "Default: the bundled interformer_small_synthetic.pth.",
+        ),
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            help="Architecture preset: light or tiny (strict load). Default: inferred from the checkpoint's "
+            "tensor shapes, which also covers reduced variants."
+        ),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Output folder (created if needed). Existing export files in it are replaced."
+        ),
     ] = Path("interformer_export"),
-    formats: Annotated[str, typer.Option(
-        "--format", help="Comma-separated formats to write: onnx, openvino. ONNX is always built and "
-                         "gated on ONNX Runtime, since the IR is converted from it.")] = ",".join(FORMATS),
+    formats: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="Comma-separated formats to write: onnx, openvino. ONNX is always built and "
+            "gated on ONNX Runtime, since the IR is converted from it.",
+        ),
+    ] = ",".join(FORMATS),
     opset: Annotated[int, typer.Option(help="ONNX opset (17..20).")] = DEFAULT_OPSET,
-    fp16: Annotated[bool, typer.Option(
-        "--fp16", help="Store OpenVINO IR weights as FP16 (compress_to_fp16); ONNX stays FP32. "
-                       "The gate then judges OpenVINO by mask agreement only.")] = False,
-    static: Annotated[str | None, typer.Option(
-        help="Fixed HxW (multiples of 32) instead of dynamic sizes; the graphs reject every other size "
-             "and the gate runs at this size.")] = None,
-    unsafe_load: Annotated[bool, typer.Option(
-        "--unsafe-load", help="Allow full unpickling of checkpoints that hold Python objects "
-                              "(only for files you trust).")] = False,
-    simplify: Annotated[bool, typer.Option(
-        "--simplify/--no-simplify", help="Simplify the ONNX graphs with onnxslim (dynamic shapes kept; "
-                                         "falls back to the traced graph if parity breaks).")] = True,
-    parity_sizes: Annotated[str | None, typer.Option(
-        help=f"Comma-separated HxW sizes for the parity gate. Default: {_sizes_text(DEFAULT_SIZES)} "
-             "(or the --static size).")] = None,
-    tolerance: Annotated[float, typer.Option(
-        help="Max abs diff allowed for FP32 features and logits.")] = DEFAULT_ABS_TOLERANCE,
-    min_mask_agreement: Annotated[float, typer.Option(
-        help="Minimum fraction of pixels whose predicted class must agree.")] = DEFAULT_MIN_MASK_AGREEMENT,
-    threads: Annotated[int | None, typer.Option(
-        help="Threads for ONNX Runtime/OpenVINO during the gate. Default: theirs.")] = None,
+    fp16: Annotated[
+        bool,
+        typer.Option(
+            "--fp16",
+            help="Store OpenVINO IR weights as FP16 (compress_to_fp16); ONNX stays FP32. "
+            "The gate then judges OpenVINO by mask agreement only.",
+        ),
+    ] = False,
+    static: Annotated[
+        str | None,
+        typer.Option(
+            help="Fixed HxW (multiples of 32) instead of dynamic sizes; the graphs reject every other size "
+            "and the gate runs at this size."
+        ),
+    ] = None,
+    unsafe_load: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-load",
+            help="Allow full unpickling of checkpoints that hold Python objects (only for files you trust).",
+        ),
+    ] = False,
+    simplify: Annotated[
+        bool,
+        typer.Option(
+            "--simplify/--no-simplify",
+            help="Simplify the ONNX graphs with onnxslim (dynamic shapes kept; "
+            "falls back to the traced graph if parity breaks).",
+        ),
+    ] = True,
+    parity_sizes: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Comma-separated HxW sizes for the parity gate. Default: {_sizes_text(DEFAULT_SIZES)} "
+            "(or the --static size)."
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="Max abs diff allowed for FP32 features and logits.")
+    ] = DEFAULT_ABS_TOLERANCE,
+    min_mask_agreement: Annotated[
+        float, typer.Option(help="Minimum fraction of pixels whose predicted class must agree.")
+    ] = DEFAULT_MIN_MASK_AGREEMENT,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads for ONNX Runtime/OpenVINO during the gate. Default: theirs.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the gate verdict.")] = False,
 ) -> None:
     """Export an InterFormer checkpoint as three graphs with manifest.json, behind a parity gate.
@@ -106,15 +151,26 @@ def main(
         static_size = parse_size(static) if static else None
         sizes = _size_list(parity_sizes) if parity_sizes else ((static_size,) if static_size else DEFAULT_SIZES)
         options = ExportOptions(
-            checkpoint=checkpoint, arch=arch, out_dir=out,
+            checkpoint=checkpoint,
+            arch=arch,
+            out_dir=out,
             formats=tuple(f.strip().lower() for f in formats.split(",") if f.strip()),
-            opset=opset, fp16=fp16, static_size=static_size, unsafe_load=unsafe_load, simplify=simplify,
-            gate=GateSettings(sizes=sizes, abs_tolerance=tolerance, min_mask_agreement=min_mask_agreement,
-                              threads=threads),
+            opset=opset,
+            fp16=fp16,
+            static_size=static_size,
+            unsafe_load=unsafe_load,
+            simplify=simplify,
+            gate=GateSettings(
+                sizes=sizes, abs_tolerance=tolerance, min_mask_agreement=min_mask_agreement, threads=threads
+            ),
         )
         if unsafe_load:
-            err_console.print("interformer-export: warning: --unsafe-load unpickles arbitrary Python objects; "
-                              "only use it for checkpoints you trust", markup=False, highlight=False)
+            err_console.print(
+                "interformer-export: warning: --unsafe-load unpickles arbitrary Python objects; "
+                "only use it for checkpoints you trust",
+                markup=False,
+                highlight=False,
+            )
         result = _run_with_progress(options, err_console, quiet)
     except ExportError as err:
         raise fail(str(err)) from None
@@ -129,8 +185,11 @@ def main(
         out_console.print(_footer(result), highlight=False)
     out_console.print(f"manifest: {result.out_dir / MANIFEST_NAME}", highlight=False)
     if not report.passed:
-        err_console.print(f"interformer-export: parity gate FAILED ({len(report.failures())} checks); "
-                          "the files are written and the manifest records the failure", highlight=False)
+        err_console.print(
+            f"interformer-export: parity gate FAILED ({len(report.failures())} checks); "
+            "the files are written and the manifest records the failure",
+            highlight=False,
+        )
         raise typer.Exit(EXIT_GATE_FAILED)
 
 
@@ -144,8 +203,10 @@ def _run_with_progress(options: ExportOptions, console: Console, quiet: bool) ->
         if current:
             name, start = current.pop()
             rss = peak_rss_bytes() / 2**30
-            console.print(f"[green]✓[/] {name} [dim]({time.perf_counter() - start:.1f} s, peak RSS {rss:.2f} GiB)[/]",
-                          highlight=False)
+            console.print(
+                f"[green]✓[/] {name} [dim]({time.perf_counter() - start:.1f} s, peak RSS {rss:.2f} GiB)[/]",
+                highlight=False,
+            )
 
     with console.status("starting…") as status:
 

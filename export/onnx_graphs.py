@@ -81,8 +81,11 @@ def decoder_signature(model: InterFormer, size: tuple[int, int] | None) -> tuple
     multiples of 32; the whole image means no zoom-in). Output ``logits (1, num_classes, H, W)``
     float32 at the padded size.
     """
-    inputs = [feature_specs(model, size)[0], *context_specs(model, size),
-              TensorSpec(REF_LABEL_INPUT, "uint8", (1, 1, *_dims(size, 1)))]
+    inputs = [
+        feature_specs(model, size)[0],
+        *context_specs(model, size),
+        TensorSpec(REF_LABEL_INPUT, "uint8", (1, 1, *_dims(size, 1))),
+    ]
     if model.cfg.has_refine:
         inputs.append(TensorSpec(ROI_INPUT, "int64", (1, 4)))
     outputs = (TensorSpec(LOGITS_OUTPUT, "float32", (1, model.cfg.num_classes, *_dims(size, 1))),)
@@ -130,9 +133,7 @@ def _trace_inputs(
     return image, features, decoder_args
 
 
-def trace_to_onnx(
-    model: InterFormer, role: str, path: Path, opset: int, static_size: tuple[int, int] | None
-) -> None:
+def trace_to_onnx(model: InterFormer, role: str, path: Path, opset: int, static_size: tuple[int, int] | None) -> None:
     """Export ``role`` (``encoder``/``context``/``decoder``) of ``model`` to ``path`` (unsimplified).
 
     Dynamic H/W unless ``static_size`` is given; then the graph only accepts that size.
@@ -217,8 +218,14 @@ def save(proto: onnx.ModelProto, path: Path) -> list[Path]:
     if proto.ByteSize() < PROTOBUF_LIMIT:
         onnx.save_model(proto, str(path))
         return [path]
-    onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data_path.name, size_threshold=1024)
+    onnx.save_model(
+        proto,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data_path.name,
+        size_threshold=1024,
+    )
     return [path, data_path]
 
 
@@ -239,8 +246,11 @@ def simplify(proto: onnx.ModelProto, lift_bytes: int | None = 4096) -> onnx.Mode
     from onnx import TensorProto, helper
 
     graph = proto.graph
-    lifted = {i.name for i in graph.initializer
-              if lift_bytes is not None and i.data_type == TensorProto.FLOAT and len(i.raw_data) > lift_bytes}
+    lifted = {
+        i.name
+        for i in graph.initializer
+        if lift_bytes is not None and i.data_type == TensorProto.FLOAT and len(i.raw_data) > lift_bytes
+    }
     skeleton = _without_initializers(proto)
     skeleton.graph.initializer.extend(i for i in graph.initializer if i.name not in lifted)
     skeleton.graph.input.extend(
@@ -326,8 +336,9 @@ def fuse_one_hot_layout(proto: onnx.ModelProto) -> int:
             continue
         values = f"{node.name or 'one_hot'}_float_values_{count}"
         graph.initializer.append(numpy_helper.from_array(np.asarray([0.0, 1.0], np.float32), values))
-        fused = helper.make_node("OneHot", [node.input[0], node.input[1], values], [cast.output[0]],
-                                 name=f"{node.name}_fused", axis=1)
+        fused = helper.make_node(
+            "OneHot", [node.input[0], node.input[1], values], [cast.output[0]], name=f"{node.name}_fused", axis=1
+        )
         graph.node.insert(list(graph.node).index(node), fused)
         removed += [node, transpose, cast]
         count += 1
@@ -336,9 +347,11 @@ def fuse_one_hot_layout(proto: onnx.ModelProto) -> int:
     return count
 
 
-def graph_metadata(role: str, common: Mapping[str, str], inputs: tuple[TensorSpec, ...],
-                   outputs: tuple[TensorSpec, ...]) -> dict[str, str]:
+def graph_metadata(
+    role: str, common: Mapping[str, str], inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]
+) -> dict[str, str]:
     """String key/value facts stored in the graph itself (ONNX ``metadata_props`` / OpenVINO ``rt_info``)."""
+
     def io(specs: tuple[TensorSpec, ...]) -> str:
         return json.dumps([{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in specs])
 

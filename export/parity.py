@@ -156,8 +156,11 @@ def make_cases(sizes: Sequence[tuple[int, int]], uses_roi: bool) -> list[SizeCas
         rois = dict(zip(labels, ("whole", "zoom", "corner"), strict=True))
         boxes = reference_rois(height, width, ref3, prev3) if uses_roi else {}
         decoder_cases = [
-            DecoderCase(f"{name}/{rois[name]}" if uses_roi else name, ref[None, None].copy(),
-                        boxes[rois[name]] if uses_roi else None)
+            DecoderCase(
+                f"{name}/{rois[name]}" if uses_roi else name,
+                ref[None, None].copy(),
+                boxes[rois[name]] if uses_roi else None,
+            )
             for name, (ref, _) in labels.items()
         ]
         cases.append(SizeCase((height, width), synthetic_image(height, width, seed=index), tuple(decoder_cases)))
@@ -239,8 +242,9 @@ class _Worst:
             self.agreement = agree if self.agreement is None else min(self.agreement, agree)
 
 
-def _judge(backend: str, graph: str, output: str, size: str, worst: _Worst, judged_by: str,
-           settings: GateSettings) -> ParityCheck:
+def _judge(
+    backend: str, graph: str, output: str, size: str, worst: _Worst, judged_by: str, settings: GateSettings
+) -> ParityCheck:
     finite = np.isfinite(worst.diff) and worst.error is None
     if judged_by == "max_abs":
         passed = finite and worst.diff <= settings.abs_tolerance
@@ -257,9 +261,17 @@ def _judge(backend: str, graph: str, output: str, size: str, worst: _Worst, judg
     )  # fmt: skip
 
 
-def _check_maps(backend: str, graph: str, names: Sequence[str], run: Runner, feeds: Sequence[Feed],
-                expected: Sequence[dict[str, np.ndarray]], labels: Sequence[str], settings: GateSettings,
-                fp16: bool) -> tuple[list[ParityCheck], list[dict[str, np.ndarray] | None]]:
+def _check_maps(
+    backend: str,
+    graph: str,
+    names: Sequence[str],
+    run: Runner,
+    feeds: Sequence[Feed],
+    expected: Sequence[dict[str, np.ndarray]],
+    labels: Sequence[str],
+    settings: GateSettings,
+    fp16: bool,
+) -> tuple[list[ParityCheck], list[dict[str, np.ndarray] | None]]:
     """Compare the outputs ``names`` of ``run`` on each feed; also returns the outputs (None on error)."""
     checks: list[ParityCheck] = []
     produced: list[dict[str, np.ndarray] | None] = []
@@ -285,26 +297,52 @@ def _check_maps(backend: str, graph: str, names: Sequence[str], run: Runner, fee
 
 
 def check_encoder(
-    backend: str, run: Runner, cases: Sequence[SizeCase], refs: Sequence[Reference], settings: GateSettings,
+    backend: str,
+    run: Runner,
+    cases: Sequence[SizeCase],
+    refs: Sequence[Reference],
+    settings: GateSettings,
     fp16: bool = False,
 ) -> tuple[list[ParityCheck], list[dict[str, np.ndarray] | None]]:
     """Compare the encoder's four maps at every size; also returns the backend's features (None on error)."""
-    return _check_maps(backend, "encoder", FEATURE_NAMES, run, [{IMAGE_INPUT: case.image} for case in cases],
-                       [ref.features for ref in refs], [case.label for case in cases], settings, fp16)
+    return _check_maps(
+        backend,
+        "encoder",
+        FEATURE_NAMES,
+        run,
+        [{IMAGE_INPUT: case.image} for case in cases],
+        [ref.features for ref in refs],
+        [case.label for case in cases],
+        settings,
+        fp16,
+    )
 
 
 def check_context(
-    backend: str, run: Runner, cases: Sequence[SizeCase], refs: Sequence[Reference], settings: GateSettings,
-    fp16: bool = False, own_features: Sequence[dict[str, np.ndarray] | None] | None = None,
+    backend: str,
+    run: Runner,
+    cases: Sequence[SizeCase],
+    refs: Sequence[Reference],
+    settings: GateSettings,
+    fp16: bool = False,
+    own_features: Sequence[dict[str, np.ndarray] | None] | None = None,
 ) -> tuple[list[ParityCheck], list[dict[str, np.ndarray] | None]]:
     """Compare the context on the PyTorch features at every size.
 
     Also returns, per size, the backend's own features with its context of them (for the decoder's
     end-to-end check; None where either failed or ``own_features`` is not given).
     """
-    checks, _ = _check_maps(backend, "context", CONTEXT_NAMES, run,
-                            [{n: ref.features[n] for n in FEATURE_NAMES} for ref in refs],
-                            [ref.context for ref in refs], [case.label for case in cases], settings, fp16)
+    checks, _ = _check_maps(
+        backend,
+        "context",
+        CONTEXT_NAMES,
+        run,
+        [{n: ref.features[n] for n in FEATURE_NAMES} for ref in refs],
+        [ref.context for ref in refs],
+        [case.label for case in cases],
+        settings,
+        fp16,
+    )
     own: list[dict[str, np.ndarray] | None] = []
     for features in own_features or [None] * len(cases):
         try:
@@ -315,8 +353,13 @@ def check_context(
 
 
 def check_decoder(
-    backend: str, run: Runner, cases: Sequence[SizeCase], refs: Sequence[Reference], settings: GateSettings,
-    fp16: bool = False, own_inputs: Sequence[dict[str, np.ndarray] | None] | None = None,
+    backend: str,
+    run: Runner,
+    cases: Sequence[SizeCase],
+    refs: Sequence[Reference],
+    settings: GateSettings,
+    fp16: bool = False,
+    own_inputs: Sequence[dict[str, np.ndarray] | None] | None = None,
 ) -> list[ParityCheck]:
     """Compare logits on the PyTorch features and context (gating) and, given ``own_inputs`` (the
     backend's features and context, see :func:`check_context`), end to end (info)."""
@@ -361,8 +404,10 @@ def make_report(checks: Sequence[ParityCheck], settings: GateSettings) -> Parity
 def parity_table(report: ParityReport, only_failures: bool = False) -> Table:
     """A rich table of the gate: one row per backend, graph output and size."""
     verdict = "[green]passed[/]" if report.passed else "[bold red]FAILED[/]"
-    table = Table(title=f"Parity gate {verdict} (abs ≤ {report.abs_tolerance:g}, mask ≥ "
-                        f"{report.min_mask_agreement:.3%})", title_justify="left")
+    table = Table(
+        title=f"Parity gate {verdict} (abs ≤ {report.abs_tolerance:g}, mask ≥ {report.min_mask_agreement:.3%})",
+        title_justify="left",
+    )
     for column in ("backend", "output", "size", "cases", "max |Δ|", "mask agree", "judged by", "status"):
         table.add_column(column, justify="right" if column in ("cases", "max |Δ|", "mask agree") else "left")
     for c in report.checks:
@@ -373,4 +418,3 @@ def parity_table(report: ParityReport, only_failures: bool = False) -> Table:
         status = "[green]ok[/]" if c.passed else f"[bold red]FAIL[/]{' ' + c.error if c.error else ''}"
         table.add_row(c.backend, c.output, c.size, str(c.cases), diff, agree, c.judged_by, status)
     return table
-

@@ -232,16 +232,27 @@ def _common_metadata(model: InterFormer, options: ExportOptions, checkpoint_sha:
     }
 
 
-_SIGNATURES = {"encoder": onnx_export.encoder_signature, "context": onnx_export.context_signature,
-               "decoder": onnx_export.decoder_signature}
+_SIGNATURES = {
+    "encoder": onnx_export.encoder_signature,
+    "context": onnx_export.context_signature,
+    "decoder": onnx_export.decoder_signature,
+}
 
 
 def _signature(model: InterFormer, role: str, static_size: tuple[int, int] | None) -> tuple:
     return _SIGNATURES[role](model, static_size)
 
 
-def _check_graph(backend: str, role: str, run: Runner, cases: Sequence[SizeCase], refs: Sequence[Reference],
-                 settings: GateSettings, fp16: bool, upstream: list | None) -> tuple[list[ParityCheck], list | None]:
+def _check_graph(
+    backend: str,
+    role: str,
+    run: Runner,
+    cases: Sequence[SizeCase],
+    refs: Sequence[Reference],
+    settings: GateSettings,
+    fp16: bool,
+    upstream: list | None,
+) -> tuple[list[ParityCheck], list | None]:
     """Parity checks of one graph, and what the next graph's end-to-end check takes from it.
 
     ``upstream``: the previous graph's outputs on this backend (features, then features plus context).
@@ -253,8 +264,9 @@ def _check_graph(backend: str, role: str, run: Runner, cases: Sequence[SizeCase]
     return check_decoder(backend, run, cases, refs, settings, fp16=fp16, own_inputs=upstream), None
 
 
-def _build_onnx(model: InterFormer, role: str, options: ExportOptions, metadata: dict[str, str], work: Path,
-                notes: list[str]) -> tuple[Path, Path | None]:
+def _build_onnx(
+    model: InterFormer, role: str, options: ExportOptions, metadata: dict[str, str], work: Path, notes: list[str]
+) -> tuple[Path, Path | None]:
     """Trace ``role``, stamp it, and (optionally) simplify it. Returns (raw file, simplified file or None)."""
     inputs, outputs = _signature(model, role, options.static_size)
     raw_dir = work / "raw"
@@ -316,8 +328,9 @@ def run_export(options: ExportOptions, progress: Progress | None = None) -> Expo
     return result
 
 
-def _export_into(options: ExportOptions, checkpoint: Path, work: Path, out_dir: Path, steps: _Steps,
-                 started: float) -> ExportResult:
+def _export_into(
+    options: ExportOptions, checkpoint: Path, work: Path, out_dir: Path, steps: _Steps, started: float
+) -> ExportResult:
     notes: list[str] = []
     steps.start("loading checkpoint")
     model = load_model(checkpoint, options.arch, options.unsafe_load)
@@ -399,18 +412,31 @@ def _export_into(options: ExportOptions, checkpoint: Path, work: Path, out_dir: 
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         architecture=json.loads(metadata["architecture"]),
         preprocessing=Preprocessing(
-            color_order="RGB", input_range=(0.0, 255.0), mean=PIXEL_MEAN, std=PIXEL_STD,
-            size_divisor=SIZE_DIVISOR, max_image_side=MAX_IMAGE_SIDE, pad_value=0.0,
+            color_order="RGB",
+            input_range=(0.0, 255.0),
+            mean=PIXEL_MEAN,
+            std=PIXEL_STD,
+            size_divisor=SIZE_DIVISOR,
+            max_image_side=MAX_IMAGE_SIDE,
+            pad_value=0.0,
         ),
         clicks=ClickSettings(
-            inner_radius=CLICK_INNER_RADIUS, outer_radius=CLICK_OUTER_RADIUS,
-            ref_label_codes={"background": REF_BACKGROUND, "possibly_background": REF_POSSIBLY_BACKGROUND,
-                             "unknown": REF_UNKNOWN, "possibly_foreground": REF_POSSIBLY_FOREGROUND,
-                             "foreground": REF_FOREGROUND},
+            inner_radius=CLICK_INNER_RADIUS,
+            outer_radius=CLICK_OUTER_RADIUS,
+            ref_label_codes={
+                "background": REF_BACKGROUND,
+                "possibly_background": REF_POSSIBLY_BACKGROUND,
+                "unknown": REF_UNKNOWN,
+                "possibly_foreground": REF_POSSIBLY_FOREGROUND,
+                "foreground": REF_FOREGROUND,
+            },
         ),
         zoom_in=ZoomSettings(
-            uses_roi=json.loads(metadata["uses_roi"]), expand_ratio=ZOOM_EXPAND_RATIO, min_size=ZOOM_MIN_SIZE,
-            stride=SIZE_DIVISOR, start_click=ZOOM_START_CLICK,
+            uses_roi=json.loads(metadata["uses_roi"]),
+            expand_ratio=ZOOM_EXPAND_RATIO,
+            min_size=ZOOM_MIN_SIZE,
+            stride=SIZE_DIVISOR,
+            start_click=ZOOM_START_CLICK,
         ),
         graphs=graphs,
         static_size=options.static_size,
@@ -418,14 +444,21 @@ def _export_into(options: ExportOptions, checkpoint: Path, work: Path, out_dir: 
         openvino_weights=("fp16" if options.fp16 else "fp32") if "openvino" in options.formats else None,
         onnx_simplified=simplified,
         tools=tool_versions(),
-        source_checkpoint=SourceCheckpoint(path=str(checkpoint.resolve()), size=checkpoint.stat().st_size,
-                                           sha256=checkpoint_sha),
+        source_checkpoint=SourceCheckpoint(
+            path=str(checkpoint.resolve()), size=checkpoint.stat().st_size, sha256=checkpoint_sha
+        ),
         files=artifacts,
         export_seconds=round(time.perf_counter() - started, 3),
         parity=report,
     )
     write_manifest(manifest, work)
     _install(work, out_dir, [*shipped, MANIFEST_NAME])
-    return ExportResult(out_dir=out_dir, manifest=manifest, seconds=manifest.export_seconds,
-                        peak_rss_bytes=peak_rss_bytes(), step_seconds=dict(steps.seconds),
-                        step_peak_rss=dict(steps.peak_rss), warnings=tuple(notes))
+    return ExportResult(
+        out_dir=out_dir,
+        manifest=manifest,
+        seconds=manifest.export_seconds,
+        peak_rss_bytes=peak_rss_bytes(),
+        step_seconds=dict(steps.seconds),
+        step_peak_rss=dict(steps.peak_rss),
+        warnings=tuple(notes),
+    )

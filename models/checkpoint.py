@@ -172,9 +172,7 @@ def _architecture_label(cfg: InterFormerConfig) -> str:
     return f"{kind} {cfg.name!r}"
 
 
-def load_interformer(
-    path: str | Path, cfg: InterFormerConfig | None = None, allow_pickle: bool = False
-) -> InterFormer:
+def load_interformer(path: str | Path, cfg: InterFormerConfig | None = None, allow_pickle: bool = False) -> InterFormer:
     """Build the architecture (given, or inferred from the checkpoint's shapes) and load it, in eval mode."""
     state_dict = read_checkpoint(path, allow_pickle=allow_pickle)
     architecture = None

@@ -120,12 +120,9 @@ def config_from_state_dict(state_dict: Mapping[str, Any], name: str = "custom") 
         )
         num_stages = _count_indices(keys, r"neck\.stages\.(\d+)\.")
         coarse = tuple(_count_indices(keys, rf"neck\.stages\.{i}\.blocks\.(\d+)\.") for i in range(num_stages))
-        refine = tuple(
-            _count_indices(keys, rf"neck\.refine_stages\.{i}\.blocks\.(\d+)\.") for i in range(num_stages)
-        )
+        refine = tuple(_count_indices(keys, rf"neck\.refine_stages\.{i}\.blocks\.(\d+)\.") for i in range(num_stages))
         mlp_ratios = tuple(
-            int(state_dict[f"neck.stages.{i}.blocks.0.mlp.0.weight"].shape[0]) // fpn_dims[i]
-            for i in range(num_stages)
+            int(state_dict[f"neck.stages.{i}.blocks.0.mlp.0.weight"].shape[0]) // fpn_dims[i] for i in range(num_stages)
         )
         conv_seg = state_dict["decode_head.conv_seg.weight"]
         num_scales = _count_indices(keys, r"decode_head\.psp_modules\.(\d+)\.")

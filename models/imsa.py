@@ -56,9 +56,7 @@ class PoolingAttention(nn.Module):
         self.key_value_proj = nn.Linear(embed_dims, 2 * embed_dims)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.norm = nn.LayerNorm(embed_dims)
-        self.dconvs = nn.ModuleList(
-            nn.Conv2d(embed_dims, embed_dims, 3, padding=1, groups=embed_dims) for _ in ratios
-        )
+        self.dconvs = nn.ModuleList(nn.Conv2d(embed_dims, embed_dims, 3, padding=1, groups=embed_dims) for _ in ratios)
         # Pooled sizes of the ratios that pool (ratio 1 keeps the map), indexed by the input side, and
         # the largest size each can take (the block sizes of the stacked pooling windows).
         self.pooled = tuple(i for i, ratio in enumerate(ratios) if ratio != 1)
@@ -254,8 +252,9 @@ class IMSA(nn.Module):
             max_size = MAX_IMAGE_SIDE // FEATURE_STRIDES[i]
 
             def block(rate: float, i: int = i, target: int = target, max_size: int = max_size) -> PoolingBlock:
-                return PoolingBlock(target, max_size, dims[i], cfg.neck_num_heads[i], cfg.neck_mlp_ratios[i],
-                                    cfg.pool_ratios[i], rate)
+                return PoolingBlock(
+                    target, max_size, dims[i], cfg.neck_num_heads[i], cfg.neck_mlp_ratios[i], cfg.pool_ratios[i], rate
+                )
 
             stage_rates = rates[first_block : first_block + depth]
             first_block += depth
@@ -285,8 +284,13 @@ class IMSA(nn.Module):
         block's key/value tokens ``(B, N_i, 2 C_i)`` (N_i: the pooled pixel count of FPN level ``i``)."""
         return [stage.context(level) for stage, level in zip(self.stages, features, strict=True)]
 
-    def forward(self, features: tuple[Tensor, ...] | list[Tensor], ref_label: Tensor,
-                roi: Tensor | None = None, context: list[Tensor] | tuple[Tensor, ...] | None = None) -> list[Tensor]:
+    def forward(
+        self,
+        features: tuple[Tensor, ...] | list[Tensor],
+        ref_label: Tensor,
+        roi: Tensor | None = None,
+        context: list[Tensor] | tuple[Tensor, ...] | None = None,
+    ) -> list[Tensor]:
         """Neck outputs; with ``context`` (:meth:`image_context` of the same features) only ``features[0]``
         is read."""
         if context is None:

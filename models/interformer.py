@@ -23,8 +23,9 @@ class MAEWithFPN(MAEViT):
     """Normalized image ``(B, 3, H, W)`` (H, W multiples of 32) → 4 maps at strides 4/8/16/32."""
 
     def __init__(self, cfg: InterFormerConfig, drop_path_rate: float = 0.0) -> None:
-        super().__init__(cfg.embed_dims, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.img_size, cfg.patch_size,
-                         drop_path_rate)
+        super().__init__(
+            cfg.embed_dims, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.img_size, cfg.patch_size, drop_path_rate
+        )
         self.fpn = SimpleFPN(cfg.embed_dims, cfg.fpn_dims)
 
     def forward(self, image: Tensor) -> Features:  # type: ignore[override]
@@ -45,8 +46,13 @@ class InterFormer(nn.Module):
         """``(B, 3, H, W)`` normalized RGB → ``(B, 32, H/4, W/4), …, (B, 256, H/32, W/32)``."""
         return self.backbone(image)
 
-    def decode(self, features: Features | list[Tensor], ref_label: Tensor, roi: Tensor | None = None,
-               context: list[Tensor] | tuple[Tensor, ...] | None = None) -> Tensor:
+    def decode(
+        self,
+        features: Features | list[Tensor],
+        ref_label: Tensor,
+        roi: Tensor | None = None,
+        context: list[Tensor] | tuple[Tensor, ...] | None = None,
+    ) -> Tensor:
         """Features + reference label ``(B, 1, H, W)`` (+ roi) → logits ``(B, classes, H/4, W/4)``.
 
         ``context``: the neck's :meth:`~.imsa.IMSA.image_context` of these features, when already computed.
@@ -104,8 +110,16 @@ class ClickDecoder(nn.Module):
         self.decode_head = model.decode_head
         self.uses_roi = model.cfg.has_refine
 
-    def forward(self, feat0: Tensor, ctx0: Tensor, ctx1: Tensor, ctx2: Tensor, ctx3: Tensor, ref_label: Tensor,
-                roi: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        feat0: Tensor,
+        ctx0: Tensor,
+        ctx1: Tensor,
+        ctx2: Tensor,
+        ctx3: Tensor,
+        ref_label: Tensor,
+        roi: Tensor | None = None,
+    ) -> Tensor:
         neck = self.neck((feat0,), ref_label, roi if self.uses_roi else None, context=(ctx0, ctx1, ctx2, ctx3))
         return upsample_logits(self.decode_head(neck), ref_label.shape[2], ref_label.shape[3])
 

@@ -51,8 +51,9 @@ def _max_over_windows(x: Tensor, dim: int, start: Tensor, end: Tensor) -> Tensor
     return gathered.reshape(shape).amax(dim + 1)
 
 
-def stacked_adaptive_windows(in_size: Tensor | int, out_sizes: Tensor, capacity: tuple[int, ...]) -> tuple[
-        Tensor, Tensor]:
+def stacked_adaptive_windows(
+    in_size: Tensor | int, out_sizes: Tensor, capacity: tuple[int, ...]
+) -> tuple[Tensor, Tensor]:
     """Adaptive pooling windows of several output sizes at once, ``(sum(capacity),)`` starts and ends.
 
     Block ``j`` holds ``capacity[j]`` windows: those of ``out_sizes[j]`` (``(len(capacity),)`` int64,

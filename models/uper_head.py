@@ -40,8 +40,9 @@ def _resize_to(x: Tensor, like: Tensor) -> Tensor:
 class UPerHead(nn.Module):
     """Four maps ``(B, C_i, H/2^(i+2), W/2^(i+2))`` → class logits ``(B, num_classes, H/4, W/4)``."""
 
-    def __init__(self, in_channels: tuple[int, ...], channels: int, pool_scales: tuple[int, ...],
-                 num_classes: int) -> None:
+    def __init__(
+        self, in_channels: tuple[int, ...], channels: int, pool_scales: tuple[int, ...], num_classes: int
+    ) -> None:
         super().__init__()
         top = in_channels[-1]
         self.psp_modules = nn.ModuleList(

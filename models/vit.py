@@ -94,8 +94,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, embed_dims: int, hidden_dims: int) -> None:
         super().__init__()
-        self.layers = nn.Sequential(nn.Sequential(nn.Linear(embed_dims, hidden_dims), nn.GELU()),
-                                    nn.Linear(hidden_dims, embed_dims))
+        self.layers = nn.Sequential(
+            nn.Sequential(nn.Linear(embed_dims, hidden_dims), nn.GELU()), nn.Linear(hidden_dims, embed_dims)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
@@ -149,9 +150,7 @@ class MAEViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid * self.grid + 1, embed_dims))
         rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth > 0 else []
-        self.layers = nn.ModuleList(
-            EncoderLayer(embed_dims, num_heads, mlp_ratio, self.grid, rate) for rate in rates
-        )
+        self.layers = nn.ModuleList(EncoderLayer(embed_dims, num_heads, mlp_ratio, self.grid, rate) for rate in rates)
 
     def forward(self, image: Tensor) -> Tensor:
         x = self.patch_embed(image)

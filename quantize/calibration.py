@@ -116,8 +116,9 @@ class RecordingDecoder:
         return self._decoder.run(feed, ref_label, roi)
 
 
-def pseudo_target(decoder: Decoder, features: ImageFeatures, rng: np.random.Generator,
-                  attempts: int = 5) -> np.ndarray | None:
+def pseudo_target(
+    decoder: Decoder, features: ImageFeatures, rng: np.random.Generator, attempts: int = 5
+) -> np.ndarray | None:
     """The FP32 mask after one positive click at a random pixel (retried if it is nearly empty)."""
     height, width = features.meta.original_size
     for _ in range(attempts):
@@ -154,8 +155,9 @@ def simulate_sessions(
             encoded[item.name] = (features, decoder.image_inputs(features), target)
         features, feed, target = encoded[item.name]
         if target is not None:
-            samples += _one_session(decoder, item.name, features, feed, target, int(rng.integers(1, max_clicks + 1)),
-                                    rng)
+            samples += _one_session(
+                decoder, item.name, features, feed, target, int(rng.integers(1, max_clicks + 1)), rng
+            )
         if progress is not None:
             progress(index + 1)
     if not samples:
@@ -163,8 +165,15 @@ def simulate_sessions(
     return samples
 
 
-def _one_session(decoder: Decoder, name: str, features: ImageFeatures, feed: dict[str, np.ndarray],
-                 target: np.ndarray, length: int, rng: np.random.Generator) -> list[DecoderSample]:
+def _one_session(
+    decoder: Decoder,
+    name: str,
+    features: ImageFeatures,
+    feed: dict[str, np.ndarray],
+    target: np.ndarray,
+    length: int,
+    rng: np.random.Generator,
+) -> list[DecoderSample]:
     recorder = RecordingDecoder(decoder)
     session = ClickSession(recorder, features)  # type: ignore[arg-type]  # duck-typed Decoder
     for step in range(length):

@@ -39,13 +39,22 @@ def _size(text: str) -> tuple[int, int]:
 def summary_table(result: QuantizeResult) -> Table:
     """FP32 vs INT8 per backend: size, quick latency, accuracy, what stayed float, verdict."""
     calibration = result.calibration
-    title = (f"INT8 click decoder for {result.export_dir} — target {calibration['target']}, "
-             f"gated on {calibration['build_host']['class']} ({calibration['build_host']['model']})")
+    title = (
+        f"INT8 click decoder for {result.export_dir} — target {calibration['target']}, "
+        f"gated on {calibration['build_host']['class']} ({calibration['build_host']['model']})"
+    )
     table = Table(title=title, title_justify="left")
-    for column, justify in (("backend", "left"), ("file", "left"), ("size FP32 → INT8", "right"),
-                            ("latency FP32 → INT8", "right"), ("IoU vs FP32", "right"),
-                            ("NoC@85 FP32 → INT8", "right"), ("NoC@90 FP32 → INT8", "right"),
-                            ("float layers", "right"), ("gate", "left")):
+    for column, justify in (
+        ("backend", "left"),
+        ("file", "left"),
+        ("size FP32 → INT8", "right"),
+        ("latency FP32 → INT8", "right"),
+        ("IoU vs FP32", "right"),
+        ("NoC@85 FP32 → INT8", "right"),
+        ("NoC@90 FP32 → INT8", "right"),
+        ("float layers", "right"),
+        ("gate", "left"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for o in result.outcomes:
         r = o.result
@@ -53,70 +62,117 @@ def summary_table(result: QuantizeResult) -> Table:
         lat = o.latency_ms
         speed = lat["fp32"] / lat["int8"] if lat.get("int8") else float("nan")
         table.add_row(
-            o.backend, o.file if o.passed else f"({o.file} not installed)",
+            o.backend,
+            o.file if o.passed else f"({o.file} not installed)",
             f"{o.fp32_size_bytes / 2**20:.2f} → {o.size_bytes / 2**20:.2f} MiB ({ratio:.1f}x)",
             f"{lat.get('fp32', float('nan')):.1f} → {lat.get('int8', float('nan')):.1f} ms ({speed:.2f}x) "
             f"@{lat.get('size', '?')}",
-            f"{r.mean_iou_vs_fp32:.4f}", f"{r.noc85_fp32:.2f} → {r.noc85:.2f}", f"{r.noc90_fp32:.2f} → {r.noc90:.2f}",
-            str(len(o.float_layers)), "[green]pass[/]" if o.passed else "[red]FAIL[/]",
+            f"{r.mean_iou_vs_fp32:.4f}",
+            f"{r.noc85_fp32:.2f} → {r.noc85:.2f}",
+            f"{r.noc90_fp32:.2f} → {r.noc90:.2f}",
+            str(len(o.float_layers)),
+            "[green]pass[/]" if o.passed else "[red]FAIL[/]",
         )
     return table
 
 
 @app.command()
 def main(
-    export_dir: Annotated[Path, typer.Argument(
-        help="Export folder written by interformer-export (manifest.json + graphs).")] = _DEFAULTS.export_dir,
-    target: Annotated[str, typer.Option(
-        help="Which CPUs the INT8 decoder must be accurate on: "
-             + "; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values())
-             + ". Recorded in the manifest; the runtime warns on a CPU the target does not cover.")] = DEFAULT_TARGET,
-    backends: Annotated[str, typer.Option(
-        "--backends", help="Comma-separated backends to build INT8 decoders for: onnxruntime (static QDQ), "
-                           "openvino (NNCF).")] = ",".join(BACKENDS),
-    calib: Annotated[Path | None, typer.Option(
-        help="Calibration images: a GrabCut-layout folder (img/, gt/, list/val.txt) or a plain folder of images "
-             "(targets then come from the model's own one-click masks). Default: the bundled assets/calib "
-             "(24 training-split scenes).")] = None,
-    heldout: Annotated[Path | None, typer.Option(
-        help="Held-out GrabCut-layout folder for the accuracy gate (never the calibration images). "
-             "Default: the bundled assets/heldout (100 objects).")] = None,
-    num_sessions: Annotated[int, typer.Option(
-        help="Simulated click sessions for calibration (each 1..--calib-clicks clicks on a calibration image; "
-             "every click's decoder input is a sample).")] = _DEFAULTS.num_sessions,
-    calib_clicks: Annotated[int, typer.Option(
-        help="Longest calibration session, in clicks.")] = _DEFAULTS.calib_clicks,
-    max_samples: Annotated[int, typer.Option(
-        help="Calibration samples kept at most (drawn evenly from all sessions).")] = _DEFAULTS.max_samples,
-    method: Annotated[str, typer.Option(
-        help=f"Activation range method: {', '.join(METHODS)} (ONNX Runtime: MinMax/Entropy/99.999th percentile; "
-             "NNCF: min-max/histogram/mean quantile).")] = _DEFAULTS.method,
-    min_iou: Annotated[float, typer.Option(
-        help="Gate: least mean IoU of INT8 vs FP32 masks over all held-out clicks.")] = DEFAULT_MIN_IOU,
-    max_noc_delta: Annotated[float, typer.Option(
-        help="Gate: largest allowed |NoC@90(INT8) - NoC@90(FP32)| on the held-out set.")] = DEFAULT_MAX_NOC90_DELTA,
-    gate_clicks: Annotated[int, typer.Option(
-        help="Clicks per held-out session (standard protocol: 20).")] = EVAL_MAX_CLICKS,
-    gate_limit: Annotated[int | None, typer.Option(
-        help="Gate on the first N held-out objects only (default: all).")] = None,
-    keep_float: Annotated[list[str] | None, typer.Option(
-        help="Regular expression of ONNX node names to keep in float (repeatable; on OpenVINO every operation "
-             "that matches, on ONNX Runtime the convolutions and matrix products, the only ones it quantizes). "
-             "Default: "
-             f"{', '.join(DEFAULT_KEEP_FLOAT)} (the stride-4 inverted bottleneck, slower in INT8; PatchMerging, "
-             "normalized after its convolution).")] = None,
-    quantize_all: Annotated[bool, typer.Option(
-        "--quantize-all", help="Quantize every Conv/MatMul, ignoring the default --keep-float set.")] = False,
-    max_float_layers: Annotated[int, typer.Option(
-        help="When the gate fails: keep up to this many extra layers float, most sensitive first "
-             "(measured), before giving up.")] = _DEFAULTS.max_float_layers,
-    threads: Annotated[int | None, typer.Option(
-        help="CPU threads for calibration, the gate and the latency check. Default: the backends' own.")] = None,
-    latency_size: Annotated[str, typer.Option(
-        help="Canvas HxW for the quick FP32-vs-INT8 latency check.")] = "512x512",
+    export_dir: Annotated[
+        Path, typer.Argument(help="Export folder written by interformer-export (manifest.json + graphs).")
+    ] = _DEFAULTS.export_dir,
+    target: Annotated[
+        str,
+        typer.Option(
+            help="Which CPUs the INT8 decoder must be accurate on: "
+            + "; ".join(f"{t.name}: {t.summary}" for t in TARGETS.values())
+            + ". Recorded in the manifest; the runtime warns on a CPU the target does not cover."
+        ),
+    ] = DEFAULT_TARGET,
+    backends: Annotated[
+        str,
+        typer.Option(
+            "--backends",
+            help="Comma-separated backends to build INT8 decoders for: onnxruntime (static QDQ), openvino (NNCF).",
+        ),
+    ] = ",".join(BACKENDS),
+    calib: Annotated[
+        Path | None,
+        typer.Option(
+            help="Calibration images: a GrabCut-layout folder (img/, gt/, list/val.txt) or a plain folder of images "
+            "(targets then come from the model's own one-click masks). Default: the bundled assets/calib "
+            "(24 training-split scenes)."
+        ),
+    ] = None,
+    heldout: Annotated[
+        Path | None,
+        typer.Option(
+            help="Held-out GrabCut-layout folder for the accuracy gate (never the calibration images). "
+            "Default: the bundled assets/heldout (100 objects)."
+        ),
+    ] = None,
+    num_sessions: Annotated[
+        int,
+        typer.Option(
+            help="Simulated click sessions for calibration (each 1..--calib-clicks clicks on a calibration image; "
+            "every click's decoder input is a sample)."
+        ),
+    ] = _DEFAULTS.num_sessions,
+    calib_clicks: Annotated[int, typer.Option(help="Longest calibration session, in clicks.")] = _DEFAULTS.calib_clicks,
+    max_samples: Annotated[
+        int, typer.Option(help="Calibration samples kept at most (drawn evenly from all sessions).")
+    ] = _DEFAULTS.max_samples,
+    method: Annotated[
+        str,
+        typer.Option(
+            help=f"Activation range method: {', '.join(METHODS)} (ONNX Runtime: MinMax/Entropy/99.999th percentile; "
+            "NNCF: min-max/histogram/mean quantile)."
+        ),
+    ] = _DEFAULTS.method,
+    min_iou: Annotated[
+        float, typer.Option(help="Gate: least mean IoU of INT8 vs FP32 masks over all held-out clicks.")
+    ] = DEFAULT_MIN_IOU,
+    max_noc_delta: Annotated[
+        float, typer.Option(help="Gate: largest allowed |NoC@90(INT8) - NoC@90(FP32)| on the held-out set.")
+    ] = DEFAULT_MAX_NOC90_DELTA,
+    gate_clicks: Annotated[
+        int, typer.Option(help="Clicks per held-out session (standard protocol: 20).")
+    ] = EVAL_MAX_CLICKS,
+    gate_limit: Annotated[
+        int | None, typer.Option(help="Gate on the first N held-out objects only (default: all).")
+    ] = None,
+    keep_float: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Regular expression of ONNX node names to keep in float (repeatable; on OpenVINO every operation "
+            "that matches, on ONNX Runtime the convolutions and matrix products, the only ones it quantizes). "
+            "Default: "
+            f"{', '.join(DEFAULT_KEEP_FLOAT)} (the stride-4 inverted bottleneck, slower in INT8; PatchMerging, "
+            "normalized after its convolution)."
+        ),
+    ] = None,
+    quantize_all: Annotated[
+        bool, typer.Option("--quantize-all", help="Quantize every Conv/MatMul, ignoring the default --keep-float set.")
+    ] = False,
+    max_float_layers: Annotated[
+        int,
+        typer.Option(
+            help="When the gate fails: keep up to this many extra layers float, most sensitive first "
+            "(measured), before giving up."
+        ),
+    ] = _DEFAULTS.max_float_layers,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="CPU threads for calibration, the gate and the latency check. Default: the backends' own."),
+    ] = None,
+    latency_size: Annotated[str, typer.Option(help="Canvas HxW for the quick FP32-vs-INT8 latency check.")] = "512x512",
     seed: Annotated[int, typer.Option(help="Seed of the calibration sessions.")] = _DEFAULTS.seed,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress (bars on a terminal, lines in a "
-                                                                 "log); only the table and errors.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No progress (bars on a terminal, lines in a log); only the table and errors."
+        ),
+    ] = False,
 ) -> None:
     """Build the INT8 click decoder of an export: ONNX Runtime static QDQ and/or OpenVINO NNCF.
 
@@ -135,13 +191,22 @@ def main(
     try:
         options = QuantizeOptions(
             export_dir=export_dir,
-            backends=tuple(b.strip().lower() for b in backends.split(",") if b.strip()), target=target.lower(),
-            calib_dir=calib, heldout_dir=heldout, num_sessions=num_sessions, calib_clicks=calib_clicks,
-            max_samples=max_samples, method=method.lower(),
+            backends=tuple(b.strip().lower() for b in backends.split(",") if b.strip()),
+            target=target.lower(),
+            calib_dir=calib,
+            heldout_dir=heldout,
+            num_sessions=num_sessions,
+            calib_clicks=calib_clicks,
+            max_samples=max_samples,
+            method=method.lower(),
             thresholds=GateThresholds(min_iou=min_iou, max_noc90_delta=max_noc_delta),
-            gate_clicks=gate_clicks, gate_limit=gate_limit,
+            gate_clicks=gate_clicks,
+            gate_limit=gate_limit,
             keep_float=() if quantize_all else tuple(keep_float) if keep_float else DEFAULT_KEEP_FLOAT,
-            max_float_layers=max_float_layers, threads=threads, latency_size=_size(latency_size), seed=seed,
+            max_float_layers=max_float_layers,
+            threads=threads,
+            latency_size=_size(latency_size),
+            seed=seed,
         )
         if quiet:
             result = run_quantize(options)
@@ -159,8 +224,10 @@ def main(
     out.print(f"done in {result.seconds:.0f} s; manifest: {result.export_dir / 'manifest.json'}", highlight=False)
     if not result.passed:
         failed = ", ".join(o.backend for o in result.outcomes if not o.passed)
-        err.print(f"interformer-quantize: accuracy gate FAILED on {failed}; those INT8 files were not installed",
-                  highlight=False)
+        err.print(
+            f"interformer-quantize: accuracy gate FAILED on {failed}; those INT8 files were not installed",
+            highlight=False,
+        )
         raise typer.Exit(EXIT_GATE_FAILED)
 
 

@@ -124,8 +124,9 @@ class _Recording:
         return mask
 
 
-def reference_sessions(decoder: Decoder, objects: Sequence[GateObject], clicks: int,
-                       progress: Progress | None = None) -> list[ReferenceSession]:
+def reference_sessions(
+    decoder: Decoder, objects: Sequence[GateObject], clicks: int, progress: Progress | None = None
+) -> list[ReferenceSession]:
     """Run the FP32 sessions and keep what the candidates are compared on."""
     references = []
     for index, obj in enumerate(objects):
@@ -159,8 +160,13 @@ class _Agreeing:
         return mask
 
 
-def evaluate(candidate: Decoder, references: Sequence[ReferenceSession], clicks: int,
-             thresholds: GateThresholds = GateThresholds(), progress: Progress | None = None) -> GateResult:
+def evaluate(
+    candidate: Decoder,
+    references: Sequence[ReferenceSession],
+    clicks: int,
+    thresholds: GateThresholds = GateThresholds(),
+    progress: Progress | None = None,
+) -> GateResult:
     """Measure ``candidate`` against the FP32 ``references`` (see the module docstring)."""
     per_click: list[list[float]] = [[] for _ in range(clicks)]
     own: list[SessionResult] = []

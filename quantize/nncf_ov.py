@@ -32,8 +32,11 @@ def _range_estimator(method: str) -> Any:
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     # "entropy" → NNCF's histogram-optimal ranges, "percentile" → mean of per-sample quantiles.
-    return {"minmax": RangeEstimatorParametersSet.MINMAX, "entropy": RangeEstimatorParametersSet.HISTOGRAM,
-            "percentile": RangeEstimatorParametersSet.MEAN_QUANTILE}[method]
+    return {
+        "minmax": RangeEstimatorParametersSet.MINMAX,
+        "entropy": RangeEstimatorParametersSet.HISTOGRAM,
+        "percentile": RangeEstimatorParametersSet.MEAN_QUANTILE,
+    }[method]
 
 
 def _check_layers_exist(model: Any, onnx_layers: Sequence[str]) -> None:
@@ -89,10 +92,14 @@ def quantize_openvino(
     ignored = nncf.IgnoredScope(patterns=patterns, types=list(FLOAT_OP_TYPES), validate=False)
     _check_layers_exist(model, keep_float)
     quantized = nncf.quantize(
-        model, nncf.Dataset(data), preset=nncf.QuantizationPreset.MIXED, subset_size=len(data),
+        model,
+        nncf.Dataset(data),
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(data),
         ignored_scope=ignored,
         advanced_parameters=AdvancedQuantizationParameters(
-            activations_range_estimator_params=_range_estimator(method), overflow_fix=OverflowFix(overflow_fix)),
+            activations_range_estimator_params=_range_estimator(method), overflow_fix=OverflowFix(overflow_fix)
+        ),
     )
     for key, value in metadata.items():
         quantized.set_rt_info(value, [RT_INFO_SECTION, key])

@@ -29,8 +29,11 @@ def quantizable_layers(model: onnx.ModelProto) -> list[str]:
     """Names of the nodes that INT8 quantization turns into integer kernels (Conv/MatMul with a constant weight)."""
     constants = {t.name for t in model.graph.initializer}
     constants |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
-    return [node.name for node in model.graph.node
-            if node.op_type in QUANTIZED_OP_TYPES and len(node.input) > 1 and node.input[1] in constants]
+    return [
+        node.name
+        for node in model.graph.node
+        if node.op_type in QUANTIZED_OP_TYPES and len(node.input) > 1 and node.input[1] in constants
+    ]
 
 
 def matching_layers(layers: Sequence[str], patterns: Iterable[str]) -> list[str]:
@@ -99,18 +102,28 @@ def quantize_onnx(
 
     if method not in ORT_METHODS:
         raise ValueError(f"unknown calibration method {method!r}; use {', '.join(ORT_METHODS)}")
-    calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                 "percentile": CalibrationMethod.Percentile}[method]
+    calibrate = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[method]
     extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
     with _quiet_root_logger():
         quantize_static(
-            str(fp32_path), str(out_path), _Reader(feeds) if not cache_path.is_file() else None,
-            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
+            str(fp32_path),
+            str(out_path),
+            _Reader(feeds) if not cache_path.is_file() else None,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=reduce_range,
             activation_type={"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[activations],
-            weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OP_TYPES),
-            nodes_to_exclude=list(keep_float), calibrate_method=calibrate, extra_options=extra,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(QUANTIZED_OP_TYPES),
+            nodes_to_exclude=list(keep_float),
+            calibrate_method=calibrate,
+            extra_options=extra,
             calibration_cache_path=str(cache_path),
         )
     model = onnx.load(str(out_path))

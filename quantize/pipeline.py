@@ -121,9 +121,16 @@ class BackendOutcome:
 
     def record(self) -> dict[str, Any]:
         """The manifest's ``gates[backend]`` entry."""
-        return {**self.result.to_dict(), "float_layers": self.float_layers, "attempts": self.attempts,
-                "file": self.file, "size_bytes": self.size_bytes, "fp32_size_bytes": self.fp32_size_bytes,
-                "latency_ms": self.latency_ms, "quantize_seconds": round(self.quantize_seconds, 1)}
+        return {
+            **self.result.to_dict(),
+            "float_layers": self.float_layers,
+            "attempts": self.attempts,
+            "file": self.file,
+            "size_bytes": self.size_bytes,
+            "fp32_size_bytes": self.fp32_size_bytes,
+            "latency_ms": self.latency_ms,
+            "quantize_seconds": round(self.quantize_seconds, 1),
+        }
 
 
 @dataclass
@@ -225,8 +232,9 @@ def run_quantize(options: QuantizeOptions, progress: Progress | None = None) -> 
 
     tick = progress.step("simulating calibration click sessions", options.num_sessions)
     try:
-        samples = calibration.simulate_sessions(encoder, fp32, calib_images, options.num_sessions,
-                                                options.calib_clicks, options.seed, tick)
+        samples = calibration.simulate_sessions(
+            encoder, fp32, calib_images, options.num_sessions, options.calib_clicks, options.seed, tick
+        )
     except calibration.CalibrationError as err:
         raise QuantizeError(str(err)) from None
     samples = calibration.subsample(samples, options.max_samples, options.seed)
@@ -276,9 +284,13 @@ def run_quantize(options: QuantizeOptions, progress: Progress | None = None) -> 
 
 
 def _metadata(manifest: Manifest, options: QuantizeOptions) -> dict[str, str]:
-    return {"precision": PRECISION, "calibration_method": options.method, "int8_target": options.target,
-            "source_checkpoint_sha256": manifest.source_checkpoint.sha256,
-            "fp32_decoder_sha256": _sha_of(manifest, manifest.graphs["decoder"].files["onnx"])}
+    return {
+        "precision": PRECISION,
+        "calibration_method": options.method,
+        "int8_target": options.target,
+        "source_checkpoint_sha256": manifest.source_checkpoint.sha256,
+        "fp32_decoder_sha256": _sha_of(manifest, manifest.graphs["decoder"].files["onnx"]),
+    }
 
 
 def _sha_of(manifest: Manifest, name: str) -> str:
@@ -309,26 +321,46 @@ def _quantize_backend(
     scheme = get_target(options.target).scheme
 
     def ort_quantize(path: Path, keep_float: list[str]) -> None:
-        onnxrt.quantize_onnx(fp32_onnx, path, feeds, options.method, keep_float, cache, metadata,
-                             scheme.ort_reduce_range, scheme.ort_activations)
+        onnxrt.quantize_onnx(
+            fp32_onnx,
+            path,
+            feeds,
+            options.method,
+            keep_float,
+            cache,
+            metadata,
+            scheme.ort_reduce_range,
+            scheme.ort_activations,
+        )
 
     def quantize(path: Path, keep_float: list[str]) -> None:
         if backend == "onnxruntime":
             ort_quantize(path, keep_float)
         else:
-            nncf_ov.quantize_openvino(manifest.graph_path("decoder", fmt), path, feeds, options.method, keep_float,
-                                      metadata, scheme.nncf_overflow_fix, float_regions=options.keep_float)
+            nncf_ov.quantize_openvino(
+                manifest.graph_path("decoder", fmt),
+                path,
+                feeds,
+                options.method,
+                keep_float,
+                metadata,
+                scheme.nncf_overflow_fix,
+                float_regions=options.keep_float,
+            )
 
     def attempt(keep_float: list[str]) -> gate.GateResult:
         progress.step(f"{backend}: quantizing ({len(keep_float)} layers float)")
         quantize(out, keep_float)
-        candidate = Decoder(manifest.root or options.export_dir, backend, options.threads, graph_file=out,
-                            manifest=manifest)
+        candidate = Decoder(
+            manifest.root or options.export_dir, backend, options.threads, graph_file=out, manifest=manifest
+        )
         tick = progress.step(f"{backend}: accuracy gate", len(references))
         result = gate.evaluate(candidate, references, options.gate_clicks, options.thresholds, tick)
-        progress.note(f"{backend} INT8 ({len(keep_float)} layers float): mean IoU vs FP32 "
-                      f"{result.mean_iou_vs_fp32:.4f}, NoC@90 {result.noc90:.2f} vs {result.noc90_fp32:.2f} → "
-                      f"{'pass' if result.passed else 'fail'}")
+        progress.note(
+            f"{backend} INT8 ({len(keep_float)} layers float): mean IoU vs FP32 "
+            f"{result.mean_iou_vs_fp32:.4f}, NoC@90 {result.noc90:.2f} vs {result.noc90_fp32:.2f} → "
+            f"{'pass' if result.passed else 'fail'}"
+        )
         return result
 
     keep = list(base_float)
@@ -340,10 +372,12 @@ def _quantize_backend(
         if ranking is None:
             candidates = [name for name in layers if name not in base_float]
             tick = progress.step("ranking layers by measured sensitivity (ONNX Runtime)", len(candidates))
-            probe_feeds = [s.feed() for s in calibration.subsample(samples, options.sensitivity_samples,
-                                                                   options.seed + 1)]
-            ranking = sensitivity.rank_layers(fp32_onnx, candidates, base_float, ort_quantize, probe_feeds,
-                                              work, options.threads, tick)
+            probe_feeds = [
+                s.feed() for s in calibration.subsample(samples, options.sensitivity_samples, options.seed + 1)
+            ]
+            ranking = sensitivity.rank_layers(
+                fp32_onnx, candidates, base_float, ort_quantize, probe_feeds, work, options.threads, tick
+            )
         keep = base_float + [s.layer for s in ranking[:extra]]
         result = attempt(keep)
         attempts.append(_attempt_record(keep, result))
@@ -351,18 +385,31 @@ def _quantize_backend(
             break
         extra *= 2
     files = [work / n for n in artifact_names(INT8_FILES[backend], fmt) if (work / n).is_file()]
-    fp32_files = [manifest.root / n for n in artifact_names(manifest.graphs["decoder"].files[fmt], fmt)
-                  if manifest.root is not None and (manifest.root / n).is_file()]
-    return BackendOutcome(backend=backend, file=INT8_FILES[backend], passed=result.passed, result=result,
-                          float_layers=keep, attempts=attempts,
-                          size_bytes=sum(f.stat().st_size for f in files),
-                          fp32_size_bytes=sum(f.stat().st_size for f in fp32_files),
-                          quantize_seconds=time.perf_counter() - started)
+    fp32_files = [
+        manifest.root / n
+        for n in artifact_names(manifest.graphs["decoder"].files[fmt], fmt)
+        if manifest.root is not None and (manifest.root / n).is_file()
+    ]
+    return BackendOutcome(
+        backend=backend,
+        file=INT8_FILES[backend],
+        passed=result.passed,
+        result=result,
+        float_layers=keep,
+        attempts=attempts,
+        size_bytes=sum(f.stat().st_size for f in files),
+        fp32_size_bytes=sum(f.stat().st_size for f in fp32_files),
+        quantize_seconds=time.perf_counter() - started,
+    )
 
 
 def _attempt_record(keep_float: list[str], result: gate.GateResult) -> dict[str, Any]:
-    return {"float_layers": len(keep_float), "mean_iou_vs_fp32": round(result.mean_iou_vs_fp32, 5),
-            "noc90_delta": round(result.noc90_delta, 3), "passed": result.passed}
+    return {
+        "float_layers": len(keep_float),
+        "mean_iou_vs_fp32": round(result.mean_iou_vs_fp32, 5),
+        "noc90_delta": round(result.noc90_delta, 3),
+        "passed": result.passed,
+    }
 
 
 def latency_inputs(context: Graph, size: tuple[int, int], uses_roi: bool, seed: int = 0) -> dict[str, np.ndarray]:
@@ -370,11 +417,13 @@ def latency_inputs(context: Graph, size: tuple[int, int], uses_roi: bool, seed: 
     one positive click in the middle."""
     height, width = size
     rng = np.random.default_rng(seed)
-    features = {name: rng.standard_normal((1, channels, height // stride, width // stride), dtype=np.float32)
-                for name, channels, stride in zip(FEATURE_NAMES, FEATURE_CHANNELS, FEATURE_STRIDES, strict=True)}
+    features = {
+        name: rng.standard_normal((1, channels, height // stride, width // stride), dtype=np.float32)
+        for name, channels, stride in zip(FEATURE_NAMES, FEATURE_CHANNELS, FEATURE_STRIDES, strict=True)
+    }
     feed = context_inputs(context, features)
     ref = np.full((1, 1, height, width), REF_UNKNOWN, dtype=np.uint8)
-    ref[0, 0, height // 2 - 5: height // 2 + 5, width // 2 - 5: width // 2 + 5] = REF_FOREGROUND
+    ref[0, 0, height // 2 - 5 : height // 2 + 5, width // 2 - 5 : width // 2 + 5] = REF_FOREGROUND
     feed[REF_LABEL_INPUT] = ref
     if uses_roi:
         feed[ROI_INPUT] = np.asarray([[0, 0, width, height]], dtype=np.int64)
@@ -389,14 +438,17 @@ def _latency(manifest: Manifest, backend: str, int8_path: Path, options: Quantiz
     int8 = load_graph(int8_path, backend=backend, threads=options.threads)
     result: dict[str, Any] = {"size": "{}x{}".format(*options.latency_size), "threads": options.threads or "default"}
     for name, graph in (("fp32", fp32), ("int8", int8)):
-        stats = measure(lambda g=graph: g.run(feed)[LOGITS_OUTPUT],
-                        TimingPolicy(warmup=3, min_runs=options.latency_runs, budget_s=0.0))  # exactly that many
+        stats = measure(
+            lambda g=graph: g.run(feed)[LOGITS_OUTPUT],
+            TimingPolicy(warmup=3, min_runs=options.latency_runs, budget_s=0.0),
+        )  # exactly that many
         result[name] = round(stats.p50_ms, 2)
     return result
 
 
-def _install(export_dir: Path, work: Path, manifest: Manifest, outcomes: list[BackendOutcome],
-             calib_record: dict[str, Any]) -> Manifest:
+def _install(
+    export_dir: Path, work: Path, manifest: Manifest, outcomes: list[BackendOutcome], calib_record: dict[str, Any]
+) -> Manifest:
     """Move the passing files in and record them; the manifest is rewritten last (atomically).
 
     Files of an earlier INT8 variant are dropped from the manifest *before* being replaced, so that at
@@ -408,8 +460,11 @@ def _install(export_dir: Path, work: Path, manifest: Manifest, outcomes: list[Ba
     previous = [q for q in manifest.quantized if (q.graph, q.precision) == ("decoder", PRECISION)]
     if previous:
         stale = {n for q in previous for fmt, name in q.files.items() for n in artifact_names(name, fmt)}
-        manifest = replace(manifest, quantized=tuple(q for q in manifest.quantized if q not in previous),
-                           files=tuple(f for f in manifest.files if f.name not in stale))
+        manifest = replace(
+            manifest,
+            quantized=tuple(q for q in manifest.quantized if q not in previous),
+            files=tuple(f for f in manifest.files if f.name not in stale),
+        )
         write_manifest(manifest, export_dir)
     files = {}
     moved = set()
@@ -424,10 +479,14 @@ def _install(export_dir: Path, work: Path, manifest: Manifest, outcomes: list[Ba
         (export_dir / name).unlink(missing_ok=True)
     target = get_target(calib_record["target"])
     variant = QuantizedGraph(
-        graph="decoder", precision=PRECISION, files=files, calibration=calib_record,
+        graph="decoder",
+        precision=PRECISION,
+        files=files,
+        calibration=calib_record,
         gates={o.backend: o.record() for o in outcomes},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        target=target.name, covers=target.covers,
+        target=target.name,
+        covers=target.covers,
     )
     updated = with_quantized(manifest, variant, export_dir)
     write_manifest(updated, export_dir)

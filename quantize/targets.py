@@ -56,14 +56,16 @@ class Int8Target:
 
 TARGETS: dict[str, Int8Target] = {
     PORTABLE_TARGET: Int8Target(
-        PORTABLE_TARGET, Int8Scheme(weight_bits=7, ort_reduce_range=True, nncf_overflow_fix="enable",
-                                    ort_activations="uint8"),
-        "7-bit weights: the same masks on x86 AVX2, x86 VNNI/AMX and ARM64 with or without dot product"),
+        PORTABLE_TARGET,
+        Int8Scheme(weight_bits=7, ort_reduce_range=True, nncf_overflow_fix="enable", ort_activations="uint8"),
+        "7-bit weights: the same masks on x86 AVX2, x86 VNNI/AMX and ARM64 with or without dot product",
+    ),
     VNNI_TARGET: Int8Target(
-        VNNI_TARGET, Int8Scheme(weight_bits=8, ort_reduce_range=False, nncf_overflow_fix="disable",
-                                ort_activations="int8"),
+        VNNI_TARGET,
+        Int8Scheme(weight_bits=8, ort_reduce_range=False, nncf_overflow_fix="disable", ort_activations="int8"),
         "full 8-bit weights, s8s8 on ONNX Runtime: about 1.2x faster on x86 VNNI/AMX; x86 VNNI/AMX and ARM64 only "
-        "(saturates on x86 without VNNI)"),
+        "(saturates on x86 without VNNI)",
+    ),
 }
 DEFAULT_TARGET = PORTABLE_TARGET
 

@@ -122,8 +122,17 @@ def _stop_requested() -> bool:
     return _STOP is not None and _STOP.is_set()
 
 
-def _init_worker(model: str, backend: str, threads: int, precision: str, max_side: int | None, dtype: str,
-                 force: bool, in_pool: bool = True, stop: Any = None) -> None:
+def _init_worker(
+    model: str,
+    backend: str,
+    threads: int,
+    precision: str,
+    max_side: int | None,
+    dtype: str,
+    force: bool,
+    in_pool: bool = True,
+    stop: Any = None,
+) -> None:
     global _ENCODER, _STOP
     from .encoder import Encoder
 
@@ -137,8 +146,7 @@ def _init_worker(model: str, backend: str, threads: int, precision: str, max_sid
             signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
 
     # The parent verified the artifact hashes once; workers only check sizes (hashing is slow for big models).
-    _ENCODER = Encoder(model, backend=backend, threads=threads, precision=precision, max_side=max_side,
-                       verify=False)
+    _ENCODER = Encoder(model, backend=backend, threads=threads, precision=precision, max_side=max_side, verify=False)
     _SETTINGS.update(max_side=max_side, dtype=dtype, force=force)
 
 
@@ -172,14 +180,16 @@ def encode_chunk(jobs: list[Job]) -> list[Outcome]:
         try:
             with claim(job.target):
                 image_sha = sha256_bytes(Path(job.image).read_bytes())
-                if not _SETTINGS["force"] and is_up_to_date(job.target, _ENCODER.model_id, image_sha,
-                                                            _SETTINGS["max_side"]):
+                if not _SETTINGS["force"] and is_up_to_date(
+                    job.target, _ENCODER.model_id, image_sha, _SETTINGS["max_side"]
+                ):
                     outcomes.append(Outcome(job.name, "skipped"))
                     continue
                 features = _ENCODER.encode(job.image, name=job.name, image_sha256=image_sha)
                 save_features(features, job.target, dtype=str(_SETTINGS["dtype"]))
-            outcomes.append(Outcome(job.name, "encoded", seconds=time.perf_counter() - started,
-                                    worker=f"pid {os.getpid()}"))
+            outcomes.append(
+                Outcome(job.name, "encoded", seconds=time.perf_counter() - started, worker=f"pid {os.getpid()}")
+            )
         except ClaimHeldError as err:
             outcomes.append(Outcome(job.name, "busy", str(err)))
         except (ImageReadError, InterFormerRuntimeError, OSError, ValueError) as err:
@@ -204,8 +214,11 @@ def _summary_table(outcomes: list[Outcome], total: int, seconds: float, interrup
     counts = {s: sum(o.status == s for o in outcomes) for s in ("encoded", "skipped", "busy", "failed")}
     encode_time = sum(o.seconds for o in outcomes if o.status == "encoded")
     reason = f" by {interrupted}" if isinstance(interrupted, str) else ""
-    table = Table(title=f"interrupted{reason}: partial summary" if interrupted else "summary", title_justify="left",
-                  show_header=False)
+    table = Table(
+        title=f"interrupted{reason}: partial summary" if interrupted else "summary",
+        title_justify="left",
+        show_header=False,
+    )
     table.add_column("")
     table.add_column("", justify="right")
     table.add_row("encoded", str(counts["encoded"]))
@@ -233,44 +246,91 @@ def _summary_table(outcomes: list[Outcome], total: int, seconds: float, interrup
 def encode(
     source: Annotated[Path, typer.Argument(help="A folder of images (jpg, png, bmp, tif, webp) or one image file.")],
     model: Annotated[Path, typer.Option("--model", "-m", help="Export folder (with manifest.json) of the model.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Feature store folder; created if missing. "
-                                      "Each image becomes <out>/<relative path>.npz.")],
-    workers: Annotated[int, typer.Option("--workers", "--actors", "-w", min=1,
-                                         help="Encoders running side by side: local processes, or Ray actors "
-                                              "(one inference session each) with --engine ray.")] = 1,
-    threads: Annotated[int, typer.Option("--threads", "-t", min=0,
-                                         help="CPU threads per worker; 0: the cores divided among the workers.")] = 0,
-    batch: Annotated[int, typer.Option("--batch", "--batch-size", "-b", min=1,
-                                       help="Images handed to a worker (or Ray actor) at a time (the encoder "
-                                            "runs one image per pass; larger batches mean less scheduling "
-                                            "overhead, smaller ones a smoother progress bar).")] = 4,
-    max_side: Annotated[int, typer.Option("--max-side", min=0,
-                                          help="Shrink images whose longer side exceeds this many pixels "
-                                               "before encoding (masks still come back at full size). "
-                                               "Memory grows with the fourth power of the side (about "
-                                               "1.2 GiB at 1024 px for the default model); an image that "
-                                               "would not fit in the available memory fails with the "
-                                               "estimate. 0: full size (up to the model's limit).")
-                          ] = DEFAULT_MAX_SIDE,
-    backend: Annotated[str, typer.Option(help="auto (ONNX Runtime if available, else OpenVINO), "
-                                              "onnxruntime or openvino.")] = "auto",
-    precision: Annotated[str, typer.Option(help="OpenVINO precision: f32 (default; exact), bf16, f16, or device "
-                                                "(the CPU's default, bf16 on recent x86).")] = "f32",
-    dtype: Annotated[str, typer.Option(help="Storage type of the features: float16 (half the size) or "
-                                            "float32.")] = "float16",
-    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", "-r",
-                                            help="Also encode images in sub-folders.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Encode every image again, even if its features "
-                                                        "are up to date.")] = False,
-    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster: Ray "
-                                             "Data reads the images, an actor pool encodes them; needs the "
-                                             "\\[ray] extra). With ray, SOURCE may also be a list file (.txt) "
-                                             "of paths or URIs, one a line, readable by every node.")] = "local",
-    address: Annotated[str, typer.Option(help="With --engine ray: the cluster to use, 'auto' (the one running "
-                                              "on this node) or HEAD:6379 (its head node); empty: $RAY_ADDRESS, "
-                                              "else start Ray on this machine for the run. The images, --model "
-                                              "and --out must be paths every node sees (a shared filesystem).")
-                         ] = "",
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Feature store folder; created if missing. Each image becomes <out>/<relative path>.npz.",
+        ),
+    ],
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "--actors",
+            "-w",
+            min=1,
+            help="Encoders running side by side: local processes, or Ray actors "
+            "(one inference session each) with --engine ray.",
+        ),
+    ] = 1,
+    threads: Annotated[
+        int,
+        typer.Option("--threads", "-t", min=0, help="CPU threads per worker; 0: the cores divided among the workers."),
+    ] = 0,
+    batch: Annotated[
+        int,
+        typer.Option(
+            "--batch",
+            "--batch-size",
+            "-b",
+            min=1,
+            help="Images handed to a worker (or Ray actor) at a time (the encoder "
+            "runs one image per pass; larger batches mean less scheduling "
+            "overhead, smaller ones a smoother progress bar).",
+        ),
+    ] = 4,
+    max_side: Annotated[
+        int,
+        typer.Option(
+            "--max-side",
+            min=0,
+            help="Shrink images whose longer side exceeds this many pixels "
+            "before encoding (masks still come back at full size). "
+            "Memory grows with the fourth power of the side (about "
+            "1.2 GiB at 1024 px for the default model); an image that "
+            "would not fit in the available memory fails with the "
+            "estimate. 0: full size (up to the model's limit).",
+        ),
+    ] = DEFAULT_MAX_SIDE,
+    backend: Annotated[
+        str, typer.Option(help="auto (ONNX Runtime if available, else OpenVINO), onnxruntime or openvino.")
+    ] = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="OpenVINO precision: f32 (default; exact), bf16, f16, or device "
+            "(the CPU's default, bf16 on recent x86)."
+        ),
+    ] = "f32",
+    dtype: Annotated[
+        str, typer.Option(help="Storage type of the features: float16 (half the size) or float32.")
+    ] = "float16",
+    recursive: Annotated[
+        bool, typer.Option("--recursive/--no-recursive", "-r", help="Also encode images in sub-folders.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Encode every image again, even if its features are up to date.")
+    ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local (processes on this machine) or ray (a Ray cluster: Ray "
+            "Data reads the images, an actor pool encodes them; needs the "
+            "\\[ray] extra). With ray, SOURCE may also be a list file (.txt) "
+            "of paths or URIs, one a line, readable by every node."
+        ),
+    ] = "local",
+    address: Annotated[
+        str,
+        typer.Option(
+            help="With --engine ray: the cluster to use, 'auto' (the one running "
+            "on this node) or HEAD:6379 (its head node); empty: $RAY_ADDRESS, "
+            "else start Ray on this machine for the run. The images, --model "
+            "and --out must be paths every node sees (a shared filesystem)."
+        ),
+    ] = "",
 ) -> None:
     """Encode images into a feature store; resumable, an unreadable image is reported and skipped.
 
@@ -311,8 +371,10 @@ def encode(
         from .ray_engine import is_list_file  # the file-kind check only: no ray is imported
 
         if is_list_file(source):
-            console.print(f"[red]error:[/] {escape(str(source))} is an image list: lists are read by --engine ray; "
-                          "give the local engine a folder or one image")
+            console.print(
+                f"[red]error:[/] {escape(str(source))} is an image list: lists are read by --engine ray; "
+                "give the local engine a folder or one image"
+            )
             raise typer.Exit(EXIT_BAD_INPUT)
         jobs = list_jobs(source, out, recursive)
     if not jobs:
@@ -327,8 +389,9 @@ def encode(
             console.print(f"[red]error:[/] {escape(str(err))}")
             raise typer.Exit(EXIT_BAD_INPUT) from None
     threads = threads or max(1, _cpu_count() // workers)
-    console.print(f"model {model_id(manifest)} · {len(jobs)} images · {workers} worker(s) × {threads} thread(s) "
-                  f"→ {out}")
+    console.print(
+        f"model {model_id(manifest)} · {len(jobs)} images · {workers} worker(s) × {threads} thread(s) → {out}"
+    )
     init_args = (str(model), backend, threads, precision, max_side, dtype, force)  # max_side 0: full size
 
     outcomes: list[Outcome] = []
@@ -377,8 +440,14 @@ def encode(
         raise typer.Exit(EXIT_FAILURES)
 
 
-def _encode_in_pool(jobs: list[Job], workers: int, batch: int, init_args: tuple[object, ...],
-                    record: Callable[[list[Outcome]], None], progress: ProgressReporter) -> None:
+def _encode_in_pool(
+    jobs: list[Job],
+    workers: int,
+    batch: int,
+    init_args: tuple[object, ...],
+    record: Callable[[list[Outcome]], None],
+    progress: ProgressReporter,
+) -> None:
     """Encode ``jobs`` in ``workers`` spawned processes; on an interrupt, stop them cleanly and re-raise.
 
     Stopping: the shared event tells every worker to finish the image in hand and begin no other,
@@ -387,8 +456,7 @@ def _encode_in_pool(jobs: list[Job], workers: int, batch: int, init_args: tuple[
     """
     context = get_context("spawn")  # a forked child would inherit the parent's inference thread pools
     stop = context.Event()
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(*init_args, True, stop))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(*init_args, True, stop))
     submitted: list[Future[list[Outcome]]] = []
     recorded: set[Future[list[Outcome]]] = set()
     try:
@@ -433,8 +501,11 @@ def _stop_resource_tracker() -> None:
 
 def _parse_click(text: str) -> tuple[int, int, bool]:
     parts = [p.strip() for p in text.split(",")]
-    if len(parts) not in (2, 3) or not all(p.lstrip("-").isdigit() for p in parts[:2]) or (
-            len(parts) == 3 and parts[2] not in ("pos", "neg")):
+    if (
+        len(parts) not in (2, 3)
+        or not all(p.lstrip("-").isdigit() for p in parts[:2])
+        or (len(parts) == 3 and parts[2] not in ("pos", "neg"))
+    ):
         raise typer.BadParameter(f"{text!r}: expected Y,X or Y,X,pos or Y,X,neg")
     return int(parts[0]), int(parts[1]), len(parts) == 2 or parts[2] == "pos"
 
@@ -443,16 +514,25 @@ def _parse_click(text: str) -> tuple[int, int, bool]:
 def click(
     features: Annotated[Path, typer.Argument(help="A feature file written by `encode`.")],
     model: Annotated[Path, typer.Option("--model", "-m", help="Export folder of the model that encoded it.")],
-    at: Annotated[list[str], typer.Option("--at", help="A click as Y,X (positive) or Y,X,neg (negative), in "
-                                                       "pixels of the original image; repeat, in order.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Write the final mask here (PNG, 0/255, original "
-                                                          "size).")] = Path("mask.png"),
+    at: Annotated[
+        list[str],
+        typer.Option(
+            "--at",
+            help="A click as Y,X (positive) or Y,X,neg (negative), in pixels of the original image; repeat, in order.",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Write the final mask here (PNG, 0/255, original size).")
+    ] = Path("mask.png"),
     threads: Annotated[int, typer.Option("--threads", "-t", min=0, help="Decoder CPU threads; 0: all.")] = 0,
     backend: Annotated[str, typer.Option(help="auto, onnxruntime or openvino.")] = "auto",
     precision: Annotated[str, typer.Option(help="OpenVINO precision: f32, bf16, f16 or device.")] = "f32",
-    zoom_in: Annotated[bool | None, typer.Option("--zoom-in/--no-zoom-in",
-                                                 help="Zoom-in from the second click (default: when the "
-                                                      "model has refine stages).")] = None,
+    zoom_in: Annotated[
+        bool | None,
+        typer.Option(
+            "--zoom-in/--no-zoom-in", help="Zoom-in from the second click (default: when the model has refine stages)."
+        ),
+    ] = None,
 ) -> None:
     """Replay clicks on stored features and save the mask; prints the time of each click."""
     from .session import ClickSession, Decoder
@@ -465,8 +545,10 @@ def click(
         for y, x, positive in clicks:
             started = time.perf_counter()
             mask = session.add_click(y, x, positive)
-            console.print(f"click ({y}, {x}, {'pos' if positive else 'neg'}): {mask.mean():.1%} of the image, "
-                          f"{(time.perf_counter() - started) * 1000:.1f} ms")
+            console.print(
+                f"click ({y}, {x}, {'pos' if positive else 'neg'}): {mask.mean():.1%} of the image, "
+                f"{(time.perf_counter() - started) * 1000:.1f} ms"
+            )
     except (ManifestError, InterFormerRuntimeError) as err:
         console.print(f"[red]error:[/] {escape(str(err))}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -474,8 +556,9 @@ def click(
         with atomic_target(out) as tmp:
             Image.fromarray(np.where(session.mask, 255, 0).astype(np.uint8)).save(tmp, format="PNG")
     except OSError as err:
-        console.print(f"[red]error:[/] cannot write {escape(str(out))}: {escape(str(err.strerror or err))}",
-                      highlight=False)
+        console.print(
+            f"[red]error:[/] cannot write {escape(str(out))}: {escape(str(err.strerror or err))}", highlight=False
+        )
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console.print(f"wrote {out} ({session.width}x{session.height}, {decoder.backend})")
 

@@ -204,5 +204,10 @@ def check_int8_target(target: str, covers: tuple[str, ...] | list[str], what: st
         _log.warning(
             "interformer-edge: this %s was quantized for INT8 target %r (accurate on %s), but this CPU is %s; "
             "its masks may differ from what the gate measured: re-quantize with --target %s or use fp32",
-            what, target, ", ".join(covers) or "nothing recorded", host.describe(), PORTABLE_TARGET)
+            what,
+            target,
+            ", ".join(covers) or "nothing recorded",
+            host.describe(),
+            PORTABLE_TARGET,
+        )
     return False

@@ -153,8 +153,9 @@ class Encoder:
         height, width = rgb.shape[:2]
         max_side = (self.max_side if max_side is None else max_side) or None
         encoded_size, padded_size, scale = self.plan(height, width, max_side)
-        check_encoder_memory(self.manifest.architecture, (height, width), padded_size,
-                             self.manifest.preprocessing.size_divisor)
+        check_encoder_memory(
+            self.manifest.architecture, (height, width), padded_size, self.manifest.preprocessing.size_divisor
+        )
         outputs = self.graph.run({IMAGE_INPUT: self.prepare(rgb, encoded_size, padded_size)})
         meta = FeatureMeta(
             model_id=self.model_id,

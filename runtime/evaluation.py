@@ -121,8 +121,9 @@ def run_session(
     return result
 
 
-def summarize(results: Sequence[SessionResult],
-              at_clicks: Iterable[int] = MIOU_AT_CLICKS) -> dict[str, float | list[float]]:
+def summarize(
+    results: Sequence[SessionResult], at_clicks: Iterable[int] = MIOU_AT_CLICKS
+) -> dict[str, float | list[float]]:
     """mIoU@k (for the ``at_clicks`` within the click budget), NoC@85/90 and the mean IoU-per-click
     curve over sessions."""
     if not results:

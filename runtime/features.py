@@ -122,8 +122,15 @@ class FeatureMeta:
 # Largest side a size in the metadata may claim (a sanity bound: far beyond any encodable image).
 _MAX_RECORDED_SIDE = 1 << 20
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "model_id": (str,), "image_name": (str,), "dtype": (str,), "encoder": (str,), "created": (str,),
-    "content_sha256": (str,), "scale": (float, int), "max_side": (int, type(None)), "image_sha256": (str, type(None)),
+    "model_id": (str,),
+    "image_name": (str,),
+    "dtype": (str,),
+    "encoder": (str,),
+    "created": (str,),
+    "content_sha256": (str,),
+    "scale": (float, int),
+    "max_side": (int, type(None)),
+    "image_sha256": (str, type(None)),
 }
 
 
@@ -142,8 +149,11 @@ def _check_types(values: dict[str, Any]) -> None:
 
 
 def _size(value: Any) -> tuple[int, int]:
-    if not (isinstance(value, list) and len(value) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= _MAX_RECORDED_SIDE for v in value)):
+    if not (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= _MAX_RECORDED_SIDE for v in value)
+    ):
         raise ValueError(f"bad size {value!r}")
     return value[0], value[1]
 

@@ -354,14 +354,20 @@ def _check_values(manifest: Manifest) -> Manifest:
         (1 <= pre.size_divisor <= 1024, "preprocessing.size_divisor must be 1..1024"),
         (pre.size_divisor <= pre.max_image_side <= 1 << 16, "preprocessing.max_image_side must be size_divisor..65536"),
         (all(math.isfinite(v) and v > 0 for v in pre.std), "preprocessing.std must be positive numbers"),
-        (all(math.isfinite(v) for v in (*pre.mean, *pre.input_range, pre.pad_value)),
-         "preprocessing mean, input_range and pad_value must be finite"),
+        (
+            all(math.isfinite(v) for v in (*pre.mean, *pre.input_range, pre.pad_value)),
+            "preprocessing mean, input_range and pad_value must be finite",
+        ),
         (0 <= clk.inner_radius <= 1024 and 0 <= clk.outer_radius <= 1024, "click radii must be 0..1024"),
         (math.isfinite(zoom.expand_ratio) and 0 < zoom.expand_ratio <= 100, "zoom_in.expand_ratio must be in (0, 100]"),
-        (0 <= zoom.min_size <= 1 << 16 and 1 <= zoom.stride <= 1024 and zoom.start_click >= 0,
-         "zoom_in min_size, stride and start_click out of range"),
-        (manifest.static_size is None or all(0 < v <= 1 << 16 for v in manifest.static_size),
-         "static_size must be two positive sides"),
+        (
+            0 <= zoom.min_size <= 1 << 16 and 1 <= zoom.stride <= 1024 and zoom.start_click >= 0,
+            "zoom_in min_size, stride and start_click out of range",
+        ),
+        (
+            manifest.static_size is None or all(0 < v <= 1 << 16 for v in manifest.static_size),
+            "static_size must be two positive sides",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -374,12 +380,22 @@ def manifest_from_dict(data: Any) -> Manifest:
     r = _Reader(data, "")
     version = r.get("format_version", int)
     if version not in SUPPORTED_FORMAT_VERSIONS:
-        hint = "; export the model again with this version's interformer-export" if (
-            isinstance(version, int) and version < MANIFEST_FORMAT_VERSION) else ""
-        raise ManifestError(f"manifest format version {version} is not supported by this runtime "
-                            f"(supports {SUPPORTED_FORMAT_VERSIONS}){hint}")
-    pre, clk, zoom, src, par = r.obj("preprocessing"), r.obj("clicks"), r.obj("zoom_in"), r.obj(
-        "source_checkpoint"), r.obj("parity")
+        hint = (
+            "; export the model again with this version's interformer-export"
+            if (isinstance(version, int) and version < MANIFEST_FORMAT_VERSION)
+            else ""
+        )
+        raise ManifestError(
+            f"manifest format version {version} is not supported by this runtime "
+            f"(supports {SUPPORTED_FORMAT_VERSIONS}){hint}"
+        )
+    pre, clk, zoom, src, par = (
+        r.obj("preprocessing"),
+        r.obj("clicks"),
+        r.obj("zoom_in"),
+        r.obj("source_checkpoint"),
+        r.obj("parity"),
+    )
     graphs: dict[str, GraphSpec] = {}
     for role, _ in r.get("graphs", Mapping).items():
         g = r.obj("graphs").obj(role)
@@ -410,69 +426,71 @@ def manifest_from_dict(data: Any) -> Manifest:
     static = r.get("static_size", list, optional=True)
     if static is not None and (len(static) != 2 or not all(isinstance(v, int) for v in static)):
         raise ManifestError("static_size must be [height, width] or null")
-    return _check_values(Manifest(
-        format_version=version,
-        created=r.get("created", str),
-        architecture=dict(r.get("architecture", Mapping)),
-        preprocessing=Preprocessing(
-            color_order=pre.get("color_order", str),
-            input_range=_floats(pre, "input_range", 2),  # type: ignore[arg-type]
-            mean=_floats(pre, "mean", 3),  # type: ignore[arg-type]
-            std=_floats(pre, "std", 3),  # type: ignore[arg-type]
-            size_divisor=pre.get("size_divisor", int),
-            max_image_side=pre.get("max_image_side", int),
-            pad_value=pre.get("pad_value", float),
-            layout=pre.get("layout", str),
-        ),
-        clicks=ClickSettings(
-            inner_radius=clk.get("inner_radius", int),
-            outer_radius=clk.get("outer_radius", int),
-            ref_label_codes=_str_map(clk, "ref_label_codes", int),
-        ),
-        zoom_in=ZoomSettings(
-            uses_roi=zoom.get("uses_roi", bool),
-            expand_ratio=zoom.get("expand_ratio", float),
-            min_size=zoom.get("min_size", int),
-            stride=zoom.get("stride", int),
-            start_click=zoom.get("start_click", int),
-        ),
-        graphs=graphs,
-        static_size=None if static is None else (static[0], static[1]),
-        opset=r.get("opset", int),
-        openvino_weights=r.get("openvino_weights", str, optional=True),
-        onnx_simplified=_str_map(r, "onnx_simplified", bool),
-        tools=_str_map(r, "tools", str),
-        source_checkpoint=SourceCheckpoint(
-            path=src.get("path", str), size=src.get("size", int), sha256=src.get("sha256", str)
-        ),
-        files=tuple(
-            ArtifactFile(name=f.get("name", str), size=f.get("size", int), sha256=f.get("sha256", str))
-            for f in r.objects("files")
-        ),
-        export_seconds=r.get("export_seconds", float),
-        parity=ParityReport(
-            passed=par.get("passed", bool),
-            abs_tolerance=par.get("abs_tolerance", float),
-            min_mask_agreement=par.get("min_mask_agreement", float),
-            sizes=tuple(par.get("sizes", list)),
-            checks=tuple(
-                ParityCheck(
-                    backend=c.get("backend", str),
-                    graph=c.get("graph", str),
-                    output=c.get("output", str),
-                    size=c.get("size", str),
-                    cases=c.get("cases", int),
-                    max_abs_diff=c.get("max_abs_diff", float, optional=True),
-                    mask_agreement=c.get("mask_agreement", float, optional=True),
-                    judged_by=c.get("judged_by", str),
-                    passed=c.get("passed", bool),
-                    error=c.get("error", str, optional=True),
-                )
-                for c in par.objects("checks")
+    return _check_values(
+        Manifest(
+            format_version=version,
+            created=r.get("created", str),
+            architecture=dict(r.get("architecture", Mapping)),
+            preprocessing=Preprocessing(
+                color_order=pre.get("color_order", str),
+                input_range=_floats(pre, "input_range", 2),  # type: ignore[arg-type]
+                mean=_floats(pre, "mean", 3),  # type: ignore[arg-type]
+                std=_floats(pre, "std", 3),  # type: ignore[arg-type]
+                size_divisor=pre.get("size_divisor", int),
+                max_image_side=pre.get("max_image_side", int),
+                pad_value=pre.get("pad_value", float),
+                layout=pre.get("layout", str),
             ),
-        ),
-        quantized=quantized,
-    ))
+            clicks=ClickSettings(
+                inner_radius=clk.get("inner_radius", int),
+                outer_radius=clk.get("outer_radius", int),
+                ref_label_codes=_str_map(clk, "ref_label_codes", int),
+            ),
+            zoom_in=ZoomSettings(
+                uses_roi=zoom.get("uses_roi", bool),
+                expand_ratio=zoom.get("expand_ratio", float),
+                min_size=zoom.get("min_size", int),
+                stride=zoom.get("stride", int),
+                start_click=zoom.get("start_click", int),
+            ),
+            graphs=graphs,
+            static_size=None if static is None else (static[0], static[1]),
+            opset=r.get("opset", int),
+            openvino_weights=r.get("openvino_weights", str, optional=True),
+            onnx_simplified=_str_map(r, "onnx_simplified", bool),
+            tools=_str_map(r, "tools", str),
+            source_checkpoint=SourceCheckpoint(
+                path=src.get("path", str), size=src.get("size", int), sha256=src.get("sha256", str)
+            ),
+            files=tuple(
+                ArtifactFile(name=f.get("name", str), size=f.get("size", int), sha256=f.get("sha256", str))
+                for f in r.objects("files")
+            ),
+            export_seconds=r.get("export_seconds", float),
+            parity=ParityReport(
+                passed=par.get("passed", bool),
+                abs_tolerance=par.get("abs_tolerance", float),
+                min_mask_agreement=par.get("min_mask_agreement", float),
+                sizes=tuple(par.get("sizes", list)),
+                checks=tuple(
+                    ParityCheck(
+                        backend=c.get("backend", str),
+                        graph=c.get("graph", str),
+                        output=c.get("output", str),
+                        size=c.get("size", str),
+                        cases=c.get("cases", int),
+                        max_abs_diff=c.get("max_abs_diff", float, optional=True),
+                        mask_agreement=c.get("mask_agreement", float, optional=True),
+                        judged_by=c.get("judged_by", str),
+                        passed=c.get("passed", bool),
+                        error=c.get("error", str, optional=True),
+                    )
+                    for c in par.objects("checks")
+                ),
+            ),
+            quantized=quantized,
+        )
+    )
 
 
 def _check_files(manifest: Manifest, root: Path, verify_hashes: bool) -> None:

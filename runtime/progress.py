@@ -50,8 +50,15 @@ def duration(seconds: float) -> str:
 class _LineStep:
     """One step printed as lines (the non-terminal mode)."""
 
-    def __init__(self, console: Console, name: str, total: int | None, percent_step: int, interval: float,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        console: Console,
+        name: str,
+        total: int | None,
+        percent_step: int,
+        interval: float,
+        clock: Callable[[], float],
+    ) -> None:
         self.console, self.name, self.total = console, name, total
         self.percent_step, self.interval, self.clock = percent_step, interval, clock
         self.started = self.last_time = clock()
@@ -78,8 +85,10 @@ class _LineStep:
                 self.last_time = now
                 elapsed = now - self.started
                 left = elapsed / done * (self.total - done)
-                self._print(f"{self.name}: {done}/{self.total} ({percent} %), {duration(elapsed)} elapsed, "
-                            f"about {duration(left)} left")
+                self._print(
+                    f"{self.name}: {done}/{self.total} ({percent} %), {duration(elapsed)} elapsed, "
+                    f"about {duration(left)} left"
+                )
         elif now - self.last_time >= self.interval:
             self.last_time = now
             self._print(f"{self.name}: {done} done, {duration(now - self.started)} elapsed")
@@ -110,8 +119,14 @@ class ProgressReporter:
         terminal: force bars (True) or lines (False); default: ``console.is_terminal``.
     """
 
-    def __init__(self, console: Console, percent_step: int = 10, interval: float = 30.0,
-                 terminal: bool | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        console: Console,
+        percent_step: int = 10,
+        interval: float = 30.0,
+        terminal: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.console = console
         self.terminal = console.is_terminal if terminal is None else terminal
         self.percent_step, self.interval, self.clock = percent_step, interval, clock
@@ -121,14 +136,20 @@ class ProgressReporter:
 
     def __enter__(self) -> ProgressReporter:
         if self.terminal:
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       TimeRemainingColumn())
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
             self._bars = Progress(*columns, console=self.console)
             self._bars.__enter__()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if self._bars is not None:
             self._bars.__exit__(kind, error, trace)
             self._bars = None

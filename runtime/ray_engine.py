@@ -116,8 +116,10 @@ def list_file_jobs(list_file: Path, out: Path) -> list[Job]:
     if not images:
         return []
     common = posixpath.commonpath([posixpath.dirname(key) for key in images])  # every key is absolute
-    jobs = [Job(image, out / (posixpath.relpath(key, common) + FEATURE_SUFFIX), posixpath.relpath(key, common))
-            for key, image in images.items()]
+    jobs = [
+        Job(image, out / (posixpath.relpath(key, common) + FEATURE_SUFFIX), posixpath.relpath(key, common))
+        for key, image in images.items()
+    ]
     return sorted(jobs, key=lambda job: job.name)
 
 
@@ -177,15 +179,17 @@ class EncoderActor:
     :func:`read_and_decode` made them. Returns the :data:`OUTCOME_COLUMNS` of every row.
     """
 
-    def __init__(self, model: str, backend: str, threads: int, precision: str, max_side: int | None,
-                 dtype: str, force: bool) -> None:
+    def __init__(
+        self, model: str, backend: str, threads: int, precision: str, max_side: int | None, dtype: str, force: bool
+    ) -> None:
         import ray
 
         from .encoder import Encoder
 
         # The driver verified the artifact hashes once; actors only check sizes (hashing is slow for big models).
-        self.encoder = Encoder(model, backend=backend, threads=threads, precision=precision, max_side=max_side,
-                               verify=False)
+        self.encoder = Encoder(
+            model, backend=backend, threads=threads, precision=precision, max_side=max_side, verify=False
+        )
         self.max_side, self.dtype, self.force = max_side, dtype, force
         # host/node/pid: several Ray nodes can share a host (and a restarted actor gets a new pid).
         node = ray.get_runtime_context().get_node_id()[:6]
@@ -208,8 +212,9 @@ class EncoderActor:
             started = time.perf_counter()
             if status == "encode":
                 try:
-                    status = self.encode_row(batch["rgb"][index], str(name), str(batch["sha256"][index]),
-                                             Path(str(batch["target"][index])))
+                    status = self.encode_row(
+                        batch["rgb"][index], str(name), str(batch["sha256"][index]), Path(str(batch["target"][index]))
+                    )
                 except ClaimHeldError as err:
                     status, message = "busy", str(err)
                 except (ImageReadError, InterFormerRuntimeError, OSError, ValueError) as err:
@@ -242,8 +247,9 @@ def _check_reachable(address: str) -> None:
     target = _host_port(address)
     if target is None:
         if address != "auto":
-            raise RayEngineError(f"--address {address!r}: expected auto or HEAD:PORT (the head node's port, "
-                                 "6379 by default)")
+            raise RayEngineError(
+                f"--address {address!r}: expected auto or HEAD:PORT (the head node's port, 6379 by default)"
+            )
         return
     try:
         socket.create_connection(target, timeout=CONNECT_TIMEOUT_S).close()
@@ -274,9 +280,21 @@ class RayCluster:
             )
         return threads
 
-    def encode(self, jobs: Sequence[Job], model: str, backend: str, threads: int, precision: str,
-               max_side: int | None, dtype: str, force: bool, *, actors: int, batch_size: int,
-               actor_class: type[EncoderActor] = EncoderActor) -> Iterator[list[Outcome]]:
+    def encode(
+        self,
+        jobs: Sequence[Job],
+        model: str,
+        backend: str,
+        threads: int,
+        precision: str,
+        max_side: int | None,
+        dtype: str,
+        force: bool,
+        *,
+        actors: int,
+        batch_size: int,
+        actor_class: type[EncoderActor] = EncoderActor,
+    ) -> Iterator[list[Outcome]]:
         """Encode ``jobs`` on the cluster; yields the outcomes of each finished batch as it arrives.
 
         Every job gets exactly one outcome. Raises :class:`RayEngineError` when the run fails before
@@ -296,29 +314,50 @@ class RayCluster:
         logging.getLogger("ray.data").setLevel(logging.CRITICAL)
 
         model_key = model_id(load_manifest(model, verify_hashes=False))
-        rows = [{"image": str(job.image), "is_uri": isinstance(job.image, str), "target": str(job.target),
-                 "name": job.name} for job in jobs]
+        rows = [
+            {"image": str(job.image), "is_uri": isinstance(job.image, str), "target": str(job.target), "name": job.name}
+            for job in jobs
+        ]
         with warnings.catch_warnings():
             # Ray 2.60 deprecates passing actor options (max_task_retries) this way but has no other one yet;
             # without it a crash that repeats on one image would be retried forever.
             warnings.simplefilter("ignore", DeprecationWarning)
             dataset = (
                 ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_size)))
-                .map(read_and_decode, fn_kwargs={"model": model_key, "max_side": max_side, "force": force},
-                     num_cpus=0, compute=TaskPoolStrategy(size=actors))
-                .map_batches(actor_class, batch_size=batch_size, batch_format="numpy",
-                             compute=ActorPoolStrategy(size=actors), num_cpus=threads,
-                             fn_constructor_kwargs={"model": model, "backend": backend, "threads": threads,
-                                                    "precision": precision, "max_side": max_side, "dtype": dtype,
-                                                    "force": force},
-                             max_restarts=-1, max_task_retries=ACTOR_TASK_RETRIES)
+                .map(
+                    read_and_decode,
+                    fn_kwargs={"model": model_key, "max_side": max_side, "force": force},
+                    num_cpus=0,
+                    compute=TaskPoolStrategy(size=actors),
+                )
+                .map_batches(
+                    actor_class,
+                    batch_size=batch_size,
+                    batch_format="numpy",
+                    compute=ActorPoolStrategy(size=actors),
+                    num_cpus=threads,
+                    fn_constructor_kwargs={
+                        "model": model,
+                        "backend": backend,
+                        "threads": threads,
+                        "precision": precision,
+                        "max_side": max_side,
+                        "dtype": dtype,
+                        "force": force,
+                    },
+                    max_restarts=-1,
+                    max_task_retries=ACTOR_TASK_RETRIES,
+                )
             )
         reported: set[str] = set()
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                outcomes = [Outcome(str(name), str(status), str(message), float(seconds), str(worker))
-                            for name, status, message, seconds, worker
-                            in zip(*(batch[column] for column in OUTCOME_COLUMNS), strict=True)]
+                outcomes = [
+                    Outcome(str(name), str(status), str(message), float(seconds), str(worker))
+                    for name, status, message, seconds, worker in zip(
+                        *(batch[column] for column in OUTCOME_COLUMNS), strict=True
+                    )
+                ]
                 reported.update(outcome.name for outcome in outcomes)
                 yield outcomes
         except Exception as err:  # Ray wraps everything in its own types; the first line says what happened
@@ -326,8 +365,10 @@ class RayCluster:
                 raise RayEngineError(f"the Ray run failed before encoding anything: {_first_line(err)}") from None
             reason = f"not encoded: the Ray run stopped ({_first_line(err)}); re-run to finish"
         else:
-            reason = (f"not encoded: lost with its batch when a Ray actor died (crash or out of memory; "
-                      f"{ACTOR_TASK_RETRIES + 1} attempt(s)); re-run to retry")
+            reason = (
+                f"not encoded: lost with its batch when a Ray actor died (crash or out of memory; "
+                f"{ACTOR_TASK_RETRIES + 1} attempt(s)); re-run to retry"
+            )
         lost = [Outcome(job.name, "failed", reason) for job in jobs if job.name not in reported]
         if lost:
             yield lost
@@ -390,6 +431,8 @@ def connect(address: str | None, console: Console | None = None) -> RayCluster:
         raise RayEngineError(f"cannot connect to Ray ({where}): {_first_line(err)}") from None
     cluster = RayCluster(owned=True, started_in=time.perf_counter() - started)
     if console is not None:
-        console.print(f"Ray {ray.__version__}: connected in {cluster.started_in:.1f} s "
-                      f"({ray.cluster_resources().get('CPU', 0):g} CPUs)")
+        console.print(
+            f"Ray {ray.__version__}: connected in {cluster.started_in:.1f} s "
+            f"({ray.cluster_resources().get('CPU', 0):g} CPUs)"
+        )
     return cluster

@@ -87,11 +87,20 @@ class Decoder:
     ) -> None:
         self.manifest = manifest if manifest is not None else load_manifest(export_dir, verify_hashes=verify)
         if graph_file is None:
-            self.graph = load_graph(export_dir, "decoder", backend, threads, precision, manifest=self.manifest,
-                                    variant=variant, specialize=static_shapes)
+            self.graph = load_graph(
+                export_dir,
+                "decoder",
+                backend,
+                threads,
+                precision,
+                manifest=self.manifest,
+                variant=variant,
+                specialize=static_shapes,
+            )
         else:
-            self.graph = load_graph(Path(export_dir) / graph_file, "decoder", backend, threads, precision,
-                                    specialize=static_shapes)
+            self.graph = load_graph(
+                Path(export_dir) / graph_file, "decoder", backend, threads, precision, specialize=static_shapes
+            )
         # The context is always the exported FP32 graph: it runs once per image, so INT8 would buy nothing.
         self.context = load_graph(export_dir, "context", self.graph.backend, threads, precision, manifest=self.manifest)
         self.model_id = model_id(self.manifest)
@@ -127,12 +136,14 @@ class Decoder:
                 raise ModelMismatchError(f"{name} has {got} channels, the decoder expects {channels}")
         limit = self.manifest.preprocessing.max_image_side
         if max(features.meta.padded_size) > limit:
-            raise ModelMismatchError(f"{where} are on a {features.meta.padded_size} canvas, larger than this "
-                                     f"model's {limit}-px limit")
+            raise ModelMismatchError(
+                f"{where} are on a {features.meta.padded_size} canvas, larger than this model's {limit}-px limit"
+            )
         static = self.manifest.static_size
         if static is not None and features.meta.padded_size != static:
-            raise ModelMismatchError(f"{where} are on a {features.meta.padded_size} canvas, this static-size "
-                                     f"decoder takes {static}")
+            raise ModelMismatchError(
+                f"{where} are on a {features.meta.padded_size} canvas, this static-size decoder takes {static}"
+            )
         check_finite(features, where)
 
     def image_inputs(self, features: ImageFeatures) -> dict[str, np.ndarray]:
@@ -163,8 +174,9 @@ class Decoder:
         """
         return self.graph.run(self.graph_inputs(feed, ref_label, roi))[LOGITS_OUTPUT]
 
-    def graph_inputs(self, feed: dict[str, np.ndarray], ref_label: np.ndarray,
-                     roi: Roi | None) -> dict[str, np.ndarray]:
+    def graph_inputs(
+        self, feed: dict[str, np.ndarray], ref_label: np.ndarray, roi: Roi | None
+    ) -> dict[str, np.ndarray]:
         """The decoder graph's input dict for :meth:`run`'s arguments."""
         inputs = dict(feed)
         inputs[REF_LABEL_INPUT] = ref_label
@@ -231,9 +243,16 @@ class ClickSession:
         self.reset()
 
     @classmethod
-    def open(cls, export_dir: str | Path, features: ImageFeatures | str | Path, backend: str = "auto",
-             threads: int | None = None, precision: str = "f32", zoom_in: bool | None = None,
-             variant: str = BASE_PRECISION) -> ClickSession:
+    def open(
+        cls,
+        export_dir: str | Path,
+        features: ImageFeatures | str | Path,
+        backend: str = "auto",
+        threads: int | None = None,
+        precision: str = "f32",
+        zoom_in: bool | None = None,
+        variant: str = BASE_PRECISION,
+    ) -> ClickSession:
         """Load the export's decoder and start a session (load a :class:`Decoder` once to share it instead)."""
         return cls(Decoder(export_dir, backend, threads, precision, variant=variant), features, zoom_in=zoom_in)
 
@@ -295,7 +314,8 @@ class ClickSession:
         if (model_h, model_w) == (self.height, self.width):
             return y, x
         return min(model_h - 1, int((y + 0.5) * model_h / self.height)), min(
-            model_w - 1, int((x + 0.5) * model_w / self.width))
+            model_w - 1, int((x + 0.5) * model_w / self.width)
+        )
 
     def add_click(self, y: int, x: int, positive: bool = True) -> np.ndarray:
         """Click at pixel ``(y, x)`` of the original image; returns the new ``(H, W)`` bool mask.
@@ -304,8 +324,11 @@ class ClickSession:
             ClickError: the click lies outside the image or is not an integer pixel, or ``positive``
                 is not a bool.
         """
-        if isinstance(y, (bool, np.bool_)) or isinstance(x, (bool, np.bool_)) or not (
-                isinstance(y, (int, np.integer)) and isinstance(x, (int, np.integer))):
+        if (
+            isinstance(y, (bool, np.bool_))
+            or isinstance(x, (bool, np.bool_))
+            or not (isinstance(y, (int, np.integer)) and isinstance(x, (int, np.integer)))
+        ):
             raise ClickError(f"click coordinates must be integer pixels, got ({y!r}, {x!r})")
         if not isinstance(positive, (bool, np.bool_)):  # "no" or None must not pass as a truth value
             raise ClickError(f"positive must be True or False, got {positive!r}")

@@ -71,8 +71,16 @@ class Stats:
     def of(cls, seconds: list[float]) -> Stats:
         ms = np.asarray(seconds, dtype=np.float64) * 1000.0
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])  # linear interpolation between order statistics
-        return cls(runs=len(ms), p50_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99), mean_ms=float(ms.mean()),
-                   min_ms=float(ms.min()), max_ms=float(ms.max()), std_ms=float(ms.std()))
+        return cls(
+            runs=len(ms),
+            p50_ms=float(p50),
+            p90_ms=float(p90),
+            p99_ms=float(p99),
+            mean_ms=float(ms.mean()),
+            min_ms=float(ms.min()),
+            max_ms=float(ms.max()),
+            std_ms=float(ms.std()),
+        )
 
     def to_dict(self) -> dict[str, float | int]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}

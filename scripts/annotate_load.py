@@ -77,8 +77,9 @@ def annotator(port: int, image: dict, clicks: int, seed: int, results: dict) -> 
         click = [rng.randrange(image["width"]), rng.randrange(image["height"]), k % 2 == 0]
         started = time.perf_counter()
         try:
-            status, reply = request(port, "POST", f"/api/sessions/{session}/click",
-                                    {"x": click[0], "y": click[1], "positive": click[2]})
+            status, reply = request(
+                port, "POST", f"/api/sessions/{session}/click", {"x": click[0], "y": click[1], "positive": click[2]}
+            )
         except OSError:
             status, reply = 0, {}
         latencies.append(time.perf_counter() - started)
@@ -107,10 +108,28 @@ def main() -> None:
 
     port = free_port()
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "interformer_edge.annotate.cli", str(args.images), "-m", str(args.model),
-                   "--port", str(port), "--out", out, "--threads", str(args.threads), "--prefetch", "0",
-                   "--click-workers", str(args.click_workers), "--precision", args.precision,
-                   "--max-sessions", str(max(64, 2 * max(counts)))]
+        command = [
+            sys.executable,
+            "-m",
+            "interformer_edge.annotate.cli",
+            str(args.images),
+            "-m",
+            str(args.model),
+            "--port",
+            str(port),
+            "--out",
+            out,
+            "--threads",
+            str(args.threads),
+            "--prefetch",
+            "0",
+            "--click-workers",
+            str(args.click_workers),
+            "--precision",
+            args.precision,
+            "--max-sessions",
+            str(max(64, 2 * max(counts))),
+        ]
         log_path = Path(out) / "server.log"  # a file, not a pipe: a full pipe would stall the server
         log_file = log_path.open("w")
         server = subprocess.Popen(command, stdout=log_file, stderr=log_file)
@@ -131,16 +150,22 @@ def main() -> None:
                 status, opened = request(port, "POST", "/api/open", {"image": entry["name"]})
                 if status == 200:
                     images.append(opened)
-            print(f"CPU: {cpu_description()}; load average before: {os.getloadavg()[0]:.2f}; "
-                  f"{len(images)} images; {args.clicks} clicks per annotator; decoder {args.precision}, "
-                  f"click workers {args.click_workers}")
-            print(f"{'N':>3} {'clicks':>6} {'p50 ms':>8} {'p99 ms':>8} {'decode p50':>10} {'errors':>6} {'lost':>4} "
-                  f"{'wall s':>6}")
+            print(
+                f"CPU: {cpu_description()}; load average before: {os.getloadavg()[0]:.2f}; "
+                f"{len(images)} images; {args.clicks} clicks per annotator; decoder {args.precision}, "
+                f"click workers {args.click_workers}"
+            )
+            print(
+                f"{'N':>3} {'clicks':>6} {'p50 ms':>8} {'p99 ms':>8} {'decode p50':>10} {'errors':>6} {'lost':>4} "
+                f"{'wall s':>6}"
+            )
             rows = []
             for n in counts:
                 results: dict = {}
-                threads = [threading.Thread(target=annotator, args=(port, images[i % len(images)], args.clicks,
-                                                                     i, results)) for i in range(n)]
+                threads = [
+                    threading.Thread(target=annotator, args=(port, images[i % len(images)], args.clicks, i, results))
+                    for i in range(n)
+                ]
                 started = time.perf_counter()
                 for thread in threads:
                     thread.start()
@@ -149,13 +174,22 @@ def main() -> None:
                 wall = time.perf_counter() - started
                 latencies = [v * 1000 for r in results.values() for v in r[0]]
                 decode = [v for r in results.values() for v in r[1]]
-                row = {"annotators": n, "clicks": len(latencies), "p50_ms": percentile(latencies, 50),
-                       "p99_ms": percentile(latencies, 99), "decode_p50_ms": percentile(decode, 50),
-                       "errors": sum(r[2] for r in results.values()), "lost": sum(r[3] for r in results.values()),
-                       "wall_s": wall, "load_average": os.getloadavg()[0]}
+                row = {
+                    "annotators": n,
+                    "clicks": len(latencies),
+                    "p50_ms": percentile(latencies, 50),
+                    "p99_ms": percentile(latencies, 99),
+                    "decode_p50_ms": percentile(decode, 50),
+                    "errors": sum(r[2] for r in results.values()),
+                    "lost": sum(r[3] for r in results.values()),
+                    "wall_s": wall,
+                    "load_average": os.getloadavg()[0],
+                }
                 rows.append(row)
-                print(f"{n:>3} {row['clicks']:>6} {row['p50_ms']:>8.0f} {row['p99_ms']:>8.0f} "
-                      f"{row['decode_p50_ms']:>10.0f} {row['errors']:>6} {row['lost']:>4} {wall:>6.1f}")
+                print(
+                    f"{n:>3} {row['clicks']:>6} {row['p50_ms']:>8.0f} {row['p99_ms']:>8.0f} "
+                    f"{row['decode_p50_ms']:>10.0f} {row['errors']:>6} {row['lost']:>4} {wall:>6.1f}"
+                )
             print(f"load average after: {os.getloadavg()[0]:.2f}")
             if args.json:
                 args.json.write_text(json.dumps({"cpu": cpu_description(), "rows": rows}, indent=1) + "\n")

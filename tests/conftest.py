@@ -76,8 +76,14 @@ def export_for_runtime(checkpoint: Path, out_dir: Path) -> Path:
     from interformer_edge.export.pipeline import ExportOptions, run_export
 
     # simplify=False: onnxslim adds ~10 s per graph and the runtime must run unsimplified graphs too.
-    result = run_export(ExportOptions(checkpoint=checkpoint, out_dir=out_dir, simplify=False,
-                                      gate=GateSettings(sizes=RUNTIME_GATE_SIZE, threads=1)))
+    result = run_export(
+        ExportOptions(
+            checkpoint=checkpoint,
+            out_dir=out_dir,
+            simplify=False,
+            gate=GateSettings(sizes=RUNTIME_GATE_SIZE, threads=1),
+        )
+    )
     assert result.passed, [c for c in result.manifest.parity.checks if not c.passed]
     return out_dir
 
@@ -85,15 +91,21 @@ def export_for_runtime(checkpoint: Path, out_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def light_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Export folder of a small Light-neck model (no refine stages, no roi input)."""
-    return built_once(tmp_path_factory, "runtime_light", lambda root: export_for_runtime(
-        small_checkpoint(root / "light.pth", "light"), root / "export"))
+    return built_once(
+        tmp_path_factory,
+        "runtime_light",
+        lambda root: export_for_runtime(small_checkpoint(root / "light.pth", "light"), root / "export"),
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Export folder of a small Tiny-neck model (refine stages: roi input, zoom-in)."""
-    return built_once(tmp_path_factory, "runtime_tiny", lambda root: export_for_runtime(
-        small_checkpoint(root / "tiny.pth", "tiny", seed=2), root / "export"))
+    return built_once(
+        tmp_path_factory,
+        "runtime_tiny",
+        lambda root: export_for_runtime(small_checkpoint(root / "tiny.pth", "tiny", seed=2), root / "export"),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -103,5 +115,6 @@ def default_export(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fix
 
     if not DEFAULT_CHECKPOINT.is_file():
         return request.getfixturevalue("light_export"), "random small light"
-    return built_once(tmp_path_factory, "runtime_default",
-                      lambda root: export_for_runtime(DEFAULT_CHECKPOINT, root / "export")), "default"
+    return built_once(
+        tmp_path_factory, "runtime_default", lambda root: export_for_runtime(DEFAULT_CHECKPOINT, root / "export")
+    ), "default"

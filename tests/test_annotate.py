@@ -53,8 +53,12 @@ def runtime(export: Path) -> tuple[Encoder, Decoder]:
     return Encoder(export, threads=2), Decoder(export, threads=2)
 
 
-def runtime_mask(runtime: tuple[Encoder, Decoder], image: Path | np.ndarray, clicks: list[tuple[int, int, bool]],
-                 max_side: int | None = None) -> np.ndarray:
+def runtime_mask(
+    runtime: tuple[Encoder, Decoder],
+    image: Path | np.ndarray,
+    clicks: list[tuple[int, int, bool]],
+    max_side: int | None = None,
+) -> np.ndarray:
     """The runtime's mask for ``clicks`` given as (x, y, positive)."""
     encoder, decoder = runtime
     session = ClickSession(decoder, encoder.encode(image, max_side=max_side))
@@ -92,8 +96,10 @@ def test_page_api_saves_the_runtime_mask_and_reopens_it(export: Path, runtime, p
     with make_client(export, photos, out) as client:
         assert client.get("/").text.startswith("<!doctype html>")
         listing = client.get("/api/images").json()
-        assert [(i["name"], i["status"]) for i in listing["images"]] == [("chelsea.jpg", "untouched"),
-                                                                         ("coffee.jpg", "untouched")]
+        assert [(i["name"], i["status"]) for i in listing["images"]] == [
+            ("chelsea.jpg", "untouched"),
+            ("coffee.jpg", "untouched"),
+        ]
         opened = client.post("/api/open", json={"image": "chelsea.jpg"}).json()
         assert (opened["width"], opened["height"], opened["saved"]) == (451, 300, [])
         cat = client.post("/api/sessions", json={"image": "chelsea.jpg", "label": "cat"}).json()["session"]
@@ -105,8 +111,13 @@ def test_page_api_saves_the_runtime_mask_and_reopens_it(export: Path, runtime, p
         statuses = {i["name"]: i["status"] for i in client.get("/api/images").json()["images"]}
         assert statuses == {"chelsea.jpg": "progress", "coffee.jpg": "untouched"}
         client.post(f"/api/sessions/{rug}/click", json={"x": 20, "y": 280, "positive": True})
-        saved = client.post("/api/save", json={"image": "chelsea.jpg", "objects": [
-            {"session": cat, "label": "cat"}, {"session": rug, "label": "rug"}]})
+        saved = client.post(
+            "/api/save",
+            json={
+                "image": "chelsea.jpg",
+                "objects": [{"session": cat, "label": "cat"}, {"session": rug, "label": "rug"}],
+            },
+        )
         assert saved.status_code == 200, saved.text
     expected_cat = runtime_mask(runtime, photos / "chelsea.jpg", clicks[:2])
     expected_rug = runtime_mask(runtime, photos / "chelsea.jpg", [(20, 280, True)])
@@ -152,8 +163,9 @@ def test_large_photo_is_encoded_bounded_and_masked_at_full_size(export: Path, ru
     assert np.array_equal(saved, runtime_mask(runtime, folder / "big.png", [(600, 400, True)], max_side=400))
 
 
-def test_feature_store_is_used_and_another_models_features_refused(export: Path, runtime, photos: Path,
-                                                                    tmp_path: Path) -> None:
+def test_feature_store_is_used_and_another_models_features_refused(
+    export: Path, runtime, photos: Path, tmp_path: Path
+) -> None:
     encoder, _ = runtime
     store = tmp_path / "store"
     save_features(encoder.encode(photos / "chelsea.jpg"), store / "chelsea.jpg.npz")
@@ -183,14 +195,40 @@ def test_bad_input_gets_one_line_4xx_and_the_server_keeps_serving(export: Path, 
             (client.post(f"/api/sessions/{sid}/undo"), 409),
             (client.post("/api/sessions/nope/click", json={"x": 1, "y": 1, "positive": True}), 404),
             (client.post("/api/sessions", json={"image": "chelsea.jpg", "label": ""}), 400),
-            (client.post("/cvat/interactor", json={"image": base64.b64encode(b"not an image").decode(),
-                                                   "pos_points": [[1, 1]], "neg_points": []}), 415),
+            (
+                client.post(
+                    "/cvat/interactor",
+                    json={
+                        "image": base64.b64encode(b"not an image").decode(),
+                        "pos_points": [[1, 1]],
+                        "neg_points": [],
+                    },
+                ),
+                415,
+            ),
             (client.post("/cvat/interactor", json={"image": "@@@", "pos_points": [[1, 1]], "neg_points": []}), 400),
-            (client.post("/cvat/interactor", json={"image": base64.b64encode(b"x" * (2 << 20)).decode(),
-                                                   "pos_points": [[1, 1]], "neg_points": []}), 413),
-            (client.post("/predict", json={"tasks": [{"data": {"image": "elsewhere.jpg"}}], "label_config": LS_CONFIG,
-                                           "params": {"context": {"result": [keypoint(50, 50, True, 451, 300)]}}}),
-             404),
+            (
+                client.post(
+                    "/cvat/interactor",
+                    json={
+                        "image": base64.b64encode(b"x" * (2 << 20)).decode(),
+                        "pos_points": [[1, 1]],
+                        "neg_points": [],
+                    },
+                ),
+                413,
+            ),
+            (
+                client.post(
+                    "/predict",
+                    json={
+                        "tasks": [{"data": {"image": "elsewhere.jpg"}}],
+                        "label_config": LS_CONFIG,
+                        "params": {"context": {"result": [keypoint(50, 50, True, 451, 300)]}},
+                    },
+                ),
+                404,
+            ),
             (client.get("/no/such/route"), 404),
         ]
         for response, status in cases:
@@ -198,8 +236,13 @@ def test_bad_input_gets_one_line_4xx_and_the_server_keeps_serving(export: Path, 
             error = response.json()["error"]
             assert error and "\n" not in error and "Traceback" not in error
         # a save that fails leaves nothing behind: no PNG, no JSON
-        bad_save = client.post("/api/save", json={"image": "chelsea.jpg", "objects": [
-            {"session": sid, "label": "cat"}, {"session": "expired-or-wrong", "label": "x"}]})
+        bad_save = client.post(
+            "/api/save",
+            json={
+                "image": "chelsea.jpg",
+                "objects": [{"session": sid, "label": "cat"}, {"session": "expired-or-wrong", "label": "x"}],
+            },
+        )
         assert bad_save.status_code == 404
         assert not out.exists() or (not any(out.rglob("*.png")) and not (out / "annotations.json").exists())
         assert client.get("/api/images").status_code == 200
@@ -216,8 +259,9 @@ def test_idle_sessions_expire_with_410(runtime, photos: Path) -> None:
     assert caught.value.status == 410
 
 
-def test_concurrent_clicks_on_shared_decoder_match_sequential(export: Path, runtime, photos: Path,
-                                                               tmp_path: Path) -> None:
+def test_concurrent_clicks_on_shared_decoder_match_sequential(
+    export: Path, runtime, photos: Path, tmp_path: Path
+) -> None:
     annotator = Annotator(Settings(images=photos, model=export, out=tmp_path / "out", threads=2, prefetch=0))
     plans = {i: [(100 + 40 * i, 120, True), (30 + 20 * i, 250, False)] for i in range(3)}
     sessions = {i: annotator.new_session("chelsea.jpg", f"o{i}")["session"] for i in plans}
@@ -247,8 +291,7 @@ def test_concurrent_clicks_on_shared_decoder_match_sequential(export: Path, runt
 
 def cvat_body(image: bytes, pos: list[list[int]], neg: list[list[int]]) -> dict:
     """As CVAT's lambda manager posts to an interactor (serverless/.../nuclio/main.py reads these keys)."""
-    return {"image": base64.b64encode(image).decode("ascii"), "pos_points": pos, "neg_points": neg,
-            "threshold": 0.5}
+    return {"image": base64.b64encode(image).decode("ascii"), "pos_points": pos, "neg_points": neg, "threshold": 0.5}
 
 
 def test_cvat_interactor_masks_equal_the_runtime(export: Path, runtime, photos: Path, tmp_path: Path) -> None:
@@ -261,8 +304,9 @@ def test_cvat_interactor_masks_equal_the_runtime(export: Path, runtime, photos: 
     two = np.array(second.json()["mask"], dtype=np.uint8)
     assert one.shape == (341, 512) and set(np.unique(one)) <= {0, 1}
     assert np.array_equal(one.astype(bool), runtime_mask(runtime, photos / "coffee.jpg", [(250, 170, True)]))
-    assert np.array_equal(two.astype(bool),
-                          runtime_mask(runtime, photos / "coffee.jpg", [(250, 170, True), (40, 30, False)]))
+    assert np.array_equal(
+        two.astype(bool), runtime_mask(runtime, photos / "coffee.jpg", [(250, 170, True), (40, 30, False)])
+    )
 
 
 def test_nuclio_handler_answers_like_the_route(export: Path, runtime, photos: Path, monkeypatch) -> None:
@@ -295,11 +339,18 @@ def test_nuclio_handler_answers_like_the_route(export: Path, runtime, photos: Pa
 
 def keypoint(x_pct: float, y_pct: float, positive: bool, width: int, height: int) -> dict:
     """A smart keypoint as Label Studio sends it in params.context.result (label-studio-ml-backend's SAM example)."""
-    return {"original_width": width, "original_height": height, "image_rotation": 0,
-            "value": {"x": x_pct, "y": y_pct, "width": 0.3189792663476874, "labels": ["Cat"],
-                      "keypointlabels": ["Cat"]},
-            "is_positive": positive, "id": "fBWv1t0S2L", "from_name": "tag2", "to_name": "image",
-            "type": "keypointlabels", "origin": "manual"}
+    return {
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": {"x": x_pct, "y": y_pct, "width": 0.3189792663476874, "labels": ["Cat"], "keypointlabels": ["Cat"]},
+        "is_positive": positive,
+        "id": "fBWv1t0S2L",
+        "from_name": "tag2",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "origin": "manual",
+    }
 
 
 class _LabelStudioFiles(BaseHTTPRequestHandler):
@@ -326,13 +377,22 @@ def test_label_studio_backend_masks_equal_the_runtime(export: Path, runtime, pho
     fake = ThreadingHTTPServer(("127.0.0.1", 0), _LabelStudioFiles)
     threading.Thread(target=fake.serve_forever, daemon=True).start()
     try:
-        with make_client(export, photos, tmp_path / "out", label_studio_url=f"http://127.0.0.1:{fake.server_port}",
-                         label_studio_token="secret-token") as client:
+        with make_client(
+            export,
+            photos,
+            tmp_path / "out",
+            label_studio_url=f"http://127.0.0.1:{fake.server_port}",
+            label_studio_token="secret-token",
+        ) as client:
             assert client.get("/health").json()["status"] == "UP"
             assert "model_version" in client.post("/setup", json={"project": "1.1", "schema": LS_CONFIG}).json()
             points = [keypoint(49.44, 59.97, True, 451, 300), keypoint(10.0, 10.0, False, 451, 300)]
-            body = {"tasks": [{"id": 7, "data": {"image": "/data/local-files/?d=photos/chelsea.jpg"}}],
-                    "project": "1.1", "label_config": LS_CONFIG, "params": {"context": {"result": points}}}
+            body = {
+                "tasks": [{"id": 7, "data": {"image": "/data/local-files/?d=photos/chelsea.jpg"}}],
+                "project": "1.1",
+                "label_config": LS_CONFIG,
+                "params": {"context": {"result": points}},
+            }
             reply = client.post("/predict", json=body)
             assert reply.status_code == 200, reply.text
             empty = client.post("/predict", json={**body, "params": {}}).json()
@@ -340,9 +400,14 @@ def test_label_studio_backend_masks_equal_the_runtime(export: Path, runtime, pho
             again = client.post("/predict", json=own_url)  # a URL this server handed out: the same image
             inline = "data:image/jpeg;base64," + base64.b64encode((photos / "chelsea.jpg").read_bytes()).decode()
             inlined = client.post("/predict", json={**body, "tasks": [{"id": 7, "data": {"image": inline}}]})
-            uploaded = client.post("/predict", json={
-                "tasks": [{"id": 8, "data": {"image": "/data/upload/3/abc-rocket.jpg"}}], "label_config": LS_CONFIG,
-                "params": {"context": {"result": [keypoint(50.0, 40.0, True, 512, 342)]}}})
+            uploaded = client.post(
+                "/predict",
+                json={
+                    "tasks": [{"id": 8, "data": {"image": "/data/upload/3/abc-rocket.jpg"}}],
+                    "label_config": LS_CONFIG,
+                    "params": {"context": {"result": [keypoint(50.0, 40.0, True, 512, 342)]}},
+                },
+            )
             assert uploaded.status_code == 200, uploaded.text
     finally:
         fake.shutdown()

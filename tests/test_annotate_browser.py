@@ -25,8 +25,15 @@ from interformer_edge.runtime import ClickSession, Decoder, Encoder
 pytestmark = pytest.mark.bundled_model
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def free_port() -> int:
@@ -73,8 +80,11 @@ def overlay_signature(page) -> float:
 def click_pixel(page, x: int, y: int, width: int, height: int, negative: bool = False) -> None:
     """Click the centre of image pixel (x, y) on the (CSS-scaled) canvas, then wait for the answer."""
     box = page.locator("#view").bounding_box()
-    page.mouse.click(box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box["height"] / height,
-                     button="right" if negative else "left")
+    page.mouse.click(
+        box["x"] + (x + 0.5) * box["width"] / width,
+        box["y"] + (y + 0.5) * box["height"] / height,
+        button="right" if negative else "left",
+    )
     settle(page)
 
 
@@ -100,8 +110,9 @@ def test_browser_clicks_undo_and_save(default_export: tuple[Path, str], tmp_path
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 800})
         page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
-        page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
-                if msg.type == "error" else None)
+        page.on(
+            "console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
+        )
         page.goto(url)
         page.wait_for_function("document.getElementById('view').width === 512")
         settle(page)

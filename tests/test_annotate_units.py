@@ -68,8 +68,15 @@ def test_brush_rle_matches_an_independent_decoder() -> None:
 
 def fake_features(name: str, values: int = 1000) -> ImageFeatures:
     """Features of ``4 * values * 4`` bytes (float32) for the cache's bookkeeping; no model involved."""
-    meta = FeatureMeta(model_id="m", image_name=name, original_size=(8, 8), encoded_size=(8, 8),
-                       padded_size=(32, 32), scale=1.0, dtype="float32")
+    meta = FeatureMeta(
+        model_id="m",
+        image_name=name,
+        original_size=(8, 8),
+        encoded_size=(8, 8),
+        padded_size=(32, 32),
+        scale=1.0,
+        dtype="float32",
+    )
     return ImageFeatures({n: np.zeros((1, 1, 1, values), dtype=np.float32) for n in FEATURE_NAMES}, meta)
 
 
@@ -84,6 +91,7 @@ def test_feature_cache_order_prefetch_and_memory_bound() -> None:
                 started.set()
                 gate.wait(10)
             return fake_features(name), "encoded"
+
         return load
 
     one = 4 * 1000 * 4  # bytes of one fake image
@@ -106,14 +114,13 @@ def test_feature_cache_order_prefetch_and_memory_bound() -> None:
         cache.close()
 
 
-
-
 # ---------------------------------------------------------------------------------------- the command
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "interformer_edge.annotate.cli", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "interformer_edge.annotate.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
@@ -140,9 +147,11 @@ def test_cli_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
 
 def test_the_annotator_imports_the_runtime_only() -> None:
     """It runs on the device: the runtime, never torch, the model port, the exporter or the quantizer."""
-    code = ("import sys, interformer_edge.annotate.cli, interformer_edge.annotate.server; "
-            "print(' '.join(m for m in ('torch', 'interformer_edge.models', 'interformer_edge.export', "
-            "'interformer_edge.quantize', 'interformer_edge.runtime.session') if m in sys.modules))")
+    code = (
+        "import sys, interformer_edge.annotate.cli, interformer_edge.annotate.server; "
+        "print(' '.join(m for m in ('torch', 'interformer_edge.models', 'interformer_edge.export', "
+        "'interformer_edge.quantize', 'interformer_edge.runtime.session') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["interformer_edge.runtime.session"], done.stdout

@@ -61,8 +61,9 @@ def add_fake_int8(export: Path) -> None:
         shutil.copyfile(export / "decoder.xml", export / "decoder.int8.xml")
         shutil.copyfile(export / "decoder.bin", export / "decoder.int8.bin")
         files["openvino"] = "decoder.int8.xml"
-    variant = QuantizedGraph(graph="decoder", precision="int8", files=files, calibration={"method": "test copy"},
-                             gates={}, created="now")
+    variant = QuantizedGraph(
+        graph="decoder", precision="int8", files=files, calibration={"method": "test copy"}, gates={}, created="now"
+    )
     write_manifest(with_quantized(load_manifest(export), variant, export), export)
 
 
@@ -88,15 +89,30 @@ def full_run(light_export: Path, dataset: Path, tmp_path_factory: pytest.TempPat
     shutil.copytree(light_export, export)
     add_fake_int8(export)
     out = root / "out"
-    code, stdout, stderr = bench(str(export), "--threads", ",".join(map(str, THREADS)), "--sizes", ",".join(SIZES),
-                                 "--dataset", str(dataset), "--clicks", str(CLICKS), "--limit", "0", "--out", str(out),
-                                 "--no-static-shapes", *FAST)
+    code, stdout, stderr = bench(
+        str(export),
+        "--threads",
+        ",".join(map(str, THREADS)),
+        "--sizes",
+        ",".join(SIZES),
+        "--dataset",
+        str(dataset),
+        "--clicks",
+        str(CLICKS),
+        "--limit",
+        "0",
+        "--out",
+        str(out),
+        "--no-static-shapes",
+        *FAST,
+    )
     assert code == 0, stdout + stderr
     return json.loads((out / "report.json").read_text()), out, export
 
 
 def test_int8_with_the_device_default_is_a_row_only_where_that_default_is_not_f32(
-        light_export: Path, tmp_path: Path) -> None:
+    light_export: Path, tmp_path: Path
+) -> None:
     export = tmp_path / "export"
     shutil.copytree(light_export, export)
     add_fake_int8(export)
@@ -104,20 +120,40 @@ def test_int8_with_the_device_default_is_a_row_only_where_that_default_is_not_f3
     backends, precisions = ["onnxruntime", "openvino"], ["int8", "int8-default"]
     configs, skipped = plan_configs(manifest, backends, precisions, {"default_inference_precision": "bf16"})
     (row,) = [c for c in configs if c.precision == "int8-default"]
-    assert (row.backend, row.variant, row.hint, row.computes_in) == ("openvino", "int8", "device",
-                                                                     "int8 (float layers bf16)")
+    assert (row.backend, row.variant, row.hint, row.computes_in) == (
+        "openvino",
+        "int8",
+        "device",
+        "int8 (float layers bf16)",
+    )
     assert ("onnxruntime", "int8-default") in {(s.backend, s.precision) for s in skipped}
     configs, skipped = plan_configs(manifest, backends, precisions, {"default_inference_precision": "f32"})
     assert [c.precision for c in configs] == ["int8", "int8"]
-    assert {(s.backend, s.precision) for s in skipped} == {("onnxruntime", "int8-default"),
-                                                           ("openvino", "int8-default")}
+    assert {(s.backend, s.precision) for s in skipped} == {
+        ("onnxruntime", "int8-default"),
+        ("openvino", "int8-default"),
+    }
 
 
 def test_help_explains_every_flag() -> None:
     code, stdout, _ = bench("--help")
     assert code == 0
-    for flag in ("--backends", "--precisions", "--threads", "--sizes", "--dataset", "--clicks", "--limit", "--runs",
-                 "--budget", "--parts", "--baseline", "--emulated", "--out", "--static-shapes"):
+    for flag in (
+        "--backends",
+        "--precisions",
+        "--threads",
+        "--sizes",
+        "--dataset",
+        "--clicks",
+        "--limit",
+        "--runs",
+        "--budget",
+        "--parts",
+        "--baseline",
+        "--emulated",
+        "--out",
+        "--static-shapes",
+    ):
         assert flag in stdout
 
 
@@ -153,8 +189,11 @@ def test_report_has_machine_facts_and_every_latency_row(full_run: tuple[dict, Pa
     # every float32, bf16 and int8 row has its floor: the same FLOPs per size, a peak per precision and threads
     floored = [r for r in rows if r["variant"] == "int8" or r["computes_in"] in ("f32", "bf16")]
     assert floored and all(r["floor"]["gflop"] > 0 and r["floor"]["efficiency"] > 0 for r in floored)
-    assert all(r["floor"]["peak_precision"] == ("int8" if r["variant"] == "int8" else
-                                                {"f32": "fp32", "bf16": "bf16"}[r["computes_in"]]) for r in floored)
+    assert all(
+        r["floor"]["peak_precision"]
+        == ("int8" if r["variant"] == "int8" else {"f32": "fp32", "bf16": "bf16"}[r["computes_in"]])
+        for r in floored
+    )
     for size in SIZES:
         assert len({r["floor"]["gflop"] for r in floored if r["size"] == size}) == 1
     small, large = ({r["floor"]["gflop"] for r in floored if r["size"] == s}.pop() for s in SIZES)
@@ -166,31 +205,48 @@ def test_flops_are_counted_from_the_shapes_each_layer_ran_with(tmp_path: Path) -
     """A 3x3 conv 4 -> 6 channels, a depthwise 3x3 conv and a matrix product on an 8x8 map."""
     from onnx import TensorProto, helper, numpy_helper, save
 
-    weights = [numpy_helper.from_array(np.ones(shape, np.float32), name)
-               for name, shape in (("w", (6, 4, 3, 3)), ("d", (6, 1, 3, 3)), ("b", (8, 5)))]
-    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("Conv", ["y", "d"], ["z"], pads=[1, 1, 1, 1], group=6, name="depthwise"),
-             helper.make_node("Relu", ["z"], ["r"], name="relu"),
-             helper.make_node("MatMul", ["r", "b"], ["o"], name="matmul")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
-                              [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)], weights)
+    weights = [
+        numpy_helper.from_array(np.ones(shape, np.float32), name)
+        for name, shape in (("w", (6, 4, 3, 3)), ("d", (6, 1, 3, 3)), ("b", (8, 5)))
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Conv", ["y", "d"], ["z"], pads=[1, 1, 1, 1], group=6, name="depthwise"),
+        helper.make_node("Relu", ["z"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "b"], ["o"], name="matmul"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)],
+        weights,
+    )
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "g.onnx")
     conv = 2 * (6 * 8 * 8) * (4 * 3 * 3)
     depthwise = 2 * (6 * 8 * 8) * (1 * 3 * 3)
     matmul = 2 * (6 * 8 * 5) * 8
-    assert floor.decoder_flops(tmp_path / "g.onnx", {"x": np.ones((1, 4, 8, 8), np.float32)}) == \
-        conv + depthwise + matmul == 38400
+    assert (
+        floor.decoder_flops(tmp_path / "g.onnx", {"x": np.ones((1, 4, 8, 8), np.float32)})
+        == conv + depthwise + matmul
+        == 38400
+    )
     assert floor.gemm_peak_gflops(1, "fp32", side=128, runs=2) > 0
     assert floor.gemm_peak_gflops(1, "int8", side=128, runs=2) > 0
     assert floor.gemm_peak_gflops(1, "bf16", side=128, runs=2) > 0  # OpenVINO (f32 where the CPU has no bf16)
     with pytest.raises(ValueError, match="no peak"):
         floor.gemm_peak_gflops(1, "fp16")
-    assert floor.floor_entry(2 * 10**9, 100.0, 40.0) == {"gflop": 2.0, "peak_gflops": 100.0, "floor_ms": 20.0,
-                                                          "efficiency": 0.5}
+    assert floor.floor_entry(2 * 10**9, 100.0, 40.0) == {
+        "gflop": 2.0,
+        "peak_gflops": 100.0,
+        "floor_ms": 20.0,
+        "efficiency": 0.5,
+    }
 
 
 def test_pytorch_eager_is_the_baseline_when_torch_and_the_checkpoint_are_there(
-        full_run: tuple[dict, Path, Path]) -> None:
+    full_run: tuple[dict, Path, Path],
+) -> None:
     report, _, export = full_run
     checkpoint = Path(load_manifest(export).source_checkpoint.path)
     if importlib.util.find_spec("torch") is None or not checkpoint.is_file():
@@ -211,8 +267,9 @@ def test_pytorch_eager_is_the_baseline_when_torch_and_the_checkpoint_are_there(
 def test_memory_and_sizes(full_run: tuple[dict, Path, Path]) -> None:
     report, _, _ = full_run
     runtime = [r for r in report["memory"] if r["backend"] != "pytorch"]
-    assert {(r["backend"], r["precision"]) for r in runtime} == {(c["backend"], c["precision"])
-                                                                 for c in report["configs"]}
+    assert {(r["backend"], r["precision"]) for r in runtime} == {
+        (c["backend"], c["precision"]) for c in report["configs"]
+    }
     for row in report["memory"]:
         assert "error" not in row, row
         assert row["peak_rss_bytes"] >= row["rss_after_load_bytes"] > row["rss_baseline_bytes"] > 0
@@ -305,57 +362,109 @@ def test_damaged_or_foreign_exports_are_refused(light_export: Path, tmp_path: Pa
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--sizes", "100x100"], "multiples of"),
-    (["--precisions", "fp8"], "fp8"),
-    (["--backends", "tensorflow"], "unknown backend"),
-    (["--threads", "0"], "--threads"),
-    (["--parts", "speed"], "--parts"),
-    (["--dataset", "/nonexistent/set"], "not a dataset folder"),
-])
-def test_bad_options_are_refused_before_any_work(light_export: Path, tmp_path: Path, args: list[str],
-                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sizes", "100x100"], "multiples of"),
+        (["--precisions", "fp8"], "fp8"),
+        (["--backends", "tensorflow"], "unknown backend"),
+        (["--threads", "0"], "--threads"),
+        (["--parts", "speed"], "--parts"),
+        (["--dataset", "/nonexistent/set"], "not a dataset folder"),
+    ],
+)
+def test_bad_options_are_refused_before_any_work(
+    light_export: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
     out = tmp_path / "out"
     code, _, stderr = bench(str(light_export), "--out", str(out), *args)
     assert code == EXIT_BAD_INPUT and message in stderr
     assert not out.exists()
 
 
-def test_a_configuration_that_fails_is_reported_and_the_rest_measured(light_export: Path, dataset: Path,
-                                                                        tmp_path: Path) -> None:
+def test_a_configuration_that_fails_is_reported_and_the_rest_measured(
+    light_export: Path, dataset: Path, tmp_path: Path
+) -> None:
     """An int8 decoder file that is in the manifest (hashes match) but is not a loadable graph."""
     export = tmp_path / "export"
     shutil.copytree(light_export, export)
     (export / "decoder.int8.onnx").write_bytes(b"not an onnx graph")
-    variant = QuantizedGraph(graph="decoder", precision="int8", files={"onnx": "decoder.int8.onnx"},
-                             calibration={}, gates={}, created="now")
+    variant = QuantizedGraph(
+        graph="decoder", precision="int8", files={"onnx": "decoder.int8.onnx"}, calibration={}, gates={}, created="now"
+    )
     write_manifest(with_quantized(load_manifest(export), variant, export), export)
     out = tmp_path / "out"
-    code, stdout, _ = bench(str(export), "--backends", "onnxruntime", "--precisions", "fp32,int8", "--threads", "1",
-                            "--sizes", "64x64", "--parts", "latency,accuracy", "--dataset", str(dataset),
-                            "--clicks", "2", "--limit", "1", "--no-baseline", "--out", str(out), *FAST)
+    code, stdout, _ = bench(
+        str(export),
+        "--backends",
+        "onnxruntime",
+        "--precisions",
+        "fp32,int8",
+        "--threads",
+        "1",
+        "--sizes",
+        "64x64",
+        "--parts",
+        "latency,accuracy",
+        "--dataset",
+        str(dataset),
+        "--clicks",
+        "2",
+        "--limit",
+        "1",
+        "--no-baseline",
+        "--out",
+        str(out),
+        *FAST,
+    )
     assert code == 1
     report = json.loads((out / "report.json").read_text())
     failed = sorted((f["part"], f["precision"], f["static"]) for f in report["failures"])
     assert failed == [("accuracy", "int8", False), ("latency", "int8", False), ("latency", "int8", True)]
-    assert [(r["precision"], r["static"], r["threads"]) for r in report["latency"]] == [("fp32", False, 1),
-                                                                                       ("fp32", True, 1)]
+    assert [(r["precision"], r["static"], r["threads"]) for r in report["latency"]] == [
+        ("fp32", False, 1),
+        ("fp32", True, 1),
+    ]
     assert [r["precision"] for r in report["accuracy"]["rows"]] == ["fp32"]
     assert "failed" in stdout and "decoder.int8.onnx" in stdout
 
 
 def _without_torch(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the CLI in a fresh interpreter where ``import torch`` fails, as on a lean install."""
-    shim = ("import sys; sys.modules['torch'] = None; from interformer_edge.bench.cli import app; "
-            f"sys.argv = ['interformer-bench', *{args!r}]; app()")
+    shim = (
+        "import sys; sys.modules['torch'] = None; from interformer_edge.bench.cli import app; "
+        f"sys.argv = ['interformer-bench', *{args!r}]; app()"
+    )
     return subprocess.run([sys.executable, "-c", shim], capture_output=True, text=True, cwd=cwd, check=False)
 
 
 def test_runs_without_torch(light_export: Path, dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    done = _without_torch([str(light_export), "--backends", "onnxruntime", "--precisions", "fp32", "--threads", "1",
-                           "--sizes", "64x64", "--dataset", str(dataset), "--clicks", "2", "--limit", "1",
-                           "--emulated", "EMULATED test label", "--out", str(out), *FAST], tmp_path)
+    done = _without_torch(
+        [
+            str(light_export),
+            "--backends",
+            "onnxruntime",
+            "--precisions",
+            "fp32",
+            "--threads",
+            "1",
+            "--sizes",
+            "64x64",
+            "--dataset",
+            str(dataset),
+            "--clicks",
+            "2",
+            "--limit",
+            "1",
+            "--emulated",
+            "EMULATED test label",
+            "--out",
+            str(out),
+            *FAST,
+        ],
+        tmp_path,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((out / "report.json").read_text())
     assert not report["baseline"]["available"] and "torch" in report["baseline"]["note"]

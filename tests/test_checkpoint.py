@@ -38,9 +38,14 @@ def official_layout_checkpoint(arch: str, path: Path, prefix: str = "module.") -
             state[key] = torch.tensor(7, dtype=torch.int64).reshape(shape)
         else:
             state[key] = torch.full(shape, float(i % 997) / 997.0)
-    torch.save({"meta": {"mmcv_version": "1.6.0", "iter": 320000},
-                "state_dict": {prefix + k: v for k, v in state.items()},
-                "optimizer": {"state": {}, "param_groups": []}}, path)
+    torch.save(
+        {
+            "meta": {"mmcv_version": "1.6.0", "iter": 320000},
+            "state_dict": {prefix + k: v for k, v in state.items()},
+            "optimizer": {"state": {}, "param_groups": []},
+        },
+        path,
+    )
     return state
 
 
@@ -53,10 +58,16 @@ def test_full_official_key_set_loads_strictly_into_preset(arch: str, monkeypatch
     for name in ("trunc_normal_", "normal_", "uniform_", "kaiming_uniform_", "xavier_uniform_", "constant_"):
         monkeypatch.setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
     dtypes = {"float32": torch.float32, "int64": torch.int64}
-    raw = {"meta": {"mmcv_version": "1.6.0"}, "optimizer": {"state": {}},
-           "state_dict": {"module." + key: canonical_relative_position_index(32)
-                          if key.endswith("relative_position_index") else torch.empty(shape, dtype=dtypes[dtype])
-                          for key, shape, dtype in official_keys(arch)}}
+    raw = {
+        "meta": {"mmcv_version": "1.6.0"},
+        "optimizer": {"state": {}},
+        "state_dict": {
+            "module." + key: canonical_relative_position_index(32)
+            if key.endswith("relative_position_index")
+            else torch.empty(shape, dtype=dtypes[dtype])
+            for key, shape, dtype in official_keys(arch)
+        },
+    }
     state = clean_state_dict(raw)
     assert not [k for k in state if k.startswith(("module.", "auxiliary_head."))]
     assert [k for k, _, _ in official_keys(arch) if k.startswith("auxiliary_head.")]  # there were some to drop
@@ -71,8 +82,10 @@ def test_full_official_key_set_loads_strictly_into_preset(arch: str, monkeypatch
 
 @pytest.mark.parametrize("arch", ["light", "tiny"])
 def test_architecture_inferred_from_official_shapes_equals_preset(arch: str) -> None:
-    shapes = {k: torch.empty(0).new_empty(s) if len(s) < 2 else torch.empty(s, device="meta")
-              for k, s, _ in official_keys(arch)}
+    shapes = {
+        k: torch.empty(0).new_empty(s) if len(s) < 2 else torch.empty(s, device="meta")
+        for k, s, _ in official_keys(arch)
+    }
     inferred = config_from_state_dict(shapes, name=arch)
     assert inferred == preset(arch)
 
@@ -153,8 +166,11 @@ def test_truncated_real_checkpoint_gives_one_line(tmp_path: Path) -> None:
     path, _ = small_refine_checkpoint(tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"is a truncated or damaged PyTorch checkpoint .*: copy or download it "
-                                              r"again$"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"is a truncated or damaged PyTorch checkpoint .*: copy or download it "
+        r"again$",
+    ):
         load_interformer(path)
 
 

@@ -170,9 +170,7 @@ def test_clicks_to_ref_label_matches_restated_official_algorithm() -> None:
     for _ in range(60):
         h, w = (int(v) for v in rng.integers(8, 60, size=2))
         n = int(rng.integers(1, 8))
-        clicks = [
-            Click(int(rng.integers(h)), int(rng.integers(w)), bool(rng.random() < 0.5)) for _ in range(n)
-        ]
+        clicks = [Click(int(rng.integers(h)), int(rng.integers(w)), bool(rng.random() < 0.5)) for _ in range(n)]
         inner = float(rng.choice([3, 5, 5.5, 7]))
         outer = float(rng.choice([0, 2, 4.5]))
         got = clicks_to_ref_label(clicks, (h, w), inner, outer)

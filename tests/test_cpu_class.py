@@ -28,19 +28,21 @@ from interformer_edge.runtime.manifest import QuantizedGraph, load_manifest, wit
 CPUINFO = Path(__file__).resolve().parents[1] / "scripts" / "arm64" / "cpuinfo"
 
 
-@pytest.mark.parametrize("arm, flags, machine, expected", [
-    (False, {"avx2", "fma"}, "x86_64", X86_AVX2),  # AMD Zen 3, Intel Haswell..Comet Lake
-    (False, {"avx2", "avx512f", "avx512bw"}, "x86_64", X86_AVX2),  # Skylake-SP: AVX-512 without VNNI
-    (False, {"avx2", "avx512f", "avx512_vnni"}, "x86_64", X86_VNNI),  # Cascade Lake, Zen 4
-    (False, {"avx2", "avx_vnni"}, "x86_64", X86_VNNI),  # Alder Lake
-    (False, {"avx2", "avx512_vnni", "amx_int8"}, "x86_64", X86_VNNI),  # Sapphire Rapids
-    (False, set(), "AMD64", X86_AVX2),  # no cpuinfo (Windows): the class with the fewest guarantees
-    (True, {"asimd"}, "aarch64", ARM64),  # Cortex-A72, Raspberry Pi 4
-    (True, {"asimd", "asimddp"}, "aarch64", ARM64_DOTPROD),  # Cortex-A76, Raspberry Pi 5
-    (False, set(), "riscv64", UNKNOWN),
-])
-def test_cpu_classes_follow_the_int8_dot_product_flags(arm: bool, flags: set[str], machine: str,
-                                                       expected: str) -> None:
+@pytest.mark.parametrize(
+    "arm, flags, machine, expected",
+    [
+        (False, {"avx2", "fma"}, "x86_64", X86_AVX2),  # AMD Zen 3, Intel Haswell..Comet Lake
+        (False, {"avx2", "avx512f", "avx512bw"}, "x86_64", X86_AVX2),  # Skylake-SP: AVX-512 without VNNI
+        (False, {"avx2", "avx512f", "avx512_vnni"}, "x86_64", X86_VNNI),  # Cascade Lake, Zen 4
+        (False, {"avx2", "avx_vnni"}, "x86_64", X86_VNNI),  # Alder Lake
+        (False, {"avx2", "avx512_vnni", "amx_int8"}, "x86_64", X86_VNNI),  # Sapphire Rapids
+        (False, set(), "AMD64", X86_AVX2),  # no cpuinfo (Windows): the class with the fewest guarantees
+        (True, {"asimd"}, "aarch64", ARM64),  # Cortex-A72, Raspberry Pi 4
+        (True, {"asimd", "asimddp"}, "aarch64", ARM64_DOTPROD),  # Cortex-A76, Raspberry Pi 5
+        (False, set(), "riscv64", UNKNOWN),
+    ],
+)
+def test_cpu_classes_follow_the_int8_dot_product_flags(arm: bool, flags: set[str], machine: str, expected: str) -> None:
     assert classify(arm, flags, machine) == expected
 
 
@@ -72,8 +74,9 @@ def test_an_uncovered_host_is_warned_once_in_one_line(avx2_host: HostCpu, caplog
     assert "'vnni'" in message and "x86-avx2" in message and "--target portable" in message
 
 
-def test_decoder_of_an_int8_variant_checks_its_target(light_export: Path, tmp_path: Path, avx2_host: HostCpu,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_decoder_of_an_int8_variant_checks_its_target(
+    light_export: Path, tmp_path: Path, avx2_host: HostCpu, caplog: pytest.LogCaptureFixture
+) -> None:
     """The manifest's target and coverage reach the runtime; variants recorded before targets existed
     read as full-range (the vnni target), which does not cover AVX2."""
     caplog.set_level(logging.WARNING, logger="interformer_edge")
@@ -81,8 +84,16 @@ def test_decoder_of_an_int8_variant_checks_its_target(light_export: Path, tmp_pa
     shutil.copytree(light_export, export)
     shutil.copy(export / "decoder.onnx", export / "decoder.int8.onnx")  # which file it is does not matter here
 
-    variant = QuantizedGraph(graph="decoder", precision="int8", files={"onnx": "decoder.int8.onnx"},
-                             calibration={}, gates={}, created="now", target="portable", covers=CPU_CLASSES)
+    variant = QuantizedGraph(
+        graph="decoder",
+        precision="int8",
+        files={"onnx": "decoder.int8.onnx"},
+        calibration={},
+        gates={},
+        created="now",
+        target="portable",
+        covers=CPU_CLASSES,
+    )
     write_manifest(with_quantized(load_manifest(export), variant, export), export)
     assert Decoder(export, threads=1, variant="int8").target == "portable"
     assert Decoder(export, threads=1).target is None

@@ -51,10 +51,19 @@ INT8_MIN_IOU = 0.95
 
 def int8_options(export: Path) -> QuantizeOptions:
     """The quantization this test runs (also used to measure its margins on other CPU classes)."""
-    return QuantizeOptions(export_dir=export, num_sessions=8, calib_clicks=5, max_samples=40,
-                           gate_limit=INT8_OBJECTS, gate_clicks=INT8_CLICKS, max_float_layers=0,
-                           thresholds=GateThresholds(min_iou=0.5, max_noc90_delta=float(INT8_CLICKS)),
-                           threads=2, latency_size=(64, 64), latency_runs=1)
+    return QuantizeOptions(
+        export_dir=export,
+        num_sessions=8,
+        calib_clicks=5,
+        max_samples=40,
+        gate_limit=INT8_OBJECTS,
+        gate_clicks=INT8_CLICKS,
+        max_float_layers=0,
+        thresholds=GateThresholds(min_iou=0.5, max_noc90_delta=float(INT8_CLICKS)),
+        threads=2,
+        latency_size=(64, 64),
+        latency_runs=1,
+    )
 
 
 @pytest.mark.bundled_model

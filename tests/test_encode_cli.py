@@ -53,8 +53,9 @@ def store_state(store: Path) -> dict[str, int]:
 
 def summary(output: str) -> dict[str, str]:
     """The rows of the summary table (``│ encoded │ 25 │``)."""
-    return {line.split("│")[1].strip(): line.split("│")[2].strip() for line in output.splitlines()
-            if line.count("│") == 3}
+    return {
+        line.split("│")[1].strip(): line.split("│")[2].strip() for line in output.splitlines() if line.count("│") == 3
+    }
 
 
 def test_encode_folder_with_two_workers_skips_what_is_stored(light_export: Path, tmp_path: Path) -> None:
@@ -85,8 +86,12 @@ def test_encode_folder_with_two_workers_skips_what_is_stored(light_export: Path,
 
 def test_interrupted_encode_keeps_complete_files_and_resumes(light_export: Path, tmp_path: Path) -> None:
     folder, store = make_folder(tmp_path, side=160), tmp_path / "store"
-    command = [sys.executable, "-m", "interformer_edge.runtime.cli",
-               *encode_args(folder, light_export, store, "--workers", "2", "--batch", "1")]
+    command = [
+        sys.executable,
+        "-m",
+        "interformer_edge.runtime.cli",
+        *encode_args(folder, light_export, store, "--workers", "2", "--batch", "1"),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not store_state(store) and process.poll() is None and time.monotonic() < deadline:
@@ -140,11 +145,14 @@ def test_encode_redoes_changed_images_and_other_settings(light_export: Path, tin
     assert meta.encoded_size == (11, 16) and meta.original_size == (20, 28) and meta.max_side == 16
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dtype", "int8"], "--dtype"),
-    (["--backend", "tensorrt"], "unknown backend"),
-    (["--backend", "onnxruntime", "--precision", "bf16"], "needs openvino"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dtype", "int8"], "--dtype"),
+        (["--backend", "tensorrt"], "unknown backend"),
+        (["--backend", "onnxruntime", "--precision", "bf16"], "needs openvino"),
+    ],
+)
 def test_encode_refuses_bad_options_before_starting(
     args: list[str], message: str, light_export: Path, tmp_path: Path
 ) -> None:
@@ -161,22 +169,47 @@ def test_click_command_writes_mask_at_original_size(light_export: Path, tmp_path
     runner = CliRunner()
     assert runner.invoke(app, encode_args(image, light_export, tmp_path / "store", "--max-side", "32")).exit_code == 0
     mask_path = tmp_path / "mask.png"
-    result = runner.invoke(app, ["click", str(tmp_path / "store" / "cat.png.npz"), "--model", str(light_export),
-                                 "--at", "20,30", "--at", "5,5,neg", "--out", str(mask_path)])
+    result = runner.invoke(
+        app,
+        [
+            "click",
+            str(tmp_path / "store" / "cat.png.npz"),
+            "--model",
+            str(light_export),
+            "--at",
+            "20,30",
+            "--at",
+            "5,5,neg",
+            "--out",
+            str(mask_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count(" ms") == 2
     mask = np.asarray(Image.open(mask_path))
     assert mask.shape == (45, 60) and set(np.unique(mask)) <= {0, 255}
-    result = runner.invoke(app, ["click", str(tmp_path / "store" / "cat.png.npz"), "--model", str(light_export),
-                                 "--at", "45,0"])
+    result = runner.invoke(
+        app, ["click", str(tmp_path / "store" / "cat.png.npz"), "--model", str(light_export), "--at", "45,0"]
+    )
     assert result.exit_code == 2 and "outside" in result.output
 
 
 def test_help_explains_every_flag() -> None:
     runner = CliRunner()
     for command, flags in {
-        "encode": ["--model", "--out", "--workers", "--threads", "--batch", "--max-side", "--backend", "--precision",
-                   "--dtype", "--recursive", "--force"],
+        "encode": [
+            "--model",
+            "--out",
+            "--workers",
+            "--threads",
+            "--batch",
+            "--max-side",
+            "--backend",
+            "--precision",
+            "--dtype",
+            "--recursive",
+            "--force",
+        ],
         "click": ["--model", "--at", "--out", "--threads", "--backend", "--precision", "--zoom-in"],
     }.items():
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})

@@ -80,7 +80,8 @@ def test_a_session_stopped_early_keeps_its_noc_and_miou() -> None:
         assert made == calls and len(ious) == 12
         summary, reference = summarize([SessionResult(ious=ious)]), summarize([SessionResult(ious=full)])
         assert {k: summary[k] for k in ("noc@85", "noc@90", "miou@1", "miou@3", "miou@5")} == {
-            k: reference[k] for k in ("noc@85", "noc@90", "miou@1", "miou@3", "miou@5")}
+            k: reference[k] for k in ("noc@85", "noc@90", "miou@1", "miou@3", "miou@5")
+        }
 
 
 def test_never_reaching_the_threshold_counts_the_whole_budget() -> None:

@@ -55,8 +55,9 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def light_export_result(checkpoints: dict[str, Path],
-                        tmp_path_factory: pytest.TempPathFactory) -> pipeline.ExportResult:
+def light_export_result(
+    checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> pipeline.ExportResult:
     """Light neck through the Python API, dynamic shapes, default gate sizes, ONNX + OpenVINO."""
     out = tmp_path_factory.mktemp("light") / "export"
     return run_export(ExportOptions(checkpoint=checkpoints["light"], out_dir=out, gate=GateSettings(GATE_SIZES)))
@@ -88,8 +89,17 @@ def test_api_export_passes_gate_and_writes_a_truthful_manifest(
     assert set(data["tools"]) >= {"torch", "onnx", "onnxruntime", "openvino", "onnxslim", "interformer_edge"}
     # Every artifact is listed with its true size and hash, and nothing else lies around.
     listed = {f["name"]: f for f in data["files"]}
-    assert set(listed) == {ENCODER_ONNX, CONTEXT_ONNX, DECODER_ONNX, ENCODER_OV, CONTEXT_OV, DECODER_OV,
-                           "encoder.bin", "context.bin", "decoder.bin"}
+    assert set(listed) == {
+        ENCODER_ONNX,
+        CONTEXT_ONNX,
+        DECODER_ONNX,
+        ENCODER_OV,
+        CONTEXT_OV,
+        DECODER_OV,
+        "encoder.bin",
+        "context.bin",
+        "decoder.bin",
+    }
     for name, entry in listed.items():
         assert entry["size"] == (out / name).stat().st_size and entry["sha256"] == sha256(out / name)
     assert sorted(p.name for p in out.iterdir()) == sorted([*listed, MANIFEST_NAME])
@@ -121,8 +131,19 @@ def test_api_export_passes_gate_and_writes_a_truthful_manifest(
 
 def test_gate_fails_with_table_when_tolerance_is_impossible(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "strict"
-    result = cli("-c", str(checkpoints["light"]), "-o", str(out), "--tolerance", "1e-12", "--parity-sizes",
-                 "64x96", "--format", "onnx", "--no-simplify")
+    result = cli(
+        "-c",
+        str(checkpoints["light"]),
+        "-o",
+        str(out),
+        "--tolerance",
+        "1e-12",
+        "--parity-sizes",
+        "64x96",
+        "--format",
+        "onnx",
+        "--no-simplify",
+    )
     assert result.exit_code == EXIT_GATE_FAILED
     assert "FAILED" in result.stdout and "FAIL" in result.stdout and "64x96" in result.stdout
     # The manifest records the failure, and a runtime refuses the folder unless told otherwise.
@@ -147,8 +168,7 @@ def test_gate_catches_corrupted_openvino_weights(
         return real_convert(onnx_path, xml, metadata, fp16)
 
     monkeypatch.setattr(pipeline.ov_export, "convert", convert_corrupted)
-    result = cli("-c", str(checkpoints["light"]), "-o", str(tmp_path / "x"), "--parity-sizes", "64x96",
-                 "--no-simplify")
+    result = cli("-c", str(checkpoints["light"]), "-o", str(tmp_path / "x"), "--parity-sizes", "64x96", "--no-simplify")
     assert result.exit_code == EXIT_GATE_FAILED
     failed = json.loads((tmp_path / "x" / MANIFEST_NAME).read_text())["parity"]["checks"]
     assert {(c["backend"], c["output"]) for c in failed if not c["passed"]} == {("openvino", "logits")}
@@ -168,8 +188,11 @@ def test_broken_simplification_falls_back_to_traced_graph(
         return slim
 
     monkeypatch.setattr(pipeline.onnx_export, "simplify", simplify_wrongly)
-    result = run_export(ExportOptions(checkpoint=checkpoints["light"], out_dir=tmp_path / "fb", formats=("onnx",),
-                                      gate=GateSettings(SMALL)))
+    result = run_export(
+        ExportOptions(
+            checkpoint=checkpoints["light"], out_dir=tmp_path / "fb", formats=("onnx",), gate=GateSettings(SMALL)
+        )
+    )
     assert result.passed
     assert result.manifest.onnx_simplified == {"encoder": True, "context": True, "decoder": False}
     assert any("unsimplified" in w for w in result.warnings)
@@ -200,8 +223,11 @@ def test_fp16_ir_is_judged_by_mask_agreement(
     checkpoints: dict[str, Path], tmp_path: Path, light_export_result: pipeline.ExportResult
 ) -> None:
     out = tmp_path / "fp16"
-    result = run_export(ExportOptions(checkpoint=checkpoints["light"], out_dir=out, fp16=True, simplify=False,
-                                      gate=GateSettings(((64, 96),))))
+    result = run_export(
+        ExportOptions(
+            checkpoint=checkpoints["light"], out_dir=out, fp16=True, simplify=False, gate=GateSettings(((64, 96),))
+        )
+    )
     assert result.passed
     ov_checks = [c for c in result.manifest.parity.checks if c.backend == "openvino"]
     assert {c.judged_by for c in ov_checks if c.output == "logits"} == {"mask"}
@@ -259,8 +285,20 @@ def test_failed_export_into_existing_folder_keeps_its_contents(
 
 def test_help_explains_every_flag() -> None:
     text = cli("--help").stdout
-    for flag in ("--checkpoint", "--arch", "--out", "--format", "--opset", "--fp16", "--static", "--unsafe-load",
-                 "--parity-sizes", "--tolerance", "--min-mask-agreement", "--no-simplify"):
+    for flag in (
+        "--checkpoint",
+        "--arch",
+        "--out",
+        "--format",
+        "--opset",
+        "--fp16",
+        "--static",
+        "--unsafe-load",
+        "--parity-sizes",
+        "--tolerance",
+        "--min-mask-agreement",
+        "--no-simplify",
+    ):
         assert flag in text, flag
 
 

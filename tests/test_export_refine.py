@@ -24,8 +24,7 @@ def tiny_cli(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path, Pa
     root = tmp_path_factory.mktemp("tiny")
     checkpoint = small_checkpoint(root / "small_tiny.pth", "tiny")
     out = root / "export"
-    result = cli("--checkpoint", str(checkpoint), "--out", str(out), "--parity-sizes", "256x1024",
-                 "--no-simplify")
+    result = cli("--checkpoint", str(checkpoint), "--out", str(out), "--parity-sizes", "256x1024", "--no-simplify")
     return result, out, checkpoint
 
 

@@ -24,8 +24,24 @@ from interformer_edge.runtime.session import ClickSession, Decoder
 from interformer_edge.runtime.spec import FEATURE_NAMES, MANIFEST_NAME
 
 SEED = 16
-ODD_VALUES: list[Any] = [None, "x", "", -1, 0, 10**30, -(10**30), 1e308, float("nan"), True, [], {}, [1, 2, 3], [0, 5],
-                         "\x00", "9" * 50]
+ODD_VALUES: list[Any] = [
+    None,
+    "x",
+    "",
+    -1,
+    0,
+    10**30,
+    -(10**30),
+    1e308,
+    float("nan"),
+    True,
+    [],
+    {},
+    [1, 2, 3],
+    [0, 5],
+    "\x00",
+    "9" * 50,
+]
 
 
 def outcome(action: Callable[[], Any], allowed: tuple[type[BaseException], ...]) -> str:
@@ -72,8 +88,11 @@ def test_manifest_fields_replaced_by_odd_values(light_export: Path) -> None:
     paths = [p for p in leaf_paths(data) if p and (p[0] != "parity" or len(p) <= 2)]
     rng = np.random.default_rng(SEED)
     chosen = [paths[int(i)] for i in rng.choice(len(paths), size=min(60, len(paths)), replace=False)]
-    results = [outcome(lambda p=path, v=value: manifest_from_dict(mutated(data, p, v)), (ManifestError,))
-               for path in chosen for value in ODD_VALUES]
+    results = [
+        outcome(lambda p=path, v=value: manifest_from_dict(mutated(data, p, v)), (ManifestError,))
+        for path in chosen
+        for value in ODD_VALUES
+    ]
     assert len(results) == 60 * len(ODD_VALUES) and results.count("ManifestError") > len(results) // 2
 
 
@@ -81,9 +100,15 @@ def manifest_file_cases(text: bytes) -> list[tuple[str, bytes]]:
     rng = np.random.default_rng(SEED)
     cases = [(f"random{i}", rng.bytes(int(rng.integers(1, 4000)))) for i in range(10)]
     cases += [(f"cut{i}", text[: int(cut)]) for i, cut in enumerate(rng.integers(0, len(text), 15))]
-    cases += [("empty", b""), ("not-utf8", b"\xff\xfe" + text), ("deep", b"[" * 100_000 + b"]" * 100_000),
-              ("huge-int", b'{"format_version": ' + b"9" * 5000 + b"}"), ("inf", b'{"format_version": 1e999}'),
-              ("array", b"[1, 2, 3]"), ("null", b"null")]
+    cases += [
+        ("empty", b""),
+        ("not-utf8", b"\xff\xfe" + text),
+        ("deep", b"[" * 100_000 + b"]" * 100_000),
+        ("huge-int", b'{"format_version": ' + b"9" * 5000 + b"}"),
+        ("inf", b'{"format_version": 1e999}'),
+        ("array", b"[1, 2, 3]"),
+        ("null", b"null"),
+    ]
     return cases
 
 
@@ -105,8 +130,10 @@ def test_manifest_files_of_random_bytes_truncated_or_odd(light_export: Path, tmp
 @pytest.fixture(scope="module")
 def stored(light_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     photo = np.random.default_rng(SEED).integers(0, 256, (70, 90, 3), dtype=np.uint8)
-    return save_features(Encoder(light_export, threads=1).encode(photo, name="photo.png"),
-                         tmp_path_factory.mktemp("fuzz_store") / "photo.png.npz")
+    return save_features(
+        Encoder(light_export, threads=1).encode(photo, name="photo.png"),
+        tmp_path_factory.mktemp("fuzz_store") / "photo.png.npz",
+    )
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
@@ -159,8 +186,18 @@ def feature_cases(stored: Path, folder: Path) -> list[tuple[str, Path]]:
         flipped = bytearray(data)
         flipped[int(at)] ^= 0xFF
         add(f"flip{i}", bytes(flipped))
-    for key in ("model_id", "original_size", "encoded_size", "padded_size", "scale", "dtype", "max_side",
-                "version", "format", "content_sha256"):
+    for key in (
+        "model_id",
+        "original_size",
+        "encoded_size",
+        "padded_size",
+        "scale",
+        "dtype",
+        "max_side",
+        "version",
+        "format",
+        "content_sha256",
+    ):
         for j, value in enumerate(ODD_VALUES[:10]):
             add(f"meta-{key}-{j}", with_meta(arrays, {**meta, key: value}))
     add("meta-missing", {k: v for k, v in arrays.items() if k != META_KEY})
@@ -168,9 +205,20 @@ def feature_cases(stored: Path, folder: Path) -> list[tuple[str, Path]]:
     add("meta-float", {**arrays, META_KEY: np.zeros(8, dtype=np.float32)})
     add("meta-2d", {**arrays, META_KEY: arrays[META_KEY].reshape(1, -1)})
     feat = arrays["feat1"]
-    for j, bad in enumerate([feat.astype(np.int32), feat.astype(np.float64), feat[..., :1], feat[0], feat[None],
-                             np.zeros((1, 0, *feat.shape[2:]), np.float16), np.full_like(feat, np.inf),
-                             np.full_like(feat, 1e4), feat.astype(np.complex64), np.zeros((), np.float16)]):
+    for j, bad in enumerate(
+        [
+            feat.astype(np.int32),
+            feat.astype(np.float64),
+            feat[..., :1],
+            feat[0],
+            feat[None],
+            np.zeros((1, 0, *feat.shape[2:]), np.float16),
+            np.full_like(feat, np.inf),
+            np.full_like(feat, 1e4),
+            feat.astype(np.complex64),
+            np.zeros((), np.float16),
+        ]
+    ):
         add(f"feat1-{j}", with_meta({**arrays, "feat1": bad}, meta))
     add("feat3-missing", with_meta({k: v for k, v in arrays.items() if k != "feat3"}, meta))
     add("header-terabytes", b"")
@@ -187,8 +235,9 @@ def test_feature_files_of_random_bytes_truncated_mutated_or_forged(
     decoder = Decoder(light_export, threads=1)
     results = {}
     for name, path in cases:
-        results[name] = outcome(lambda p=path: ClickSession(decoder, p).add_click(5, 5, True),
-                                (FeatureFileError, ModelMismatchError))
+        results[name] = outcome(
+            lambda p=path: ClickSession(decoder, p).add_click(5, 5, True), (FeatureFileError, ModelMismatchError)
+        )
     assert snapshot(tmp_path) == before, "a reader wrote or changed a file"
     assert len(cases) == 149
     ok = sorted(name for name, result in results.items() if result == "ok")
@@ -205,8 +254,26 @@ def test_click_api_with_odd_coordinates_and_labels(light_export: Path, stored: P
     session = ClickSession(Decoder(light_export, threads=1), load_features(stored))
     height, width = session.height, session.width
     rng = np.random.default_rng(SEED)
-    coordinates: list[Any] = [0, height - 1, width - 1, -1, height, width, 10**30, -(10**30), 1.5, "3", None,
-                              np.float32(2), np.int64(2**62), np.uint8(3), True, np.bool_(True), [1], float("nan")]
+    coordinates: list[Any] = [
+        0,
+        height - 1,
+        width - 1,
+        -1,
+        height,
+        width,
+        10**30,
+        -(10**30),
+        1.5,
+        "3",
+        None,
+        np.float32(2),
+        np.int64(2**62),
+        np.uint8(3),
+        True,
+        np.bool_(True),
+        [1],
+        float("nan"),
+    ]
     polarities: list[Any] = [True, False, np.bool_(True), None, "no", 1, 0.0]
     results = []
     for _ in range(120):
@@ -217,10 +284,14 @@ def test_click_api_with_odd_coordinates_and_labels(light_export: Path, stored: P
             results.append(outcome(session.undo, (ClickError,)))
     session.reset()
     assert outcome(session.undo, (ClickError,)) == "ClickError"
-    labels: list[Any] = [np.zeros((height, width), np.uint8), np.full((height, width), 9, np.uint8),
-                         np.full((height, width), -1, np.int16), np.zeros((height, width), np.float32),
-                         np.zeros((height + 1, width), np.uint8), np.zeros((height,), np.uint8)]
+    labels: list[Any] = [
+        np.zeros((height, width), np.uint8),
+        np.full((height, width), 9, np.uint8),
+        np.full((height, width), -1, np.int16),
+        np.zeros((height, width), np.float32),
+        np.zeros((height + 1, width), np.uint8),
+        np.zeros((height,), np.uint8),
+    ]
     label_results = [outcome(lambda r=r: session.predict(r), (ClickError, ModelMismatchError)) for r in labels]
-    assert label_results == ["ok", "ClickError", "ClickError", "ClickError", "ModelMismatchError",
-                             "ModelMismatchError"]
+    assert label_results == ["ok", "ClickError", "ClickError", "ClickError", "ModelMismatchError", "ModelMismatchError"]
     assert "ok" in results and "ClickError" in results and len(results) >= 120

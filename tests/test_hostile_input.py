@@ -122,8 +122,9 @@ def small_checkpoint_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_random_bytes_are_not_called_a_checkpoint_with_objects(tmp_path: Path, unsafe: bool) -> None:
     bad = tmp_path / "random.pth"
     bad.write_bytes(np.random.default_rng(3).bytes(5000))
-    result = CliRunner().invoke(export_app, ["-c", str(bad), "-o", str(tmp_path / "out"),
-                                             *(["--unsafe-load"] if unsafe else [])])
+    result = CliRunner().invoke(
+        export_app, ["-c", str(bad), "-o", str(tmp_path / "out"), *(["--unsafe-load"] if unsafe else [])]
+    )
     assert result.exit_code == EXIT_BAD_INPUT
     message = result.stderr.strip().splitlines()[-1]
     assert "is not a PyTorch checkpoint" in message and "unsafe" not in message and "load key" not in message
@@ -192,8 +193,9 @@ def test_click_polarity_must_be_a_bool(light_export: Path, stored_features: Path
 # ------------------------------------------------------------------------------------ feature store
 
 
-def rewrite(path: Path, out: Path, meta_changes: dict | None = None, maps: dict | None = None,
-            redigest: bool = False) -> Path:
+def rewrite(
+    path: Path, out: Path, meta_changes: dict | None = None, maps: dict | None = None, redigest: bool = False
+) -> Path:
     """Copy a store file with edited metadata and/or maps (optionally with a recomputed digest, as a forger would)."""
     with np.load(path) as npz:
         arrays = {name: npz[name] for name in npz.files}
@@ -265,13 +267,26 @@ def image_folder(root: Path, count: int, side: int) -> Path:
 
 
 def summary_rows(output: str) -> dict[str, str]:
-    return {line.split("│")[1].strip(): line.split("│")[2].strip() for line in output.splitlines()
-            if line.count("│") == 3}
+    return {
+        line.split("│")[1].strip(): line.split("│")[2].strip() for line in output.splitlines() if line.count("│") == 3
+    }
 
 
 def encode_command(folder: Path, export: Path, store: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "interformer_edge.runtime.cli", "encode", str(folder), "--model", str(export),
-            "--out", str(store), "--threads", "1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "interformer_edge.runtime.cli",
+        "encode",
+        str(folder),
+        "--model",
+        str(export),
+        "--out",
+        str(store),
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -321,8 +336,9 @@ def test_a_claimed_image_is_left_to_its_owner_and_a_stale_claim_is_taken_over(
     store.mkdir()
     live = lock_path(jobs[0].target)  # held by this very process: alive
     live.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}))
-    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+    dead_pid = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     stale = lock_path(jobs[1].target)  # its owner has exited
     stale.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead_pid), "since": time.time()}))
     outcomes = encode_cli.encode_chunk(jobs)
@@ -335,8 +351,15 @@ def test_a_claimed_image_is_left_to_its_owner_and_a_stale_claim_is_taken_over(
 def test_two_runs_on_one_store_encode_every_image_once(light_export: Path, tmp_path: Path) -> None:
     count = 24
     folder, store = image_folder(tmp_path, count, 128), tmp_path / "store"
-    runs = [subprocess.Popen(encode_command(folder, light_export, store, "--batch", "1"), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            encode_command(folder, light_export, store, "--batch", "1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [run.communicate(timeout=300) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
     rows = [summary_rows(out) for out, _ in outputs]
@@ -398,8 +421,9 @@ def test_progress_prints_lines_when_not_on_a_terminal() -> None:
 def test_encode_output_in_a_log_has_progress_lines_and_unwrapped_errors(light_export: Path, tmp_path: Path) -> None:
     folder, store = image_folder(tmp_path, 3, 24), tmp_path / "store"
     (folder / ("broken_" + "x" * 90 + ".png")).write_bytes(b"not a png")
-    result = CliRunner().invoke(encode_cli.app, ["encode", str(folder), "--model", str(light_export), "--out",
-                                                 str(store), "--threads", "1"])
+    result = CliRunner().invoke(
+        encode_cli.app, ["encode", str(folder), "--model", str(light_export), "--out", str(store), "--threads", "1"]
+    )
     assert result.exit_code == encode_cli.EXIT_FAILURES
     assert "encoding: started (4 to do)" in result.stderr and "encoding: done 4/4 in" in result.stderr
     failure = next(line for line in result.stderr.splitlines() if line.startswith("failed broken_"))

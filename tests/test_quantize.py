@@ -35,8 +35,11 @@ def largest_int8_weight(path: Path) -> int:
     matrix products (depthwise ones run without pair sums, so NNCF keeps them full range)."""
     if path.suffix == ".onnx":
         model = onnx.load(path)
-        return max(int(np.abs(numpy_helper.to_array(t).astype(np.int32)).max())
-                   for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8)
+        return max(
+            int(np.abs(numpy_helper.to_array(t).astype(np.int32)).max())
+            for t in model.graph.initializer
+            if t.data_type == onnx.TensorProto.INT8
+        )
     import openvino as ov
 
     largest = 0
@@ -60,8 +63,12 @@ def fake_quantized_consumers(xml: Path) -> list[str]:
     import openvino as ov
 
     model = ov.Core().read_model(str(xml))
-    return [target.get_node().get_friendly_name() for op in model.get_ordered_ops()
-            if op.get_type_name() == "FakeQuantize" for target in op.output(0).get_target_inputs()]
+    return [
+        target.get_node().get_friendly_name()
+        for op in model.get_ordered_ops()
+        if op.get_type_name() == "FakeQuantize"
+        for target in op.output(0).get_target_inputs()
+    ]
 
 
 def activation_types(path: Path) -> set[int]:
@@ -106,8 +113,9 @@ def test_calibration_sessions_feed_real_decoder_inputs(tiny_export: Path, folder
     assert len(calibration.subsample(samples, 4)) == 4
 
 
-def test_calibration_without_masks_uses_the_models_own_targets(light_export: Path, tmp_path: Path,
-                                                                folders: tuple[Path, Path]) -> None:
+def test_calibration_without_masks_uses_the_models_own_targets(
+    light_export: Path, tmp_path: Path, folders: tuple[Path, Path]
+) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
     for path in (folders[0] / "img").iterdir():
@@ -117,8 +125,9 @@ def test_calibration_without_masks_uses_the_models_own_targets(light_export: Pat
     images = calibration.read_calibration_images(plain, problems)
     assert len(images) == 3 and all(i.mask is None for i in images)
     assert len(problems) == 1 and "broken.jpg" in problems[0]
-    samples = calibration.simulate_sessions(Encoder(light_export, threads=1), Decoder(light_export, threads=1),
-                                            images, num_sessions=3, max_clicks=3, seed=0)
+    samples = calibration.simulate_sessions(
+        Encoder(light_export, threads=1), Decoder(light_export, threads=1), images, num_sessions=3, max_clicks=3, seed=0
+    )
     assert samples and all(s.roi is None for s in samples)  # the Light model has no roi input
     with pytest.raises(calibration.CalibrationError, match="calibration folder not found"):
         calibration.read_calibration_images(tmp_path / "missing", [])
@@ -127,8 +136,9 @@ def test_calibration_without_masks_uses_the_models_own_targets(light_export: Pat
 # ---------------------------------------------------------------------------------------- the gate
 
 
-def test_gate_accepts_the_reference_and_rejects_a_wrong_decoder(light_export: Path, tmp_path: Path,
-                                                                 folders: tuple[Path, Path]) -> None:
+def test_gate_accepts_the_reference_and_rejects_a_wrong_decoder(
+    light_export: Path, tmp_path: Path, folders: tuple[Path, Path]
+) -> None:
     export = copy_export(light_export, tmp_path)
     proto = onnx.load(export / "decoder.onnx")
     for tensor in proto.graph.initializer:
@@ -149,8 +159,15 @@ def test_gate_accepts_the_reference_and_rejects_a_wrong_decoder(light_export: Pa
     assert not inverted.passed and inverted.mean_iou_vs_fp32 < 0.5
     # Agreement is scored on the FP32 session's own inputs, click by click, though the inverted decoder's
     # own sessions part ways with the FP32 ones after the first click.
-    expected = [np.mean([iou(ClickSession(inverted_decoder, r.obj.features).predict(*r.inputs[step]), r.masks[step])
-                         for r in references]) for step in range(4)]
+    expected = [
+        np.mean(
+            [
+                iou(ClickSession(inverted_decoder, r.obj.features).predict(*r.inputs[step]), r.masks[step])
+                for r in references
+            ]
+        )
+        for step in range(4)
+    ]
     np.testing.assert_allclose(inverted.iou_vs_fp32_per_click, expected, rtol=0, atol=1e-12)
 
     # Where the sessions do not part, one decoder run answers both questions: a candidate that is the FP32
@@ -161,8 +178,9 @@ def test_gate_accepts_the_reference_and_rejects_a_wrong_decoder(light_export: Pa
     itself = gate.evaluate(fp32, references, clicks=4)
     assert itself.mean_iou_vs_fp32 == 1.0 and itself.noc90_delta == 0.0
     assert len(runs) == sum(len(r.inputs) for r in references) == 3 * 4
-    strict = gate.evaluate(Decoder(export, threads=1, backend="openvino"), references, 4,
-                           GateThresholds(min_iou=1.0, max_noc90_delta=0.0))
+    strict = gate.evaluate(
+        Decoder(export, threads=1, backend="openvino"), references, 4, GateThresholds(min_iou=1.0, max_noc90_delta=0.0)
+    )
     assert strict.thresholds == {"min_iou": 1.0, "max_noc90_delta": 0.0}
 
 
@@ -175,15 +193,26 @@ def test_gate_limits_are_inclusive_despite_float_rounding() -> None:
     assert not limits.accept(0.99, 4.50 - 4.25) and not limits.accept(0.9799, 0.0)
 
 
-def test_int8_decoders_are_built_gated_recorded_and_loadable(light_export: Path, tmp_path: Path,
-                                                              folders: tuple[Path, Path]) -> None:
+def test_int8_decoders_are_built_gated_recorded_and_loadable(
+    light_export: Path, tmp_path: Path, folders: tuple[Path, Path]
+) -> None:
     export = copy_export(light_export, tmp_path)
     calib, heldout = folders
     # The mechanics, not the accuracy of random weights: a gate no numerics can fail (an inverted decoder
     # scores < 0.5, see above; these INT8 decoders score 0.96-0.98 on VNNI and emulated AVX2 alike).
-    options = QuantizeOptions(export_dir=export, calib_dir=calib, heldout_dir=heldout, num_sessions=4,
-                              calib_clicks=4, gate_clicks=4, thresholds=GateThresholds(0.5, 4.0),
-                              max_float_layers=0, threads=1, latency_size=(64, 96), latency_runs=2)
+    options = QuantizeOptions(
+        export_dir=export,
+        calib_dir=calib,
+        heldout_dir=heldout,
+        num_sessions=4,
+        calib_clicks=4,
+        gate_clicks=4,
+        thresholds=GateThresholds(0.5, 4.0),
+        max_float_layers=0,
+        threads=1,
+        latency_size=(64, 96),
+        latency_runs=2,
+    )
     result = run_quantize(options)
     assert result.passed, [(o.backend, o.result) for o in result.outcomes]
 
@@ -242,10 +271,22 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(light_export: Path,
     assert activation_types(export / "decoder.int8.onnx") == {onnx.TensorProto.INT8}  # s8s8
 
 
-@pytest.mark.parametrize("problem", ["no manifest", "tampered", "empty calib", "unreadable calib", "same folders",
-                                     "bad method", "bad backend", "bad target"])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(problem: str, light_export: Path, tmp_path: Path,
-                                                         folders: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "no manifest",
+        "tampered",
+        "empty calib",
+        "unreadable calib",
+        "same folders",
+        "bad method",
+        "bad backend",
+        "bad target",
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    problem: str, light_export: Path, tmp_path: Path, folders: tuple[Path, Path]
+) -> None:
     export = copy_export(light_export, tmp_path)
     calib, heldout = folders
     extra: list[str] = []
@@ -280,8 +321,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(problem: str, light_exp
         extra = ["--backends", "tensorrt"]
         expected = "backends must be"
     before = snapshot(export)
-    outcome = CliRunner().invoke(app, [str(export), "--calib", str(calib), "--heldout", str(heldout),
-                                       "--num-sessions", "1", "--quiet", *extra])
+    outcome = CliRunner().invoke(
+        app, [str(export), "--calib", str(calib), "--heldout", str(heldout), "--num-sessions", "1", "--quiet", *extra]
+    )
     assert outcome.exit_code == EXIT_BAD_INPUT, outcome.output
     assert expected in outcome.output
     assert snapshot(export) == before
@@ -290,6 +332,17 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(problem: str, light_exp
 def test_help_explains_every_option() -> None:
     outcome = CliRunner().invoke(app, ["--help"])
     assert outcome.exit_code == 0
-    for flag in ("--calib", "--heldout", "--num-sessions", "--method", "--min-iou", "--max-noc-delta",
-                 "--keep-float", "--max-float-layers", "--gate-limit", "--backends", "--target"):
+    for flag in (
+        "--calib",
+        "--heldout",
+        "--num-sessions",
+        "--method",
+        "--min-iou",
+        "--max-noc-delta",
+        "--keep-float",
+        "--max-float-layers",
+        "--gate-limit",
+        "--backends",
+        "--target",
+    ):
         assert flag in outcome.output

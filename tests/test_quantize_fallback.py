@@ -18,16 +18,41 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_a_failing_gate_keeps_sensitive_layers_float_and_installs_nothing(
-        light_export: Path, tmp_path: Path, folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    light_export: Path, tmp_path: Path, folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     export = copy_export(light_export, tmp_path)
     before = snapshot(export)
     calib, heldout = folders
     runner = CliRunner()
     monkeypatch.chdir(tmp_path)  # the export folder given as a relative path, as users type it
-    args = ["export", "--calib", str(calib), "--heldout", str(heldout), "--backends", "onnxruntime",
-            "--num-sessions", "3", "--calib-clicks", "3", "--gate-clicks", "3", "--threads", "1",
-            "--min-iou", "1.0", "--max-noc-delta", "0", "--max-float-layers", "2",
-            "--keep-float", "^/neck/", "--latency-size", "64x96", "--quiet"]
+    args = [
+        "export",
+        "--calib",
+        str(calib),
+        "--heldout",
+        str(heldout),
+        "--backends",
+        "onnxruntime",
+        "--num-sessions",
+        "3",
+        "--calib-clicks",
+        "3",
+        "--gate-clicks",
+        "3",
+        "--threads",
+        "1",
+        "--min-iou",
+        "1.0",
+        "--max-noc-delta",
+        "0",
+        "--max-float-layers",
+        "2",
+        "--keep-float",
+        "^/neck/",
+        "--latency-size",
+        "64x96",
+        "--quiet",
+    ]
     outcome = runner.invoke(app, args)
     assert outcome.exit_code == EXIT_GATE_FAILED, outcome.output
     assert "gate FAILED on onnxruntime" in outcome.output

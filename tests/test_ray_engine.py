@@ -30,8 +30,14 @@ RAY_PROCESSES = ("raylet", "gcs_server")
 def local_ray() -> Iterator[None]:
     """A two-CPU Ray instance on the loopback interface for this module; none of its processes may outlive it."""
     # "local": a new instance, even if this machine runs a cluster started with `ray start`.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             logging_level=logging.ERROR, log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+    )
     try:
         yield
     finally:
@@ -52,15 +58,17 @@ def make_images(folder: Path, count: int = IMAGES, seed: int = 0) -> Path:
 
 
 def encode(source: Path, export: Path, store: Path, *extra: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["encode", str(source), "--model", str(export), "--out", str(store),
-                                      "--threads", "1", *extra])
+    result = CliRunner().invoke(
+        app, ["encode", str(source), "--model", str(export), "--out", str(store), "--threads", "1", *extra]
+    )
     return result.exit_code, result.output
 
 
 def summary(output: str) -> dict[str, str]:
     """The rows of the summary table (``│ encoded │ 24 │``)."""
-    return {line.split("│")[1].strip(): line.split("│")[2].strip() for line in output.splitlines()
-            if line.count("│") == 3}
+    return {
+        line.split("│")[1].strip(): line.split("│")[2].strip() for line in output.splitlines() if line.count("│") == 3
+    }
 
 
 def counts(output: str) -> tuple[int, int, int]:
@@ -105,8 +113,10 @@ def test_without_ray_the_engine_names_the_extra_and_the_local_engine_works(
     folder = make_images(tmp_path / "photos", count=2)
     code, output = encode(folder, light_export, tmp_path / "store", "--engine", "ray")
     assert code == EXIT_BAD_INPUT and "Traceback" not in output, output
-    assert output.strip().splitlines()[-1] == 'error: the Ray engine needs the [ray] extra: pip install ' \
+    assert (
+        output.strip().splitlines()[-1] == "error: the Ray engine needs the [ray] extra: pip install "
         '"interformer-edge[ray]"'
+    )
     code, output = encode(folder, light_export, tmp_path / "store")
     assert code == EXIT_FAILURES and counts(output) == (2, 0, 1), output
     image_list = tmp_path / "photos.txt"
@@ -131,6 +141,7 @@ def test_ray_engine_survives_a_crashing_actor_resumes_and_writes_the_local_engin
     class DiesWhileWriting(ray_engine.EncoderActor):
         def encode_row(self, rgb: np.ndarray, name: str, sha256: str, target: Path) -> str:
             if name == poison:
+
                 def write_half(file: object, **arrays: np.ndarray) -> None:
                     file.write(b"PK\x03\x04 half a zip")
                     file.flush()
@@ -142,10 +153,23 @@ def test_ray_engine_survives_a_crashing_actor_resumes_and_writes_the_local_engin
     monkeypatch.setattr(ray_engine, "ACTOR_TASK_RETRIES", 0)  # a retry would crash again: keep the test short
     cluster = ray_engine.connect(None)
     jobs = list_jobs(folder, store, recursive=False)
-    outcomes = [outcome for batch in cluster.encode(jobs, str(light_export), "auto", 1, "f32", DEFAULT_MAX_SIDE,
-                                                    "float16", False, actors=2, batch_size=4,
-                                                    actor_class=DiesWhileWriting)
-                for outcome in batch]
+    outcomes = [
+        outcome
+        for batch in cluster.encode(
+            jobs,
+            str(light_export),
+            "auto",
+            1,
+            "f32",
+            DEFAULT_MAX_SIDE,
+            "float16",
+            False,
+            actors=2,
+            batch_size=4,
+            actor_class=DiesWhileWriting,
+        )
+        for outcome in batch
+    ]
     assert sorted(o.name for o in outcomes) == sorted(job.name for job in jobs)  # one outcome per image
     lost = {o.name for o in outcomes if o.status == "failed" and "Ray actor died" in o.message}
     encoded = {o.name for o in outcomes if o.status == "encoded"}
@@ -193,7 +217,9 @@ def test_image_lists_name_images_from_their_common_folder_and_uris_are_read(tmp_
     ]
     image_list.write_text("s3://bucket/set/x.jpg\ns3://bucket/set/y/z.jpg\n")
     assert [(job.name, job.image) for job in list_file_jobs(image_list, tmp_path)] == [
-        ("x.jpg", "s3://bucket/set/x.jpg"), ("y/z.jpg", "s3://bucket/set/y/z.jpg")]
+        ("x.jpg", "s3://bucket/set/x.jpg"),
+        ("y/z.jpg", "s3://bucket/set/y/z.jpg"),
+    ]
 
     assert read_image_bytes(dog.as_uri()) == dog.read_bytes()  # a URI string goes through pyarrow's filesystems
     with pytest.raises(ImageReadError, match=r"cannot read file://.*gone\.png"):
@@ -201,16 +227,25 @@ def test_image_lists_name_images_from_their_common_folder_and_uris_are_read(tmp_
 
 
 def test_the_engine_module_imports_neither_ray_nor_torch() -> None:
-    code = ("import sys, interformer_edge.runtime.cli, interformer_edge.runtime.ray_engine; "
-            "bad = [m for m in ('ray', 'torch', 'interformer_edge.models') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, interformer_edge.runtime.cli, interformer_edge.runtime.ray_engine; "
+        "bad = [m for m in ('ray', 'torch', 'interformer_edge.models') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_help_explains_the_ray_flags() -> None:
     result = CliRunner().invoke(app, ["encode", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for flag, words in {"--engine": "local (processes", "--address": "the cluster to use",
-                        "--actors": "Encoders running", "--batch-size": "Images handed"}.items():
-        line = next(line for line in result.output.splitlines()  # the row that declares the flag
-                    if flag in line.strip("│ ").split(" ", 1)[0].split(","))
+    for flag, words in {
+        "--engine": "local (processes",
+        "--address": "the cluster to use",
+        "--actors": "Encoders running",
+        "--batch-size": "Images handed",
+    }.items():
+        line = next(
+            line
+            for line in result.output.splitlines()  # the row that declares the flag
+            if flag in line.strip("│ ").split(" ", 1)[0].split(",")
+        )
         assert words in line, f"{flag}: {line}"

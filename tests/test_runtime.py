@@ -66,7 +66,8 @@ def test_backends_load_by_folder_or_file_and_agree(light_export: Path) -> None:
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_static_shape_decoders_compile_per_size_and_give_the_same_clicks(
-        light: tuple[Encoder, Decoder], light_export: Path, backend: str) -> None:
+    light: tuple[Encoder, Decoder], light_export: Path, backend: str
+) -> None:
     encoder, _ = light
     dynamic = Decoder(light_export, backend, threads=1)
     static = Decoder(light_export, backend, threads=1, static_shapes=True)
@@ -219,7 +220,7 @@ def test_images_of_every_kind_and_bad_images(light: tuple[Encoder, Decoder], tmp
     encoder = light[0]
     rgb = photo(40, 50)
     reference = encoder.encode(rgb).maps["feat3"]
-    gray16 = (rgb[..., 0].astype(np.uint16) * 257)
+    gray16 = rgb[..., 0].astype(np.uint16) * 257
     variants = {
         "rgba": np.dstack([rgb, np.full((40, 50), 7, np.uint8)]),  # alpha dropped
         "pil_rgba": Image.fromarray(rgb).convert("RGBA"),
@@ -242,8 +243,13 @@ def test_images_of_every_kind_and_bad_images(light: tuple[Encoder, Decoder], tmp
     Image.fromarray(gray16).save(tmp_path / "gray16.png")
     assert read_rgb(tmp_path / "gray16.png").shape == (40, 50, 3)
 
-    for bad in [np.zeros((0, 10, 3), np.uint8), np.zeros((10, 0), np.uint8), np.zeros((4, 4, 3), np.float32),
-                np.zeros((4, 4, 5), np.uint8), np.zeros((1, 4, 4, 3), np.uint8)]:
+    for bad in [
+        np.zeros((0, 10, 3), np.uint8),
+        np.zeros((10, 0), np.uint8),
+        np.zeros((4, 4, 3), np.float32),
+        np.zeros((4, 4, 5), np.uint8),
+        np.zeros((1, 4, 4, 3), np.uint8),
+    ]:
         with pytest.raises(ImageReadError):
             encoder.encode(bad)
     with pytest.raises(ImageReadError, match="cannot convert"):
@@ -284,8 +290,9 @@ def test_bilinear_resize_matches_pytorch() -> None:
 
     array = np.random.default_rng(0).standard_normal((7, 11)).astype(np.float32)
     for size in [(20, 31), (7, 11), (3, 5), (14, 22)]:
-        expected = F.interpolate(torch.from_numpy(array)[None, None], size=size, mode="bilinear",
-                                 align_corners=False)[0, 0].numpy()
+        expected = F.interpolate(torch.from_numpy(array)[None, None], size=size, mode="bilinear", align_corners=False)[
+            0, 0
+        ].numpy()
         np.testing.assert_allclose(resize_bilinear(array, size), expected, atol=1e-5)
 
 
@@ -349,8 +356,14 @@ def test_quantized_variants_are_recorded_loaded_and_verified(light_export: Path,
         if "conv_seg" in tensor.name:  # weight and bias: the variant's logits are the negated FP32 logits
             tensor.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(tensor), tensor.name))
     onnx.save(proto, export / "decoder.int8.onnx")
-    variant = QuantizedGraph(graph="decoder", precision="int8", files={"onnx": "decoder.int8.onnx"},
-                             calibration={"method": "test"}, gates={}, created="now")
+    variant = QuantizedGraph(
+        graph="decoder",
+        precision="int8",
+        files={"onnx": "decoder.int8.onnx"},
+        calibration={"method": "test"},
+        gates={},
+        created="now",
+    )
     write_manifest(with_quantized(load_manifest(export), variant, export), export)
 
     manifest = load_manifest(export)

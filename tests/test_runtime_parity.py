@@ -82,8 +82,12 @@ def oracles() -> dict[str, TorchOracle]:
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("model", ["default", "tiny"])
 def test_twenty_clicks_match_pytorch_after_every_click(
-    model: str, backend: str, sample: tuple[np.ndarray, np.ndarray], oracles: dict[str, TorchOracle],
-    request: pytest.FixtureRequest, tmp_path: Path,
+    model: str,
+    backend: str,
+    sample: tuple[np.ndarray, np.ndarray],
+    oracles: dict[str, TorchOracle],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
     if model == "default":
         export, kind = request.getfixturevalue("default_export")

@@ -73,9 +73,18 @@ def test_learning_rate_warms_up_then_decays_to_zero() -> None:
 
 
 def tiny_settings(iterations: int) -> TrainSettings:
-    return TrainSettings(iterations=iterations, batch_size=2, min_side=64, max_side=128, table_size=96,
-                         embed_dims=64, depth=1, warmup=1,
-                         save_every_s=1e9, time_limit_min=0)
+    return TrainSettings(
+        iterations=iterations,
+        batch_size=2,
+        min_side=64,
+        max_side=128,
+        table_size=96,
+        embed_dims=64,
+        depth=1,
+        warmup=1,
+        save_every_s=1e9,
+        time_limit_min=0,
+    )
 
 
 def test_tiny_run_is_deterministic_resumable_and_loadable(tmp_path: Path) -> None:
@@ -114,15 +123,36 @@ def test_a_continued_run_records_every_stage(tmp_path: Path) -> None:
 
 def test_train_command_records_its_flags(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = CliRunner().invoke(app, [
-        "train", "--run-dir", str(run_dir), "--iterations", "1", "--batch-size", "2", "--min-side", "64",
-        "--max-side", "64", "--seed", "7", "--click-gamma", "0.25", "--time-limit-min", "0",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--run-dir",
+            str(run_dir),
+            "--iterations",
+            "1",
+            "--batch-size",
+            "2",
+            "--min-side",
+            "64",
+            "--max-side",
+            "64",
+            "--seed",
+            "7",
+            "--click-gamma",
+            "0.25",
+            "--time-limit-min",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (stage,) = training_stages(run_dir / FINAL_NAME)
     assert stage["iterations_done"] == 1
     assert {k: stage["settings"][k] for k in ("seed", "click_gamma", "max_side")} == {
-        "seed": 7, "click_gamma": 0.25, "max_side": 64}
+        "seed": 7,
+        "click_gamma": 0.25,
+        "max_side": 64,
+    }
     refused = CliRunner().invoke(app, ["train", "--run-dir", str(tmp_path / "bad"), "--click-gamma", "1.5"])
     assert refused.exit_code != 0 and not (tmp_path / "bad" / FINAL_NAME).exists()
 

@@ -14,8 +14,11 @@ from interformer_edge.runtime.atomic import write_atomic
 
 from .trainer import LOG_NAME, Trainer, TrainSettings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Train a small InterFormer on CPU with synthetic data, or evaluate a checkpoint.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Train a small InterFormer on CPU with synthetic data, or evaluate a checkpoint.",
+)
 
 
 # Defaults of the train command: the settings of the bundled model's first stage (one source of truth; the
@@ -29,33 +32,58 @@ def train(
         Path, typer.Option("--run-dir", help="Folder for logs and checkpoints; an existing run resumes.")
     ] = Path("runs/default"),
     iterations: Annotated[int, typer.Option(help="Optimisation steps (the schedule decays to zero here).")] = (
-        _DEFAULT.iterations),
+        _DEFAULT.iterations
+    ),
     batch_size: Annotated[int, typer.Option(help="Images per step at the smallest side (fewer for larger ones).")] = (
-        _DEFAULT.batch_size),
+        _DEFAULT.batch_size
+    ),
     min_side: Annotated[int, typer.Option(help="Smallest training side (a multiple of 32).")] = _DEFAULT.min_side,
     max_side: Annotated[int, typer.Option(help="Largest training side (a multiple of 32).")] = _DEFAULT.max_side,
     seed: Annotated[int, typer.Option(help="Seed of data, clicks and initialisation; same seed, same run.")] = (
-        _DEFAULT.seed),
+        _DEFAULT.seed
+    ),
     threads: Annotated[int, typer.Option(help="PyTorch CPU threads.")] = _DEFAULT.threads,
     time_limit_min: Annotated[float, typer.Option(help="Stop early (and save) after these minutes; 0: never.")] = (
-        _DEFAULT.time_limit_min),
+        _DEFAULT.time_limit_min
+    ),
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW; linear warm-up, then linear decay).")] = (
-        _DEFAULT.lr),
+        _DEFAULT.lr
+    ),
     warmup: Annotated[int, typer.Option(help="Warm-up steps of the learning rate.")] = _DEFAULT.warmup,
-    click_gamma: Annotated[float, typer.Option(min=0.0, max=1.0, help=(
-        "Extra simulated clicks per step, P(k) ~ click_gamma**k: lower values train the first click more "
-        "often (0.6: 40% of steps; 0.4: 60%; 0: first click only)."))] = _DEFAULT.click_gamma,
-    bf16: Annotated[bool, typer.Option(
-        help="bfloat16 autocast of the forward passes (about 1.4x faster per step on AVX512-BF16).")] = _DEFAULT.bf16,
+    click_gamma: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help=(
+                "Extra simulated clicks per step, P(k) ~ click_gamma**k: lower values train the first click more "
+                "often (0.6: 40% of steps; 0.4: 60%; 0: first click only)."
+            ),
+        ),
+    ] = _DEFAULT.click_gamma,
+    bf16: Annotated[
+        bool, typer.Option(help="bfloat16 autocast of the forward passes (about 1.4x faster per step on AVX512-BF16).")
+    ] = _DEFAULT.bf16,
     init_from: Annotated[
         Path | None, typer.Option(help="Start from this checkpoint's weights (e.g. a finished run) instead of random.")
     ] = None,
 ) -> None:
     """Train; progress goes to stdout and RUN_DIR/train.log; resumable from RUN_DIR/last.pth."""
-    settings = replace(_DEFAULT, iterations=iterations, batch_size=batch_size, min_side=min_side, max_side=max_side,
-                       seed=seed, threads=threads, time_limit_min=time_limit_min, lr=lr, warmup=warmup, bf16=bf16,
-                       click_gamma=click_gamma,
-                       init_from=str(init_from) if init_from else "")
+    settings = replace(
+        _DEFAULT,
+        iterations=iterations,
+        batch_size=batch_size,
+        min_side=min_side,
+        max_side=max_side,
+        seed=seed,
+        threads=threads,
+        time_limit_min=time_limit_min,
+        lr=lr,
+        warmup=warmup,
+        bf16=bf16,
+        click_gamma=click_gamma,
+        init_from=str(init_from) if init_from else "",
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     log_file = (run_dir / LOG_NAME).open("a")
 
@@ -105,8 +133,14 @@ def evaluate(
     data = open_dataset(dataset or HELDOUT_DIR, limit=limit or None)
     results = []
     # The bar goes to stderr: stdout carries only the summary.
-    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+    with Progress(
+        TextColumn("evaluating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    ) as progress:
         for sample in progress.track(data, total=len(data)):
             predictor = TorchPredictor(model, sample.image)
             results.append(run_session(predictor, sample.mask, clicks, zoom_in=model.cfg.has_refine))

@@ -82,9 +82,7 @@ def write_eval_set(
             img.save(root / "img" / f"{name}.jpg", quality=jpeg_quality, subsampling=0)
         else:
             img.save(root / "img" / f"{name}.png", optimize=True)
-        Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(
-            root / "gt" / f"{name}.png", optimize=True
-        )
+        Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(root / "gt" / f"{name}.png", optimize=True)
         names.append(name)
     (root / "list" / "val.txt").write_text("".join(f"{n}\n" for n in names))
     return names
@@ -128,9 +126,7 @@ DEMO_PHOTOS: Final[dict[str, tuple[str, str, str, str]]] = {
 }
 
 
-def write_demo_photos(
-    root: str | Path = DEFAULT_PHOTO_ROOT, max_side: int = 512, quality: int = 90
-) -> list[Path]:
+def write_demo_photos(root: str | Path = DEFAULT_PHOTO_ROOT, max_side: int = 512, quality: int = 90) -> list[Path]:
     """Save the demo photos (long side <= ``max_side``) as JPEG plus ``ATTRIBUTION.md`` into ``root``."""
     import skimage.data  # workstation dependency, only needed to regenerate the assets
 
@@ -156,9 +152,7 @@ def write_demo_photos(
         path = root / f"{name}.jpg"
         img.save(path, quality=quality)
         written.append(path)
-        lines.append(
-            f"| `{name}.jpg` ({img.width}x{img.height}) | {title} | {author} | {licence} | `{loader}()` |"
-        )
+        lines.append(f"| `{name}.jpg` ({img.width}x{img.height}) | {title} | {author} | {licence} | `{loader}()` |")
     lines.append("")
     (root / "ATTRIBUTION.md").write_text("\n".join(lines))
     return written

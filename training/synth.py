@@ -70,9 +70,7 @@ TEXTURE_SOURCES: Final[dict[str, TextureSource]] = {
     "brick": TextureSource("brick", "Brick wall, CC0Textures Bricks25", "CC0"),
     "grass": TextureSource("grass", "Grass, linolafett (DeviantArt)", "CC0"),
     "camera": TextureSource("camera", "Cameraman, photo Lav Varshney", "CC0 (no copyright restrictions)"),
-    "coins": TextureSource(
-        "coins", "Greek coins from Pompeii, Brooklyn Museum", "no known copyright restrictions"
-    ),
+    "coins": TextureSource("coins", "Greek coins from Pompeii, Brooklyn Museum", "no known copyright restrictions"),
     "clock": TextureSource("clock", "Motion-blurred clock, Stefan van der Walt", "public domain"),
     # -- held-out group -----------------------------------------------------------------------
     "chelsea": TextureSource(
@@ -473,9 +471,7 @@ def _make_shape_simple(rng: np.random.Generator, area: float) -> list[np.ndarray
     return [_oriented(outline)]
 
 
-def _simple_outline(
-    rng: np.random.Generator, area: float, force: str | None = None
-) -> tuple[np.ndarray, float]:
+def _simple_outline(rng: np.random.Generator, area: float, force: str | None = None) -> tuple[np.ndarray, float]:
     """Outline (N, 2) of an ellipse, Fourier blob or polygon of ``area`` px, plus its radius scale."""
     kind = force or rng.choice(["ellipse", "blob", "convex", "concave"], p=[0.3, 0.4, 0.15, 0.15])
     if kind == "ellipse":
@@ -506,9 +502,7 @@ def _branches(rng: np.random.Generator, area: float) -> _Shape:
         polys += _stroke(path, width)
         if rng.random() < 0.5:  # a twig branching off the middle of the limb
             mid = path[len(path) // 2]
-            polys += _stroke(
-                _limb_path(rng, mid, rng.uniform(0, 2 * math.pi), total_len / n / 2), width * 0.7
-            )
+            polys += _stroke(_limb_path(rng, mid, rng.uniform(0, 2 * math.pi), total_len / n / 2), width * 0.7)
     # Centre the figure on its centroid so placement keeps it roughly in view.
     centre = np.concatenate(polys).mean(axis=0)
     return _Shape([p - centre for p in polys])
@@ -634,9 +628,7 @@ def _layout(rng: np.random.Generator, size: tuple[int, int]) -> _Layout:
                 hidden = visible & dmask
                 new_visible = visible & ~dmask
                 # Occlude only if the target stays a substantial, in-range object.
-                if hidden.any() and new_visible.sum() >= max(
-                    _MIN_VISIBLE_SHARE * t_area, MIN_AREA_FRACTION * img_area
-                ):
+                if hidden.any() and new_visible.sum() >= max(_MIN_VISIBLE_SHARE * t_area, MIN_AREA_FRACTION * img_area):
                     above.append(dmask)
                     visible = new_visible
                     continue
@@ -778,9 +770,7 @@ def _finish(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def make_sample(
-    split: str, seed: int, index: int, size: tuple[int, int] = (256, 256)
-) -> tuple[np.ndarray, np.ndarray]:
+def make_sample(split: str, seed: int, index: int, size: tuple[int, int] = (256, 256)) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic sample, a pure function of (split, seed, index, size).
 
     Returns ``(image, mask)``: image uint8 (H, W, 3) RGB, mask bool (H, W) = the visible part of

@@ -72,8 +72,13 @@ class TrainSettings:
     def model_config(self) -> InterFormerConfig:
         # The position tables (and the pooling targets that scale with them) are sized for a middle
         # training size; other sizes resize them, exactly as the official models do off 512 px.
-        return InterFormerConfig(name="small-synthetic", img_size=self.table_size, embed_dims=self.embed_dims,
-                                 depth=self.depth, num_heads=max(1, self.embed_dims // 64))
+        return InterFormerConfig(
+            name="small-synthetic",
+            img_size=self.table_size,
+            embed_dims=self.embed_dims,
+            depth=self.depth,
+            num_heads=max(1, self.embed_dims // 64),
+        )
 
     def batch_plan(self, batch: int) -> tuple[int, int, int]:
         """``(H, W, n)`` of batch number ``batch``: its sides, drawn from the multiples of 32 in
@@ -167,16 +172,16 @@ class Trainer:
         run_dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(settings.threads)
         torch.manual_seed(settings.seed)
-        self.model = InterFormer(settings.model_config(), backbone_drop_path=settings.drop_path,
-                                 neck_drop_path=settings.drop_path)
+        self.model = InterFormer(
+            settings.model_config(), backbone_drop_path=settings.drop_path, neck_drop_path=settings.drop_path
+        )
         _init_weights(self.model)
         # Settings of the runs this one continues (oldest first), recorded in the final checkpoint.
         self.earlier_stages: list[dict[str, Any]] = []
         if settings.init_from:
             load_into(self.model, read_checkpoint(settings.init_from))
             self.earlier_stages = training_stages(settings.init_from)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.lr,
-                                           weight_decay=settings.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         self.iteration = 0
         self.click_rng = np.random.default_rng(settings.seed)
         self._maybe_resume()
@@ -196,14 +201,17 @@ class Trainer:
         self.log(f"resumed from {path} at iteration {self.iteration}")
 
     def save_resumable(self) -> None:
-        _atomic_save({
-            "settings": asdict(self.settings),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "iteration": self.iteration,
-            "click_rng": self.click_rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-        }, self.run_dir / RESUME_NAME)
+        _atomic_save(
+            {
+                "settings": asdict(self.settings),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "iteration": self.iteration,
+                "click_rng": self.click_rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+            },
+            self.run_dir / RESUME_NAME,
+        )
 
     def step(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[float, int]:
         """One optimisation step; returns (loss, number of simulated clicks)."""
@@ -238,11 +246,16 @@ class Trainer:
         schedule); write the resumable state and the final checkpoint; return the latter's path."""
         s = self.settings
         last = s.iterations if stop_at is None else min(stop_at, s.iterations)
-        loader = DataLoader(SyntheticBatches(s.seed), batch_sampler=_BatchPlans(s, self.iteration),
-                            num_workers=1, persistent_workers=False, prefetch_factor=4,
-                            # Its own generator: creating the iterator must not advance the global RNG
-                            # (drop path draws from it), or a resumed run would diverge.
-                            generator=torch.Generator().manual_seed(s.seed))
+        loader = DataLoader(
+            SyntheticBatches(s.seed),
+            batch_sampler=_BatchPlans(s, self.iteration),
+            num_workers=1,
+            persistent_workers=False,
+            prefetch_factor=4,
+            # Its own generator: creating the iterator must not advance the global RNG
+            # (drop path draws from it), or a resumed run would diverge.
+            generator=torch.Generator().manual_seed(s.seed),
+        )
         started = last_save = time.monotonic()
         start_iter = self.iteration
         running = None
@@ -255,8 +268,10 @@ class Trainer:
             if self.iteration % 20 == 0 or self.iteration == s.iterations:
                 rate = (self.iteration - start_iter) / max(1e-6, now - started)
                 eta = (s.iterations - self.iteration) / max(rate, 1e-6)
-                self.log(f"iter {self.iteration}/{s.iterations} loss {running:.4f} sim_clicks {num_sim} "
-                         f"lr {learning_rate(s, self.iteration):.2e} {rate:.2f} it/s eta {eta / 60:.1f} min")
+                self.log(
+                    f"iter {self.iteration}/{s.iterations} loss {running:.4f} sim_clicks {num_sim} "
+                    f"lr {learning_rate(s, self.iteration):.2e} {rate:.2f} it/s eta {eta / 60:.1f} min"
+                )
             if now - last_save > s.save_every_s:
                 self.save_resumable()
                 last_save = now
@@ -267,8 +282,11 @@ class Trainer:
         return self.write_final(elapsed_s=time.monotonic() - started)
 
     def write_final(self, elapsed_s: float, metrics: dict[str, Any] | None = None) -> Path:
-        this_stage = {"settings": asdict(self.settings), "iterations_done": self.iteration,
-                      "train_seconds_this_session": round(elapsed_s, 1)}
+        this_stage = {
+            "settings": asdict(self.settings),
+            "iterations_done": self.iteration,
+            "train_seconds_this_session": round(elapsed_s, 1),
+        }
         # This run's own entries stay at the top level too, the form older checkpoints have.
         meta = {
             "interformer_edge": __version__,
@@ -300,9 +318,13 @@ def training_stages(checkpoint: str | Path) -> list[dict[str, Any]]:
     if "init_train_settings" in meta:
         stages.append({"settings": json.loads(meta["init_train_settings"]), "iterations_done": None})
     if "train_settings" in meta:
-        stages.append({"settings": json.loads(meta["train_settings"]),
-                       "iterations_done": meta.get("iterations_done"),
-                       "train_seconds_this_session": meta.get("train_seconds_this_session")})
+        stages.append(
+            {
+                "settings": json.loads(meta["train_settings"]),
+                "iterations_done": meta.get("iterations_done"),
+                "train_seconds_this_session": meta.get("train_seconds_this_session"),
+            }
+        )
     return stages
 
 

@@ -42,5 +42,4 @@ def handler(context: Any, event: Any) -> Any:
         status, result = err.status, {"error": str(err)}
     except InterFormerRuntimeError as err:
         status, result = 422, {"error": str(err).splitlines()[0]}
-    return context.Response(body=json.dumps(result), headers={}, content_type="application/json",
-                            status_code=status)
+    return context.Response(body=json.dumps(result), headers={}, content_type="application/json", status_code=status)

@@ -27,12 +27,17 @@ def main() -> int:
         print(f"bench_summary: cannot read {path}: {err}", file=sys.stderr)
         return 1
     machine = report.get("machine", {})
-    print(f"BENCH_SUMMARY {machine.get('emulated') or 'NOT labelled as emulated'}: {machine.get('cpu_model')} "
-          f"({machine.get('architecture')}; isa {', '.join(machine.get('isa', {}).get('of_interest', [])) or '-'})")
+    print(
+        f"BENCH_SUMMARY {machine.get('emulated') or 'NOT labelled as emulated'}: {machine.get('cpu_model')} "
+        f"({machine.get('architecture')}; isa {', '.join(machine.get('isa', {}).get('of_interest', [])) or '-'})"
+    )
     headline = report.get("headline") or {}
     print(f"BENCH_SUMMARY {headline.get('text', 'no latency rows')}")
-    memory = ", ".join(f"{r['backend']} {r['precision']} {r['peak_rss_bytes'] / 2**20:.0f} MiB"
-                       for r in report.get("memory", []) if "peak_rss_bytes" in r)
+    memory = ", ".join(
+        f"{r['backend']} {r['precision']} {r['peak_rss_bytes'] / 2**20:.0f} MiB"
+        for r in report.get("memory", [])
+        if "peak_rss_bytes" in r
+    )
     if memory:
         print(f"BENCH_SUMMARY peak RSS: {memory}")
     accuracy = report.get("accuracy") or {}
@@ -44,8 +49,10 @@ def main() -> int:
             text += f" mIoU@1 {quality['miou@1']:.3f} NoC@90 {quality['noc@90']:.2f}"
         rows.append(text)
     if rows:
-        print(f"BENCH_SUMMARY accuracy ({accuracy.get('objects')} object(s), {accuracy.get('clicks')} clicks): "
-              + "; ".join(rows))
+        print(
+            f"BENCH_SUMMARY accuracy ({accuracy.get('objects')} object(s), {accuracy.get('clicks')} clicks): "
+            + "; ".join(rows)
+        )
     return 0 if report.get("latency") else 1
 
 

@@ -99,5 +99,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     module = _workstation_import_in_test_code(call.excinfo, Path(item.path)) if call.excinfo is not None else None
     if report.failed and module:
         report.outcome = "skipped"
-        report.longrepr = (str(item.path), item.location[1] or 0,
-                           f"Skipped: needs {module} (workstation extra; imported by the test itself)")
+        report.longrepr = (
+            str(item.path),
+            item.location[1] or 0,
+            f"Skipped: needs {module} (workstation extra; imported by the test itself)",
+        )
