@@ -48,7 +48,7 @@ from .features import FEATURE_SUFFIX, STORAGE_DTYPES, model_id, read_meta, save_
 from .image_io import ImageReadError
 from .manifest import ManifestError, load_manifest
 from .progress import ProgressReporter, cli_console
-from .signals import exit_status, interrupt_on_sigterm, signal_name
+from .signals import exit_status, finish_in_hand, interrupt_on_sigterm, signal_name
 from .spec import DEFAULT_MAX_SIDE
 from .store import ClaimHeldError, claim
 
@@ -420,8 +420,9 @@ def encode(
                     cluster.close()
             elif workers == 1:
                 _init_worker(*init_args, in_pool=False)
-                for job in jobs:  # one at a time: an interrupt loses no finished image from the summary
-                    record(encode_chunk([job]))
+                for job in jobs:  # one at a time; an interrupt finishes and counts the image in hand
+                    with finish_in_hand():
+                        record(encode_chunk([job]))
             else:
                 _encode_in_pool(jobs, workers, batch, init_args, record, progress)
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (see runtime/signals.py)

@@ -49,3 +49,30 @@ def interrupt_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def finish_in_hand() -> Iterator[None]:
+    """Within the block, a first SIGINT or SIGTERM waits until the block's work is done and is raised
+    as it ends (so the work in hand is finished and counted); a second one interrupts at once.
+
+    Main thread only (elsewhere a no-op), like :func:`interrupt_on_sigterm`.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if held:
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        held.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if held:
+        raise Terminated() if held[0] == signal.SIGTERM else KeyboardInterrupt()

@@ -289,6 +289,32 @@ def encode_command(folder: Path, export: Path, store: Path, *extra: str) -> list
     ]
 
 
+def test_a_first_interrupt_lets_the_work_in_hand_finish_a_second_stops_at_once() -> None:
+    """In a fresh interpreter (signal handlers belong to the main thread, which a test worker may not be)."""
+    code = """
+import os, signal
+from interformer_edge.runtime.signals import Terminated, finish_in_hand
+done = []
+try:
+    with finish_in_hand():
+        os.kill(os.getpid(), signal.SIGTERM)
+        done.append("finished")
+except Terminated:
+    done.append("terminated")
+try:
+    with finish_in_hand():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("not reached")
+except KeyboardInterrupt:
+    done.append("stopped")
+print(" ".join(done))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["finished", "terminated", "stopped"]
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_stops_encode_without_orphans_and_prints_a_summary(
     workers: int, light_export: Path, tmp_path: Path
