@@ -14,11 +14,11 @@ from typing import Annotated
 
 import typer
 
-from interformer_edge.runtime.dataset import IMAGE_SUFFIXES
+from interformer_edge.core.dataset import IMAGE_SUFFIXES
+from interformer_edge.core.manifest import BASE_PRECISION, ManifestError
+from interformer_edge.core.spec import DEFAULT_MAX_SIDE
 from interformer_edge.runtime.errors import InterFormerRuntimeError
 from interformer_edge.runtime.features import FEATURE_SUFFIX
-from interformer_edge.runtime.manifest import BASE_PRECISION, ManifestError
-from interformer_edge.runtime.spec import DEFAULT_MAX_SIDE
 
 from .errors import RequestError
 

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from interformer_edge.runtime.dataset import IMAGE_SUFFIXES
-from interformer_edge.runtime.image_io import ImageReadError, to_rgb_array
+from interformer_edge.core.dataset import IMAGE_SUFFIXES
+from interformer_edge.core.image_io import ImageReadError, to_rgb_array
 
 from .errors import NotFoundError, RequestError
 

@@ -10,9 +10,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from interformer_edge.core.manifest import BASE_PRECISION, load_manifest
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.features import ImageFeatures
-from interformer_edge.runtime.manifest import BASE_PRECISION, load_manifest
 from interformer_edge.runtime.session import Decoder
 
 from .errors import TooLargeError

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from interformer_edge.runtime.atomic import write_atomic
+from interformer_edge.core.atomic import write_atomic
 
 from .errors import RequestError
 from .rle import coco_rle, decode_coco_rle, mask_bbox

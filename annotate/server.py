@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from interformer_edge.runtime.image_io import ImageReadError, read_rgb
+from interformer_edge.core.image_io import ImageReadError, read_rgb
 
 from .errors import RequestError, TooLargeError
 from .service import Annotator, check_runtime_error

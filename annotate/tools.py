@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from interformer_edge.runtime.preprocess import resize_bilinear
+from interformer_edge.core.preprocess import resize_bilinear
 from interformer_edge.runtime.session import ClickSession
 
 from .errors import RequestError

@@ -3,7 +3,7 @@
 For every object of the dataset:
 
 1. the **reference** (FP32 on the first backend, ONNX Runtime when installed) runs a standard
-   automatic-clicker session (:func:`~interformer_edge.runtime.evaluation.run_session`); the decoder
+   automatic-clicker session (:func:`~interformer_edge.core.evaluation.run_session`); the decoder
    input of each click (reference label, roi) and the logits are kept — once, shared by every row;
 2. **parity**: every configuration (the reference too, which checks that it is deterministic) runs
    its decoder on exactly those inputs, with features from its own encoder, so differences are the
@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from interformer_edge.runtime.dataset import EvalDataset, Sample
-from interformer_edge.runtime.evaluation import MIOU_AT_CLICKS, Roi, SessionResult, iou, run_session, summarize
+from interformer_edge.core.dataset import EvalDataset, Sample
+from interformer_edge.core.evaluation import MIOU_AT_CLICKS, Roi, SessionResult, iou, run_session, summarize
+from interformer_edge.core.preprocess import pad_ref_label
 from interformer_edge.runtime.features import ImageFeatures
-from interformer_edge.runtime.preprocess import pad_ref_label
 from interformer_edge.runtime.session import Decoder
 
 from .configs import BenchConfig

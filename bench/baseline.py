@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from interformer_edge.runtime.evaluation import Roi
-from interformer_edge.runtime.manifest import Manifest, sha256_file
+from interformer_edge.core.evaluation import Roi
+from interformer_edge.core.manifest import Manifest, sha256_file
 
 
 def torch_problem() -> str | None:

@@ -13,12 +13,12 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from interformer_edge.runtime.atomic import write_atomic
+from interformer_edge.core.atomic import write_atomic
+from interformer_edge.core.manifest import Manifest, ManifestError, load_manifest
+from interformer_edge.core.sizes import parse_size
+from interformer_edge.core.spec import EVAL_MAX_CLICKS, MANIFEST_NAME
+from interformer_edge.core.timing import DEFAULT_BUDGET_S, DEFAULT_MIN_RUNS, DEFAULT_WARMUP, TimingPolicy
 from interformer_edge.runtime.backends import installed_backends
-from interformer_edge.runtime.manifest import Manifest, ManifestError, load_manifest
-from interformer_edge.runtime.sizes import parse_size
-from interformer_edge.runtime.spec import EVAL_MAX_CLICKS, MANIFEST_NAME
-from interformer_edge.runtime.timing import DEFAULT_BUDGET_S, DEFAULT_MIN_RUNS, DEFAULT_WARMUP, TimingPolicy
 
 from .configs import check_backends, default_precisions, known_precisions, openvino_facts, plan_configs
 from .machine import usable_cores

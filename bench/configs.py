@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from interformer_edge.core.manifest import BASE_PRECISION, Manifest
 from interformer_edge.runtime.backends import BACKENDS, FORMAT_OF
-from interformer_edge.runtime.manifest import BASE_PRECISION, Manifest
 
 PYTORCH = "pytorch"  # the eager baseline's backend name in reports
 HINT_PRECISIONS: dict[str, str] = {"bf16": "bf16", "fp16": "f16"}  # row precision → OpenVINO hint

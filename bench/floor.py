@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from interformer_edge.core.manifest import Manifest
 from interformer_edge.runtime.backends import installed_backends
-from interformer_edge.runtime.manifest import Manifest
 
 GEMM_SIDE = 1024
 # Best of many short runs: on a shared host a few of them find the cores free.

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from interformer_edge.runtime.clicks import Click, add_click
-from interformer_edge.runtime.evaluation import Roi, zoom_roi_padded
+from interformer_edge.core.clicks import Click, add_click
+from interformer_edge.core.evaluation import Roi, zoom_roi_padded
+from interformer_edge.core.preprocess import pad_ref_label
 from interformer_edge.runtime.features import ImageFeatures
-from interformer_edge.runtime.preprocess import pad_ref_label
 from interformer_edge.runtime.session import ClickSession, Decoder
 
 BENCH_PHOTO = "astronaut.jpg"  # 512x512, the largest of the bundled photos

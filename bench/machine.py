@@ -1,5 +1,5 @@
 """Facts about the machine a benchmark ran on: CPU model, cores, the ISA features that decide which
-precision is fast (and the INT8 class, from :mod:`interformer_edge.runtime.cpu`), OS, and package
+precision is fast (and the INT8 class, from :mod:`interformer_edge.core.cpu`), OS, and package
 versions. Standard library (+ psutil, a lean dependency) only.
 """
 
@@ -10,8 +10,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from interformer_edge.runtime.cpu import cpu_model, isa_flags, read_cpuinfo
-from interformer_edge.runtime.versions import package_versions
+from interformer_edge.core.cpu import cpu_model, isa_flags, read_cpuinfo
+from interformer_edge.core.versions import package_versions
 
 PACKAGES: tuple[str, ...] = ("interformer-edge", "numpy", "onnxruntime", "openvino", "torch", "pillow",
                              "matplotlib", "typer", "rich", "psutil")  # fmt: skip

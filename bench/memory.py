@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from interformer_edge.core.manifest import Manifest, artifact_names
 from interformer_edge.runtime.backends import FORMAT_OF
-from interformer_edge.runtime.manifest import Manifest, artifact_names
 
 from .configs import PYTORCH, BenchConfig
 

@@ -10,7 +10,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from interformer_edge.runtime.atomic import atomic_target
+from interformer_edge.core.atomic import atomic_target
 
 from .report import row_name
 

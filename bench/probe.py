@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from interformer_edge.runtime.memory import peak_rss_bytes
-from interformer_edge.runtime.sizes import parse_size
+from interformer_edge.core.peak_memory import peak_rss_bytes
+from interformer_edge.core.sizes import parse_size
 
 
 def current_rss_bytes() -> int:
@@ -59,9 +59,9 @@ def _runtime_session(args: argparse.Namespace, rgb: Any, facts: dict[str, Any]) 
 def _torch_session(args: argparse.Namespace, rgb: Any, facts: dict[str, Any]) -> list[float]:
     import numpy as np
 
-    from interformer_edge.runtime.clicks import Click, add_click, initial_ref_label, update_ref_label_with_prediction
-    from interformer_edge.runtime.evaluation import zoom_roi_padded
-    from interformer_edge.runtime.spec import CLICK_INNER_RADIUS, CLICK_OUTER_RADIUS, ZOOM_START_CLICK
+    from interformer_edge.core.clicks import Click, add_click, initial_ref_label, update_ref_label_with_prediction
+    from interformer_edge.core.evaluation import zoom_roi_padded
+    from interformer_edge.core.spec import CLICK_INNER_RADIUS, CLICK_OUTER_RADIUS, ZOOM_START_CLICK
 
     from .baseline import TorchBaseline
     from .inputs import click_points

@@ -18,16 +18,16 @@ from typing import Any
 import numpy as np
 
 import interformer_edge
+from interformer_edge.core.dataset import open_dataset
+from interformer_edge.core.manifest import BASE_PRECISION, Manifest
+from interformer_edge.core.preprocess import normalize_image
+from interformer_edge.core.spec import IMAGE_INPUT
+from interformer_edge.core.timing import Stats, TimingPolicy, measure
 from interformer_edge.runtime.backends import installed_backends
-from interformer_edge.runtime.dataset import open_dataset
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.errors import InterFormerRuntimeError
 from interformer_edge.runtime.features import ImageFeatures, model_id
-from interformer_edge.runtime.manifest import BASE_PRECISION, Manifest
-from interformer_edge.runtime.preprocess import normalize_image
 from interformer_edge.runtime.session import Decoder
-from interformer_edge.runtime.spec import IMAGE_INPUT
-from interformer_edge.runtime.timing import Stats, TimingPolicy, measure
 
 from . import accuracy, floor, memory
 from .baseline import TorchBaseline, find_checkpoint, torch_problem

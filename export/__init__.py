@@ -4,7 +4,7 @@ Public API: :func:`run_export` with :class:`ExportOptions` → :class:`ExportRes
 :class:`ExportError`. The CLI is ``interformer-export`` (:mod:`.cli`). Modules: :mod:`.onnx_graphs` (tracing,
 graph passes, onnxslim, metadata), :mod:`.openvino_ir` (IR conversion), :mod:`.parity` (the gate),
 :mod:`.pipeline` (orchestration, atomic output). The manifest schema lives in the torch-free
-``interformer_edge.runtime.manifest``.
+``interformer_edge.core.manifest``.
 """
 
 from .parity import GateSettings

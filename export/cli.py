@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from interformer_edge.runtime.memory import peak_rss_bytes
-from interformer_edge.runtime.spec import DEFAULT_OPSET, MANIFEST_NAME
+from interformer_edge.core.peak_memory import peak_rss_bytes
+from interformer_edge.core.spec import DEFAULT_OPSET, MANIFEST_NAME
 
 from .parity import DEFAULT_ABS_TOLERANCE, DEFAULT_MIN_MASK_AGREEMENT, DEFAULT_SIZES, GateSettings, parity_table
 from .pipeline import FORMATS, ExportError, ExportOptions, ExportResult, parse_size, run_export

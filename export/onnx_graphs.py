@@ -21,9 +21,8 @@ import numpy as np
 import onnx
 import torch
 
-from interformer_edge.models import ClickDecoder, ImageContext, ImageEncoder, InterFormer
-from interformer_edge.runtime.manifest import TensorSpec
-from interformer_edge.runtime.spec import (
+from interformer_edge.core.manifest import TensorSpec
+from interformer_edge.core.spec import (
     CONTEXT_NAMES,
     FEATURE_NAMES,
     FEATURE_STRIDES,
@@ -32,6 +31,7 @@ from interformer_edge.runtime.spec import (
     REF_LABEL_INPUT,
     ROI_INPUT,
 )
+from interformer_edge.models import ClickDecoder, ImageContext, ImageEncoder, InterFormer
 
 # A protobuf message cannot exceed 2 GiB; keep a margin for the graph itself.
 PROTOBUF_LIMIT = 2**31 - 64 * 2**20

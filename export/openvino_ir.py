@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from interformer_edge.runtime.spec import OPENVINO_RT_INFO_SECTION as RT_INFO_SECTION
+from interformer_edge.core.spec import OPENVINO_RT_INFO_SECTION as RT_INFO_SECTION
 
 # OpenVINO on CPUs with AMX/AVX512-BF16 runs bf16 by default; parity and the manifest's numbers assume f32.
 

@@ -21,12 +21,10 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from interformer_edge.models import ClickDecoder, ImageContext, ImageEncoder, InterFormer
-from interformer_edge.runtime.backends import load_graph
-from interformer_edge.runtime.clicks import Click, add_click, update_ref_label_with_prediction, zoom_roi
-from interformer_edge.runtime.manifest import ParityCheck, ParityReport
-from interformer_edge.runtime.metrics import mask_agreement, max_abs_diff
-from interformer_edge.runtime.spec import (
+from interformer_edge.core.clicks import Click, add_click, update_ref_label_with_prediction, zoom_roi
+from interformer_edge.core.manifest import ParityCheck, ParityReport
+from interformer_edge.core.metrics import mask_agreement, max_abs_diff
+from interformer_edge.core.spec import (
     CLICK_IMAGE_INPUTS,
     CONTEXT_NAMES,
     FEATURE_NAMES,
@@ -39,6 +37,8 @@ from interformer_edge.runtime.spec import (
     ROI_INPUT,
     SIZE_DIVISOR,
 )
+from interformer_edge.models import ClickDecoder, ImageContext, ImageEncoder, InterFormer
+from interformer_edge.runtime.backends import load_graph
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((320, 480), (512, 512), (256, 1024))  # 256x1024: 1024 tokens
 DEFAULT_ABS_TOLERANCE = 1e-3

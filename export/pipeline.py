@@ -21,9 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import interformer_edge
-from interformer_edge.models import CheckpointError, InterFormer, load_interformer, preset
-from interformer_edge.runtime import sizes, versions
-from interformer_edge.runtime.manifest import (
+from interformer_edge.core import sizes, versions
+from interformer_edge.core.manifest import (
     GRAPH_ROLES,
     ArtifactFile,
     ClickSettings,
@@ -38,8 +37,8 @@ from interformer_edge.runtime.manifest import (
     sha256_file,
     write_manifest,
 )
-from interformer_edge.runtime.memory import peak_rss_bytes
-from interformer_edge.runtime.spec import (
+from interformer_edge.core.peak_memory import peak_rss_bytes
+from interformer_edge.core.spec import (
     CLICK_INNER_RADIUS,
     CLICK_OUTER_RADIUS,
     CONTEXT_ONNX,
@@ -64,6 +63,7 @@ from interformer_edge.runtime.spec import (
     ZOOM_MIN_SIZE,
     ZOOM_START_CLICK,
 )
+from interformer_edge.models import CheckpointError, InterFormer, load_interformer, preset
 
 from . import onnx_graphs as onnx_export
 from . import openvino_ir as ov_export

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from interformer_edge.runtime.spec import FEATURE_CHANNELS
+from interformer_edge.core.spec import FEATURE_CHANNELS
 
 # Pooling ratios of the four I-MSA stages (official default, not recoverable from tensor shapes).
 DEFAULT_POOL_RATIOS: tuple[tuple[int, ...], ...] = ((12, 16, 20, 24), (6, 8, 10, 12), (3, 4, 5, 6), (1, 2, 3, 4))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from interformer_edge.runtime.spec import FEATURE_STRIDES, MAX_IMAGE_SIDE, NUM_REF_LABELS
+from interformer_edge.core.spec import FEATURE_STRIDES, MAX_IMAGE_SIDE, NUM_REF_LABELS
 
 from .config import InterFormerConfig
 from .layers import DropPath, multi_adaptive_max_pool2d

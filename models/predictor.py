@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from interformer_edge.runtime.preprocess import normalize_image, pad_ref_label
+from interformer_edge.core.preprocess import normalize_image, pad_ref_label
 
 from .interformer import InterFormer, upsample_logits
 

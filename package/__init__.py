@@ -1,7 +1,16 @@
 """interformer-edge: InterFormer interactive segmentation on edge CPUs.
 
-The repository's root folders (``models``, ``runtime``, ``export``, ``quantize``, ``bench``,
-``training``, ``assets``) are installed as sub-packages of this import root.
+This folder is only the import root: setuptools installs each of the repository's root folders as
+a sub-package of it (``pyproject.toml``, ``[tool.setuptools.package-dir]``). Dependencies point one
+way (``tests/test_layering.py`` enforces it):
+
+* ``core``: constants, click protocol, evaluation, manifest, host facts; imports no other folder.
+* ``runtime``: on-device inference (ONNX Runtime / OpenVINO), feature store, ``interformer-encode``;
+  imports ``core`` only.
+* ``models``, ``training``: the PyTorch port and its synthetic training; import ``core``.
+* ``export``, ``quantize``, ``bench``: workstation tools; import ``core``, ``runtime``, ``models``
+  (and ``export`` for ``quantize`` and ``bench``).
+* ``annotate``: the web annotator and its CVAT / Label Studio endpoints; imports ``core``, ``runtime``.
 """
 
 __version__ = "0.1.0"

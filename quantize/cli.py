@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from interformer_edge.core.progress import ProgressReporter, cli_console
+from interformer_edge.core.sizes import parse_size
+from interformer_edge.core.spec import EVAL_MAX_CLICKS
 from interformer_edge.runtime.backends import BACKENDS
-from interformer_edge.runtime.progress import ProgressReporter, cli_console
-from interformer_edge.runtime.sizes import parse_size
-from interformer_edge.runtime.spec import EVAL_MAX_CLICKS
 
 from . import pipeline
 from .gate import DEFAULT_MAX_NOC90_DELTA, DEFAULT_MIN_IOU, GateThresholds
@@ -26,7 +26,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 class _Progress(ProgressReporter, pipeline.Progress):
-    """The pipeline's progress hooks: bars on a terminal, progress lines in a log (see runtime/progress.py)."""
+    """The pipeline's progress hooks: bars on a terminal, progress lines in a log (see core/progress.py)."""
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -14,7 +14,7 @@ answers are also the agreement answers; only the clicks after the sessions part 
 second time on the FP32 inputs. The decoder is deterministic, so the figures are those of two passes.
 
 Sessions stop once they have made the clicks mIoU@k reports (k ≤ 5) and reached 90 % IoU (see
-``stop_after`` in :func:`~interformer_edge.runtime.evaluation.run_session`): the later clicks cannot
+``stop_after`` in :func:`~interformer_edge.core.evaluation.run_session`): the later clicks cannot
 change NoC@85/90 or mIoU@k, so those figures are the full sessions' and the agreement covers every
 click up to there (about a third of a 20-click budget on the bundled model).
 
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from interformer_edge.runtime.evaluation import MIOU_AT_CLICKS, Roi, SessionResult, iou, run_session, summarize
+from interformer_edge.core.evaluation import MIOU_AT_CLICKS, Roi, SessionResult, iou, run_session, summarize
 from interformer_edge.runtime.features import ImageFeatures
 from interformer_edge.runtime.session import ClickSession, Decoder
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from interformer_edge.runtime.spec import OPENVINO_RT_INFO_SECTION as RT_INFO_SECTION
+from interformer_edge.core.spec import OPENVINO_RT_INFO_SECTION as RT_INFO_SECTION
 
 NNCF_METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
 # As on ONNX Runtime, only convolutions and matrix products get integer inputs. NNCF would also

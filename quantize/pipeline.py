@@ -26,11 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from interformer_edge.runtime.backends import BACKENDS, FORMAT_OF, Graph, installed_backends, load_graph
-from interformer_edge.runtime.cpu import host_cpu
-from interformer_edge.runtime.dataset import open_dataset
-from interformer_edge.runtime.encoder import Encoder
-from interformer_edge.runtime.manifest import (
+from interformer_edge.core.cpu import host_cpu
+from interformer_edge.core.dataset import open_dataset
+from interformer_edge.core.manifest import (
     Manifest,
     ManifestError,
     QuantizedGraph,
@@ -39,8 +37,7 @@ from interformer_edge.runtime.manifest import (
     with_quantized,
     write_manifest,
 )
-from interformer_edge.runtime.session import Decoder, context_inputs
-from interformer_edge.runtime.spec import (
+from interformer_edge.core.spec import (
     DECODER_INT8_ONNX,
     DECODER_INT8_OV,
     EVAL_MAX_CLICKS,
@@ -53,8 +50,11 @@ from interformer_edge.runtime.spec import (
     REF_UNKNOWN,
     ROI_INPUT,
 )
-from interformer_edge.runtime.timing import TimingPolicy, measure
-from interformer_edge.runtime.versions import tool_versions
+from interformer_edge.core.timing import TimingPolicy, measure
+from interformer_edge.core.versions import tool_versions
+from interformer_edge.runtime.backends import BACKENDS, FORMAT_OF, Graph, installed_backends, load_graph
+from interformer_edge.runtime.encoder import Encoder
+from interformer_edge.runtime.session import Decoder, context_inputs
 
 from . import calibration, gate, nncf_ov, onnxrt, sensitivity
 from .targets import DEFAULT_TARGET, TARGETS, get_target

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from interformer_edge.core.evaluation import iou
+from interformer_edge.core.spec import LOGITS_OUTPUT
 from interformer_edge.runtime.backends import load_graph
-from interformer_edge.runtime.evaluation import iou
-from interformer_edge.runtime.spec import LOGITS_OUTPUT
 
 LOGIT_WEIGHT = 0.01
 

@@ -2,7 +2,7 @@
 
 Both backends quantize the same layers (Conv/MatMul with constant weights) with per-output-channel
 symmetric int8 weights and asymmetric uint8 activations per tensor; the targets differ in the weight
-range, which decides whether x86 CPUs without VNNI stay accurate (see :mod:`interformer_edge.runtime.cpu`):
+range, which decides whether x86 CPUs without VNNI stay accurate (see :mod:`interformer_edge.core.cpu`):
 
 * ``portable`` (default): 7-bit weights (-64..63). No u8 x s8 pair sum can leave int16, so the
   AVX2 kernels (``vpmaddubsw``) compute what VNNI and ARM compute. ONNX Runtime: ``reduce_range``;
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from interformer_edge.runtime.cpu import INT8_TARGET_COVERAGE, PORTABLE_TARGET, VNNI_TARGET
+from interformer_edge.core.cpu import INT8_TARGET_COVERAGE, PORTABLE_TARGET, VNNI_TARGET
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
-"""Torch-free runtime: numpy + ONNX Runtime / OpenVINO. Never import torch or ``models`` here.
+"""The device runtime: numpy + ONNX Runtime / OpenVINO inference. Never import torch or ``models`` here.
 
-Public API (imported lazily, so ``runtime.spec`` stays cheap for everyone who only needs constants)::
+It builds on :mod:`interformer_edge.core` (constants, click protocol, manifest) and nothing else of this package.
+
+Public API (imported lazily, so importing the package stays cheap)::
 
     Encoder(export_dir, backend="auto", threads=None, max_side=1024)  .encode(path | array) -> ImageFeatures
     save_features(features, path) / load_features(path, expected_model_id=None)
@@ -31,7 +33,7 @@ _EXPORTS = {
     "ModelMismatchError": "errors",
     "ClickError": "errors",
     "MemoryBudgetError": "errors",
-    "ImageReadError": "image_io",
+    "ImageReadError": "interformer_edge.core.image_io",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -40,4 +42,5 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    module = _EXPORTS[name]
+    return getattr(import_module(module if "." in module else f"{__name__}.{module}"), name)

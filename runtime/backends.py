@@ -23,8 +23,9 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from interformer_edge.core.manifest import BASE_PRECISION, Manifest, load_manifest
+
 from .errors import BackendError
-from .manifest import BASE_PRECISION, Manifest, load_manifest
 
 Backend = Literal["auto", "onnxruntime", "openvino"]
 BACKENDS: tuple[str, ...] = ("onnxruntime", "openvino")  # "auto" tries them in this order

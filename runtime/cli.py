@@ -40,16 +40,17 @@ from PIL import Image
 from rich.markup import escape
 from rich.table import Table
 
-from .atomic import atomic_target
+from interformer_edge.core.atomic import atomic_target
+from interformer_edge.core.dataset import IMAGE_SUFFIXES
+from interformer_edge.core.image_io import ImageReadError
+from interformer_edge.core.manifest import ManifestError, load_manifest
+from interformer_edge.core.progress import ProgressReporter, cli_console
+from interformer_edge.core.spec import DEFAULT_MAX_SIDE
+
 from .backends import check_precision, choose_backend
-from .dataset import IMAGE_SUFFIXES
 from .errors import InterFormerRuntimeError
 from .features import FEATURE_SUFFIX, STORAGE_DTYPES, model_id, read_meta, save_features
-from .image_io import ImageReadError
-from .manifest import ManifestError, load_manifest
-from .progress import ProgressReporter, cli_console
 from .signals import exit_status, finish_in_hand, interrupt_on_sigterm, signal_name
-from .spec import DEFAULT_MAX_SIDE
 from .store import ClaimHeldError, claim
 
 EXIT_FAILURES = 1  # some images could not be encoded (the others were)

@@ -31,14 +31,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from interformer_edge.core.image_io import as_rgb_array, read_rgb
+from interformer_edge.core.manifest import Manifest, load_manifest
+from interformer_edge.core.preprocess import fit_size, normalize_image, padded_shape, resize_rgb
+from interformer_edge.core.spec import DEFAULT_MAX_SIDE, FEATURE_NAMES, IMAGE_INPUT
+
 from .backends import load_graph
 from .errors import ModelMismatchError
 from .features import FeatureMeta, ImageFeatures, check_shapes, model_id, now_iso
-from .image_io import as_rgb_array, read_rgb
-from .manifest import Manifest, load_manifest
 from .memory import check_encoder_memory
-from .preprocess import fit_size, normalize_image, padded_shape, resize_rgb
-from .spec import DEFAULT_MAX_SIDE, FEATURE_NAMES, IMAGE_INPUT
 
 ImageInput = np.ndarray | Image.Image | str | Path
 

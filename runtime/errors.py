@@ -1,7 +1,7 @@
 """Exceptions of the torch-free runtime; each message is one line that says what to do.
 
 Catch :class:`InterFormerRuntimeError` for anything the runtime itself refuses. Unreadable or
-unusable images raise :class:`~interformer_edge.runtime.image_io.ImageReadError` (also a
+unusable images raise :class:`~interformer_edge.core.image_io.ImageReadError` (also a
 ``ValueError``), and a broken export folder raises ``manifest.ManifestError``.
 """
 

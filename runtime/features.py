@@ -32,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_target
+from interformer_edge.core.atomic import atomic_target
+from interformer_edge.core.manifest import Manifest
+from interformer_edge.core.spec import FEATURE_NAMES, FEATURE_STRIDES, SIZE_DIVISOR
+
 from .errors import FeatureFileError, ModelMismatchError
-from .manifest import Manifest
-from .spec import FEATURE_NAMES, FEATURE_STRIDES, SIZE_DIVISOR
 
 FORMAT_NAME = "interformer-edge-features"
 FORMAT_VERSION = 2  # 2: content_sha256 over metadata and maps

@@ -43,11 +43,12 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 from rich.console import Console
 
+from interformer_edge.core.image_io import ImageReadError, decode_rgb
+
 from .cli import Job, Outcome, is_up_to_date
 from .encoder import sha256_bytes
 from .errors import InterFormerRuntimeError
 from .features import FEATURE_SUFFIX, save_features
-from .image_io import ImageReadError, decode_rgb
 from .store import ClaimHeldError, claim
 
 LIST_SUFFIXES: tuple[str, ...] = (".txt", ".lst", ".list")  # SOURCE files read as image lists
@@ -304,8 +305,9 @@ class RayCluster:
         ray = _ray()
         from ray.data import ActorPoolStrategy, DataContext, TaskPoolStrategy
 
+        from interformer_edge.core.manifest import load_manifest
+
         from .features import model_id
-        from .manifest import load_manifest
 
         context = DataContext.get_current()
         context.enable_progress_bars = False  # the command's own progress bar shows the run

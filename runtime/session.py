@@ -42,15 +42,23 @@ from pathlib import Path
 
 import numpy as np
 
+from interformer_edge.core.clicks import Click, add_click, initial_ref_label, update_ref_label_with_prediction
+from interformer_edge.core.cpu import check_int8_target
+from interformer_edge.core.evaluation import Roi, zoom_roi_padded
+from interformer_edge.core.manifest import BASE_PRECISION, Manifest, load_manifest
+from interformer_edge.core.preprocess import pad_ref_label, resize_bilinear
+from interformer_edge.core.spec import (
+    CONTEXT_NAMES,
+    FEATURE_NAMES,
+    LOGITS_OUTPUT,
+    NUM_REF_LABELS,
+    REF_LABEL_INPUT,
+    ROI_INPUT,
+)
+
 from .backends import Graph, SpecializedGraph, load_graph
-from .clicks import Click, add_click, initial_ref_label, update_ref_label_with_prediction
-from .cpu import check_int8_target
 from .errors import ClickError, ModelMismatchError
-from .evaluation import Roi, zoom_roi_padded
 from .features import ImageFeatures, check_finite, check_shapes, check_sizes, load_features, model_id
-from .manifest import BASE_PRECISION, Manifest, load_manifest
-from .preprocess import pad_ref_label, resize_bilinear
-from .spec import CONTEXT_NAMES, FEATURE_NAMES, LOGITS_OUTPUT, NUM_REF_LABELS, REF_LABEL_INPUT, ROI_INPUT
 
 
 class Decoder:

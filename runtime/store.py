@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from .atomic import default_file_mode
+from interformer_edge.core.atomic import default_file_mode
 
 LOCK_SUFFIX = ".lock"
 # Encoding one image takes seconds; a lock this old belongs to a run that died on another host.

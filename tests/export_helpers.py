@@ -12,6 +12,8 @@ import torch
 from conftest import small_checkpoint as conftest_small_checkpoint
 from typer.testing import CliRunner
 
+from interformer_edge.core.metrics import mask_agreement, max_abs_diff
+from interformer_edge.core.spec import CONTEXT_ONNX, DECODER_ONNX, ENCODER_ONNX, PIXEL_MEAN, PIXEL_STD
 from interformer_edge.export.cli import app
 from interformer_edge.models import (
     ImageContext,
@@ -19,8 +21,6 @@ from interformer_edge.models import (
     load_interformer,
     upsample_logits,
 )
-from interformer_edge.runtime.metrics import mask_agreement, max_abs_diff
-from interformer_edge.runtime.spec import CONTEXT_ONNX, DECODER_ONNX, ENCODER_ONNX, PIXEL_MEAN, PIXEL_STD
 
 GATE_SIZES = ((320, 480), (512, 512), (256, 1024))  # 256x1024 has exactly 32*32 = 1024 tokens
 SMALL = ((64, 96),)  # for tests about behaviour rather than accuracy

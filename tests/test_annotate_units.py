@@ -17,8 +17,8 @@ from PIL import Image
 
 from interformer_edge.annotate.feature_cache import FeatureCache
 from interformer_edge.annotate.rle import brush_rle, coco_counts, coco_rle, compress_counts, decode_coco_rle
+from interformer_edge.core.spec import FEATURE_NAMES
 from interformer_edge.runtime.features import FeatureMeta, ImageFeatures
-from interformer_edge.runtime.spec import FEATURE_NAMES
 
 # ----------------------------------------------------------------------------------- encodings
 

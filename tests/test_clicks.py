@@ -1,4 +1,4 @@
-"""Behaviour tests of the numpy click encoding (runtime/clicks.py, runtime/distance.py).
+"""Behaviour tests of the numpy click encoding (core/clicks.py, core/distance.py).
 
 scipy is used here only as an independent reference; the runtime itself is numpy-only.
 """
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import distance_transform_edt
 
-from interformer_edge.runtime import spec
-from interformer_edge.runtime.clicks import (
+from interformer_edge.core import spec
+from interformer_edge.core.clicks import (
     MERGE_TABLE,
     Click,
     add_click,
@@ -22,7 +22,7 @@ from interformer_edge.runtime.clicks import (
     update_ref_label_with_prediction,
     zoom_roi,
 )
-from interformer_edge.runtime.distance import distance_to_nearest_zero, squared_distance_to_nearest_zero
+from interformer_edge.core.distance import distance_to_nearest_zero, squared_distance_to_nearest_zero
 
 BG, PBG, UNK, PFG, FG = 0, 1, 2, 3, 4
 

@@ -1,4 +1,4 @@
-"""Parity of runtime/clicks.py with outputs of the official InterFormer code (tests/goldens/clicks.npz).
+"""Parity of core/clicks.py with outputs of the official InterFormer code (tests/goldens/clicks.npz).
 
 Layout of clicks.npz as read here (keys per case ``<kind><i>_``):
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interformer_edge.runtime.clicks import (
+from interformer_edge.core.clicks import (
     Click,
     click_candidates,
     clicks_to_ref_label,
@@ -35,7 +35,7 @@ from interformer_edge.runtime.clicks import (
     update_ref_label_with_prediction,
     zoom_roi,
 )
-from interformer_edge.runtime.distance import distance_to_nearest_zero
+from interformer_edge.core.distance import distance_to_nearest_zero
 
 GOLDEN = Path(__file__).parent / "goldens" / "clicks.npz"
 

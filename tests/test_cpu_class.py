@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from interformer_edge.runtime import Decoder, cpu
-from interformer_edge.runtime.cpu import (
+from interformer_edge.core import cpu
+from interformer_edge.core.cpu import (
     ARM64,
     ARM64_DOTPROD,
     CPU_CLASSES,
@@ -23,7 +23,8 @@ from interformer_edge.runtime.cpu import (
     isa_flags,
     read_cpuinfo,
 )
-from interformer_edge.runtime.manifest import QuantizedGraph, load_manifest, with_quantized, write_manifest
+from interformer_edge.core.manifest import QuantizedGraph, load_manifest, with_quantized, write_manifest
+from interformer_edge.runtime import Decoder
 
 CPUINFO = Path(__file__).resolve().parents[1] / "scripts" / "arm64" / "cpuinfo"
 

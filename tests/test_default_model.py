@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from interformer_edge.assets import HELDOUT_DIR
+from interformer_edge.core.dataset import open_dataset
+from interformer_edge.core.evaluation import run_session
 from interformer_edge.quantize import GateThresholds, QuantizeOptions, run_quantize
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
-from interformer_edge.runtime.dataset import open_dataset
-from interformer_edge.runtime.evaluation import run_session
 
 OBJECTS = 16  # the first held-out objects (list order), never seen in training
 CLICKS = 5

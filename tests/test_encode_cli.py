@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from interformer_edge.core.manifest import load_manifest
 from interformer_edge.runtime.cli import EXIT_FAILURES, EXIT_INTERRUPTED, app
 from interformer_edge.runtime.features import load_features, model_id, read_meta
-from interformer_edge.runtime.manifest import load_manifest
 
 IMAGES = 50
 

@@ -1,13 +1,13 @@
-"""The automatic-clicker protocol (runtime/evaluation.py) with stand-in predictors."""
+"""The automatic-clicker protocol (core/evaluation.py) with stand-in predictors."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from interformer_edge.runtime.clicks import Click
-from interformer_edge.runtime.evaluation import SessionResult, iou, run_session, summarize, zoom_roi_padded
-from interformer_edge.runtime.spec import REF_FOREGROUND
+from interformer_edge.core.clicks import Click
+from interformer_edge.core.evaluation import SessionResult, iou, run_session, summarize, zoom_roi_padded
+from interformer_edge.core.spec import REF_FOREGROUND
 
 
 def square_gt(height: int = 70, width: int = 90) -> np.ndarray:

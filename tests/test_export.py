@@ -26,15 +26,9 @@ from export_helpers import (
 )
 
 import interformer_edge.export.pipeline as pipeline
-from interformer_edge.export.cli import EXIT_BAD_INPUT, EXIT_GATE_FAILED
-from interformer_edge.export.onnx_graphs import read_metadata
-from interformer_edge.export.openvino_ir import read_rt_info
-from interformer_edge.export.parity import GateSettings
-from interformer_edge.export.pipeline import ExportOptions, run_export
-from interformer_edge.models import load_interformer
-from interformer_edge.runtime.manifest import ManifestError, load_manifest
-from interformer_edge.runtime.metrics import logits_to_mask, mask_agreement, max_abs_diff
-from interformer_edge.runtime.spec import (
+from interformer_edge.core.manifest import ManifestError, load_manifest
+from interformer_edge.core.metrics import logits_to_mask, mask_agreement, max_abs_diff
+from interformer_edge.core.spec import (
     CONTEXT_ONNX,
     CONTEXT_OV,
     DECODER_ONNX,
@@ -46,6 +40,12 @@ from interformer_edge.runtime.spec import (
     PIXEL_MEAN,
     PIXEL_STD,
 )
+from interformer_edge.export.cli import EXIT_BAD_INPUT, EXIT_GATE_FAILED
+from interformer_edge.export.onnx_graphs import read_metadata
+from interformer_edge.export.openvino_ir import read_rt_info
+from interformer_edge.export.parity import GateSettings
+from interformer_edge.export.pipeline import ExportOptions, run_export
+from interformer_edge.models import load_interformer
 
 
 @pytest.fixture(scope="module")

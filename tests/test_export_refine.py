@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from export_helpers import assert_onnx_matches_pytorch, cli, small_checkpoint
 
+from interformer_edge.core.manifest import load_manifest
+from interformer_edge.core.spec import DECODER_ONNX
 from interformer_edge.export.onnx_graphs import read_metadata
-from interformer_edge.runtime.manifest import load_manifest
-from interformer_edge.runtime.spec import DECODER_ONNX
 
 
 @pytest.fixture(scope="module")

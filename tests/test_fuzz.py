@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from interformer_edge.core.manifest import ManifestError, load_manifest, manifest_from_dict
+from interformer_edge.core.spec import FEATURE_NAMES, MANIFEST_NAME
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.errors import ClickError, FeatureFileError, ModelMismatchError
 from interformer_edge.runtime.features import META_KEY, FeatureMeta, content_digest, load_features, save_features
-from interformer_edge.runtime.manifest import ManifestError, load_manifest, manifest_from_dict
 from interformer_edge.runtime.session import ClickSession, Decoder
-from interformer_edge.runtime.spec import FEATURE_NAMES, MANIFEST_NAME
 
 SEED = 16
 ODD_VALUES: list[Any] = [

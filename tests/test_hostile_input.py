@@ -22,12 +22,15 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
+from interformer_edge.core.atomic import atomic_target, write_atomic
+from interformer_edge.core.manifest import load_manifest, write_manifest
+from interformer_edge.core.progress import ProgressReporter
+from interformer_edge.core.spec import DEFAULT_MAX_SIDE, FEATURE_NAMES
 from interformer_edge.export.cli import EXIT_BAD_INPUT
 from interformer_edge.export.cli import app as export_app
 from interformer_edge.quantize.calibration import CalibrationError, read_calibration_images
 from interformer_edge.runtime import cli as encode_cli
 from interformer_edge.runtime import memory
-from interformer_edge.runtime.atomic import atomic_target, write_atomic
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.errors import ClickError, FeatureFileError, MemoryBudgetError, ModelMismatchError
 from interformer_edge.runtime.features import (
@@ -37,10 +40,7 @@ from interformer_edge.runtime.features import (
     load_features,
     save_features,
 )
-from interformer_edge.runtime.manifest import load_manifest, write_manifest
-from interformer_edge.runtime.progress import ProgressReporter
 from interformer_edge.runtime.session import ClickSession, Decoder
-from interformer_edge.runtime.spec import DEFAULT_MAX_SIDE, FEATURE_NAMES
 from interformer_edge.runtime.store import lock_path
 
 MiB = 2**20

@@ -14,8 +14,8 @@ import pytest
 import torch
 from golden_weights import golden_value
 
+from interformer_edge.core.spec import PIXEL_MEAN, PIXEL_STD
 from interformer_edge.models import InterFormerConfig, build_interformer
-from interformer_edge.runtime.spec import PIXEL_MEAN, PIXEL_STD
 
 GOLDENS = Path(__file__).parent / "goldens"
 TOLERANCE = 1e-4

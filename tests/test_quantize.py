@@ -15,14 +15,14 @@ from PIL import Image
 from quantize_helpers import calibration_and_heldout, copy_export, snapshot
 from typer.testing import CliRunner
 
+from interformer_edge.core.cpu import CPU_CLASSES, host_cpu
+from interformer_edge.core.evaluation import iou
+from interformer_edge.core.manifest import load_manifest
+from interformer_edge.core.spec import REF_FOREGROUND, REF_UNKNOWN
 from interformer_edge.quantize import GateThresholds, QuantizeOptions, calibration, gate, onnxrt, run_quantize
 from interformer_edge.quantize.cli import EXIT_BAD_INPUT, app
 from interformer_edge.quantize.pipeline import DEFAULT_KEEP_FLOAT
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
-from interformer_edge.runtime.cpu import CPU_CLASSES, host_cpu
-from interformer_edge.runtime.evaluation import iou
-from interformer_edge.runtime.manifest import load_manifest
-from interformer_edge.runtime.spec import REF_FOREGROUND, REF_UNKNOWN
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_gate_accepts_the_reference_and_rejects_a_wrong_decoder(
             tensor.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(tensor), tensor.name))
     onnx.save(proto, tmp_path / "inverted.onnx")
     encoder, fp32 = Encoder(export, threads=1), Decoder(export, threads=1)
-    from interformer_edge.runtime.dataset import open_dataset
+    from interformer_edge.core.dataset import open_dataset
 
     objects = [gate.GateObject(s.name, encoder.encode(s.image), s.mask) for s in open_dataset(folders[1])]
     references = gate.reference_sessions(fp32, objects, clicks=4)

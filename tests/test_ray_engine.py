@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from interformer_edge.core.spec import DEFAULT_MAX_SIDE
 from interformer_edge.runtime.cli import EXIT_BAD_INPUT, EXIT_FAILURES, app, list_jobs
 from interformer_edge.runtime.features import load_features
-from interformer_edge.runtime.spec import DEFAULT_MAX_SIDE
 
 ray = pytest.importorskip("ray")  # the [ray] extra: installed by scripts/setup.sh; absent from the lean install
 
@@ -200,7 +200,7 @@ def test_ray_engine_survives_a_crashing_actor_resumes_and_writes_the_local_engin
 
 
 def test_image_lists_name_images_from_their_common_folder_and_uris_are_read(tmp_path: Path) -> None:
-    from interformer_edge.runtime.image_io import ImageReadError
+    from interformer_edge.core.image_io import ImageReadError
     from interformer_edge.runtime.ray_engine import list_file_jobs, read_image_bytes
 
     for sub in ("a", "b"):

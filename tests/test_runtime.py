@@ -11,6 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from interformer_edge.core.image_io import as_rgb_array, read_rgb, to_rgb_array
+from interformer_edge.core.manifest import load_manifest
+from interformer_edge.core.preprocess import resize_bilinear
+from interformer_edge.core.spec import FEATURE_NAMES, IMAGE_INPUT, LOGITS_OUTPUT
 from interformer_edge.runtime import (
     BackendError,
     ClickError,
@@ -26,10 +30,6 @@ from interformer_edge.runtime import (
     save_features,
 )
 from interformer_edge.runtime.features import ImageFeatures, model_id
-from interformer_edge.runtime.image_io import as_rgb_array, read_rgb, to_rgb_array
-from interformer_edge.runtime.manifest import load_manifest
-from interformer_edge.runtime.preprocess import resize_bilinear
-from interformer_edge.runtime.spec import FEATURE_NAMES, IMAGE_INPUT, LOGITS_OUTPUT
 
 
 def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -300,14 +300,15 @@ def test_bilinear_resize_matches_pytorch() -> None:
 
 
 def test_runtime_never_imports_torch(light_export: Path) -> None:
-    """Every runtime module, and running both backends end to end, in a fresh interpreter without torch."""
+    """Every core and runtime module, and running both backends end to end, in a fresh interpreter without torch."""
     code = f"""
 import importlib, pkgutil, sys
 import numpy as np
+import interformer_edge.core as core
 import interformer_edge.runtime as runtime
-names = sorted(m.name for m in pkgutil.iter_modules(runtime.__path__))
+names = sorted(p.__name__[17:] + "." + m.name for p in (core, runtime) for m in pkgutil.iter_modules(p.__path__))
 for name in names:
-    importlib.import_module("interformer_edge.runtime." + name)
+    importlib.import_module("interformer_edge." + name)
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
 for backend in ("onnxruntime", "openvino"):
     features = Encoder({str(light_export)!r}, backend=backend, threads=1).encode(np.zeros((40, 50, 3), np.uint8))
@@ -319,7 +320,14 @@ print(" ".join(names))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     modules = set(done.stdout.split())
-    assert {"backends", "cli", "encoder", "errors", "features", "session"} <= modules
+    assert {
+        "runtime.backends",
+        "runtime.cli",
+        "runtime.session",
+        "core.clicks",
+        "core.manifest",
+        "core.spec",
+    } <= modules
 
 
 def test_decoder_output_is_logits_at_the_padded_size(features: ImageFeatures, light: tuple[Encoder, Decoder]) -> None:
@@ -342,7 +350,7 @@ def test_quantized_variants_are_recorded_loaded_and_verified(light_export: Path,
     import onnx
     from onnx import numpy_helper
 
-    from interformer_edge.runtime.manifest import (
+    from interformer_edge.core.manifest import (
         ManifestError,
         QuantizedGraph,
         with_quantized,

@@ -21,13 +21,13 @@ import torch
 from PIL import Image
 
 from interformer_edge.assets import HELDOUT_DIR
+from interformer_edge.core.evaluation import Roi, run_session
+from interformer_edge.core.image_io import read_mask, read_rgb
+from interformer_edge.core.manifest import load_manifest
+from interformer_edge.core.spec import EVAL_MAX_CLICKS
 from interformer_edge.models import load_interformer
 from interformer_edge.models.predictor import TorchPredictor
 from interformer_edge.runtime import ClickSession, Decoder, Encoder, load_features, save_features
-from interformer_edge.runtime.evaluation import Roi, run_session
-from interformer_edge.runtime.image_io import read_mask, read_rgb
-from interformer_edge.runtime.manifest import load_manifest
-from interformer_edge.runtime.spec import EVAL_MAX_CLICKS
 
 MIN_AGREEMENT = 0.999
 SAMPLE = "synth_0001"

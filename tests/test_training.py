@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from typer.testing import CliRunner
 
+from interformer_edge.core.spec import REF_FOREGROUND
 from interformer_edge.models import load_interformer
-from interformer_edge.runtime.spec import REF_FOREGROUND
 from interformer_edge.training.cli import app
 from interformer_edge.training.losses import normalized_focal_loss
 from interformer_edge.training.sessions import BatchSession, sample_num_clicks

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from interformer_edge.runtime.atomic import write_atomic
+from interformer_edge.core.atomic import write_atomic
 
 from .trainer import LOG_NAME, Trainer, TrainSettings
 
@@ -119,10 +119,10 @@ def evaluate(
     )
 
     from interformer_edge.assets import HELDOUT_DIR
+    from interformer_edge.core.dataset import open_dataset
+    from interformer_edge.core.evaluation import run_session, summarize
     from interformer_edge.models import CheckpointError, load_interformer
     from interformer_edge.models.predictor import TorchPredictor
-    from interformer_edge.runtime.dataset import open_dataset
-    from interformer_edge.runtime.evaluation import run_session, summarize
 
     torch.set_num_threads(threads)
     try:

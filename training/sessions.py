@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from interformer_edge.runtime.clicks import (
+from interformer_edge.core.clicks import (
     TRAIN_FIRST_CLICK_INNER_K,
     TRAIN_LATER_CLICK_INNER_K,
     Click,

@@ -29,10 +29,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from interformer_edge import __version__
+from interformer_edge.core.atomic import atomic_target
+from interformer_edge.core.preprocess import normalize_image
+from interformer_edge.core.spec import SIZE_DIVISOR
 from interformer_edge.models import InterFormer, InterFormerConfig, load_into, read_checkpoint, upsample_logits
-from interformer_edge.runtime.atomic import atomic_target
-from interformer_edge.runtime.preprocess import normalize_image
-from interformer_edge.runtime.spec import SIZE_DIVISOR
 
 from .losses import normalized_focal_loss
 from .sessions import BatchSession, sample_num_clicks

@@ -456,7 +456,7 @@ build_test_exports() {
     local key
     key=$(cd "$REPO_DIR" && {
         cat tests/conftest.py scripts/arm64/make_test_exports.py
-        find models export runtime package -name '*.py' -print0 | sort -z | xargs -0 cat
+        find core models export runtime package -name '*.py' -print0 | sort -z | xargs -0 cat
     } | sha256sum | cut -c1-16)
     if [[ -f $TEST_EXPORTS_CACHE/.key && $(cat "$TEST_EXPORTS_CACHE/.key") == "$key" ]]; then
         log "reusing test exports in $TEST_EXPORTS_CACHE (source hash $key)"
@@ -488,7 +488,7 @@ build_default_export() {
     python=$(host_python) || { log "use --artifacts DIR|none instead"; return 1; }
     key=$(cd "$REPO_DIR" && {
         sha256sum assets/*.pth
-        find models export runtime package -name '*.py' -print0 | sort -z | xargs -0 cat
+        find core models export runtime package -name '*.py' -print0 | sort -z | xargs -0 cat
     } | sha256sum | cut -c1-16)
     if [[ -f $DEFAULT_EXPORT_CACHE/manifest.json && -f $DEFAULT_EXPORT_CACHE.key &&
         $(cat "$DEFAULT_EXPORT_CACHE.key") == "$key" ]]; then
