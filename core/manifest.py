@@ -21,6 +21,7 @@ from typing import Any
 from .atomic import write_atomic
 from .cpu import INT8_TARGET_COVERAGE, LEGACY_TARGET
 from .spec import MANIFEST_FORMAT_VERSION, MANIFEST_NAME
+from .typed_json import JsonShapeError, read_dataclass
 
 SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (MANIFEST_FORMAT_VERSION,)
 # encoder: once per image; context: once per image, on the features; decoder: once per click.
@@ -189,7 +190,7 @@ class Manifest:
     parity: ParityReport
     quantized: tuple[QuantizedGraph, ...] = ()
     # Where the manifest was loaded from; not serialized.
-    root: Path | None = field(default=None, compare=False)
+    root: Path | None = field(default=None, compare=False, metadata={"serialized": False})
 
     def precisions(self, graph: str) -> list[str]:
         """The precisions ``graph`` exists in: ``fp32`` first, then its quantized variants."""
@@ -282,74 +283,21 @@ def with_quantized(manifest: Manifest, variant: QuantizedGraph, root: str | Path
 # ---------------------------------------------------------------- parsing
 
 
-class _Reader:
-    """Typed access to a JSON object with errors that name the offending key path."""
-
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, Mapping):
-            raise ManifestError(f"{where or 'manifest'} must be a JSON object")
-        self.data = data
-        self.where = where
-
-    def _path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def get(self, key: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:
-        if key not in self.data:
-            if optional:
-                return None
-            raise ManifestError(f"manifest lacks {self._path(key)!r}")
-        value = self.data[key]
-        if value is None and optional:
-            return None
-        # bool is an int subclass: keep it out of numeric fields, and ints are fine where floats are asked.
-        ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _as_tuple(kind))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            ok, value = True, float(value)
-        if not ok:
-            raise ManifestError(f"manifest field {self._path(key)!r} has the wrong type ({type(value).__name__})")
-        return value
-
-    def obj(self, key: str) -> _Reader:
-        return _Reader(self.get(key, Mapping), self._path(key))
-
-    def objects(self, key: str) -> list[_Reader]:
-        return [_Reader(item, f"{self._path(key)}[{i}]") for i, item in enumerate(self.get(key, list))]
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-def _tensor(r: _Reader) -> TensorSpec:
-    shape = r.get("shape", list)
-    if not all(isinstance(d, (int, str)) and not isinstance(d, bool) for d in shape):
-        raise ManifestError(f"{r.where}.shape must hold ints and symbolic names")
-    return TensorSpec(name=r.get("name", str), dtype=r.get("dtype", str), shape=tuple(shape))
-
-
-def _floats(r: _Reader, key: str, n: int) -> tuple[float, ...]:
-    values = r.get(key, list)
-    if len(values) != n or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        raise ManifestError(f"{r.where}.{key} must be {n} numbers")
-    return tuple(float(v) for v in values)
-
-
-def _str_map(r: _Reader, key: str, kind: type) -> dict[str, Any]:
-    values = r.get(key, Mapping)
-    if not all(isinstance(k, str) and isinstance(v, kind) for k, v in values.items()):
-        raise ManifestError(f"{r.where}.{key} must map names to {kind.__name__}")
-    return dict(values)
-
-
 def _first_line(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     return lines[0][:200] if lines else type(err).__name__
 
 
 def _check_values(manifest: Manifest) -> Manifest:
-    """Values a runtime divides by, allocates with or indexes by must make sense (types are checked already)."""
+    """What the types cannot say: values a runtime divides by, allocates with or indexes by must make
+    sense, every graph role is there, and quantized variants name an exported graph."""
     pre, clk, zoom = manifest.preprocessing, manifest.clicks, manifest.zoom_in
+    missing_roles = set(GRAPH_ROLES) - set(manifest.graphs)
+    if missing_roles:
+        raise ManifestError(f"manifest lacks graphs {sorted(missing_roles)}")
+    for q in manifest.quantized:
+        if q.graph not in manifest.graphs or q.precision == BASE_PRECISION:
+            raise ManifestError(f"manifest lists a quantized {q.precision} {q.graph}, which cannot be")
     checks = [
         (1 <= pre.size_divisor <= 1024, "preprocessing.size_divisor must be 1..1024"),
         (pre.size_divisor <= pre.max_image_side <= 1 << 16, "preprocessing.max_image_side must be size_divisor..65536"),
@@ -377,120 +325,26 @@ def _check_values(manifest: Manifest) -> Manifest:
 
 def manifest_from_dict(data: Any) -> Manifest:
     """Parse and type-check a manifest JSON object (no file checks); values are range-checked too."""
-    r = _Reader(data, "")
-    version = r.get("format_version", int)
+    if not isinstance(data, Mapping):
+        raise ManifestError("manifest must be a JSON object")
+    version = data.get("format_version")
     if version not in SUPPORTED_FORMAT_VERSIONS:
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ManifestError("manifest lacks an integer 'format_version'")
         hint = (
             "; export the model again with this version's interformer-export"
-            if (isinstance(version, int) and version < MANIFEST_FORMAT_VERSION)
+            if version < MANIFEST_FORMAT_VERSION
             else ""
         )
         raise ManifestError(
             f"manifest format version {version} is not supported by this runtime "
             f"(supports {SUPPORTED_FORMAT_VERSIONS}){hint}"
         )
-    pre, clk, zoom, src, par = (
-        r.obj("preprocessing"),
-        r.obj("clicks"),
-        r.obj("zoom_in"),
-        r.obj("source_checkpoint"),
-        r.obj("parity"),
-    )
-    graphs: dict[str, GraphSpec] = {}
-    for role, _ in r.get("graphs", Mapping).items():
-        g = r.obj("graphs").obj(role)
-        graphs[role] = GraphSpec(
-            inputs=tuple(_tensor(t) for t in g.objects("inputs")),
-            outputs=tuple(_tensor(t) for t in g.objects("outputs")),
-            files=_str_map(g, "files", str),
-        )
-    missing_roles = set(GRAPH_ROLES) - set(graphs)
-    if missing_roles:
-        raise ManifestError(f"manifest lacks graphs {sorted(missing_roles)}")
-    quantized = tuple(
-        QuantizedGraph(
-            graph=q.get("graph", str),
-            precision=q.get("precision", str),
-            files=_str_map(q, "files", str),
-            calibration=dict(q.get("calibration", Mapping)),
-            gates=dict(q.get("gates", Mapping)),
-            created=q.get("created", str),
-            target=q.get("target", str, optional=True) or LEGACY_TARGET,
-            covers=tuple(q.get("covers", list, optional=True) or INT8_TARGET_COVERAGE[LEGACY_TARGET]),
-        )
-        for q in (r.objects("quantized") if r.get("quantized", list, optional=True) is not None else [])
-    )
-    for q in quantized:
-        if q.graph not in graphs or q.precision == BASE_PRECISION:
-            raise ManifestError(f"manifest lists a quantized {q.precision} {q.graph}, which cannot be")
-    static = r.get("static_size", list, optional=True)
-    if static is not None and (len(static) != 2 or not all(isinstance(v, int) for v in static)):
-        raise ManifestError("static_size must be [height, width] or null")
-    return _check_values(
-        Manifest(
-            format_version=version,
-            created=r.get("created", str),
-            architecture=dict(r.get("architecture", Mapping)),
-            preprocessing=Preprocessing(
-                color_order=pre.get("color_order", str),
-                input_range=_floats(pre, "input_range", 2),  # type: ignore[arg-type]
-                mean=_floats(pre, "mean", 3),  # type: ignore[arg-type]
-                std=_floats(pre, "std", 3),  # type: ignore[arg-type]
-                size_divisor=pre.get("size_divisor", int),
-                max_image_side=pre.get("max_image_side", int),
-                pad_value=pre.get("pad_value", float),
-                layout=pre.get("layout", str),
-            ),
-            clicks=ClickSettings(
-                inner_radius=clk.get("inner_radius", int),
-                outer_radius=clk.get("outer_radius", int),
-                ref_label_codes=_str_map(clk, "ref_label_codes", int),
-            ),
-            zoom_in=ZoomSettings(
-                uses_roi=zoom.get("uses_roi", bool),
-                expand_ratio=zoom.get("expand_ratio", float),
-                min_size=zoom.get("min_size", int),
-                stride=zoom.get("stride", int),
-                start_click=zoom.get("start_click", int),
-            ),
-            graphs=graphs,
-            static_size=None if static is None else (static[0], static[1]),
-            opset=r.get("opset", int),
-            openvino_weights=r.get("openvino_weights", str, optional=True),
-            onnx_simplified=_str_map(r, "onnx_simplified", bool),
-            tools=_str_map(r, "tools", str),
-            source_checkpoint=SourceCheckpoint(
-                path=src.get("path", str), size=src.get("size", int), sha256=src.get("sha256", str)
-            ),
-            files=tuple(
-                ArtifactFile(name=f.get("name", str), size=f.get("size", int), sha256=f.get("sha256", str))
-                for f in r.objects("files")
-            ),
-            export_seconds=r.get("export_seconds", float),
-            parity=ParityReport(
-                passed=par.get("passed", bool),
-                abs_tolerance=par.get("abs_tolerance", float),
-                min_mask_agreement=par.get("min_mask_agreement", float),
-                sizes=tuple(par.get("sizes", list)),
-                checks=tuple(
-                    ParityCheck(
-                        backend=c.get("backend", str),
-                        graph=c.get("graph", str),
-                        output=c.get("output", str),
-                        size=c.get("size", str),
-                        cases=c.get("cases", int),
-                        max_abs_diff=c.get("max_abs_diff", float, optional=True),
-                        mask_agreement=c.get("mask_agreement", float, optional=True),
-                        judged_by=c.get("judged_by", str),
-                        passed=c.get("passed", bool),
-                        error=c.get("error", str, optional=True),
-                    )
-                    for c in par.objects("checks")
-                ),
-            ),
-            quantized=quantized,
-        )
-    )
+    try:
+        manifest = read_dataclass(Manifest, data, "")
+    except JsonShapeError as err:
+        raise ManifestError(f"manifest {err}") from None
+    return _check_values(manifest)
 
 
 def _check_files(manifest: Manifest, root: Path, verify_hashes: bool) -> None:

@@ -83,6 +83,11 @@ def mutated(data: Any, path: tuple, value: Any) -> Any:
     return copy_
 
 
+def test_manifest_reads_back_what_the_exporter_wrote(light_export: Path) -> None:
+    data = json.loads((light_export / MANIFEST_NAME).read_text())
+    assert manifest_from_dict(data).to_dict() == data
+
+
 def test_manifest_fields_replaced_by_odd_values(light_export: Path) -> None:
     data = json.loads((light_export / MANIFEST_NAME).read_text())
     paths = [p for p in leaf_paths(data) if p and (p[0] != "parity" or len(p) <= 2)]
