@@ -8,17 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from interformer_edge.training import synth
 from interformer_edge.training.eval_set import EVAL_MAX_SIDE, EVAL_MIN_SIDE, write_eval_set
-from interformer_edge.training.synth import (
-    MAX_AREA_FRACTION,
-    MIN_AREA_FRACTION,
-    TEXTURE_SOURCES,
-    SyntheticSegmentation,
-    fill_polygons,
-    make_sample,
-    texture_names,
-)
+from interformer_edge.training.polygon_fill import fill_polygons
+from interformer_edge.training.scene_layout import MAX_AREA_FRACTION, MIN_AREA_FRACTION
+from interformer_edge.training.synth import SyntheticSegmentation, make_sample
+from interformer_edge.training.texture_sources import TEXTURE_SOURCES, texture_names
+from interformer_edge.training.textures import texture
 
 
 def test_sample_types_and_shapes() -> None:
@@ -57,7 +52,7 @@ def test_texture_groups_are_disjoint_and_complete() -> None:
 def test_texture_guard_rejects_other_split() -> None:
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError):
-        synth._texture(rng, "train", 8, 8, texture_names("heldout")[0])
+        texture(rng, "train", 8, 8, texture_names("heldout")[0])
 
 
 def test_unknown_split() -> None:
