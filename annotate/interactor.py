@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from interformer_edge.core.manifest import BASE_PRECISION, load_manifest
+from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.features import ImageFeatures
-from interformer_edge.runtime.session import Decoder
 
 from .errors import TooLargeError
 from .feature_cache import CachedFeatures, FeatureCache

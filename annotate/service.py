@@ -24,10 +24,11 @@ from PIL import Image
 
 from interformer_edge.core.image_io import ImageReadError
 from interformer_edge.core.manifest import BASE_PRECISION, load_manifest
+from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.errors import ClickError, FeatureFileError, InterFormerRuntimeError, ModelMismatchError
 from interformer_edge.runtime.features import FEATURE_SUFFIX, ImageFeatures, load_features, save_features
-from interformer_edge.runtime.session import ClickSession, Decoder
+from interformer_edge.runtime.session import ClickSession
 
 from .errors import ConflictError, RequestError, TooLargeError
 from .feature_cache import CachedFeatures, FeatureCache

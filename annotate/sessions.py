@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.features import ImageFeatures
-from interformer_edge.runtime.session import ClickSession, Decoder
+from interformer_edge.runtime.session import ClickSession
 
 from .errors import GoneError, NotFoundError
 

@@ -27,8 +27,8 @@ import numpy as np
 from interformer_edge.core.dataset import EvalDataset, Sample
 from interformer_edge.core.evaluation import MIOU_AT_CLICKS, Roi, SessionResult, iou, run_session, summarize
 from interformer_edge.core.preprocess import pad_ref_label
+from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.features import ImageFeatures
-from interformer_edge.runtime.session import Decoder
 
 from .configs import BenchConfig
 

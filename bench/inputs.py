@@ -19,8 +19,9 @@ from PIL import Image
 from interformer_edge.core.clicks import Click, add_click
 from interformer_edge.core.evaluation import Roi, zoom_roi_padded
 from interformer_edge.core.preprocess import pad_ref_label
+from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.features import ImageFeatures
-from interformer_edge.runtime.session import ClickSession, Decoder
+from interformer_edge.runtime.session import ClickSession
 
 BENCH_PHOTO = "astronaut.jpg"  # 512x512, the largest of the bundled photos
 

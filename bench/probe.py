@@ -30,8 +30,9 @@ def current_rss_bytes() -> int:
 
 
 def _runtime_session(args: argparse.Namespace, rgb: Any, facts: dict[str, Any]) -> list[float]:
+    from interformer_edge.runtime.decoder import Decoder
     from interformer_edge.runtime.encoder import Encoder
-    from interformer_edge.runtime.session import ClickSession, Decoder
+    from interformer_edge.runtime.session import ClickSession
 
     from .inputs import click_points
 

@@ -24,10 +24,10 @@ from interformer_edge.core.preprocess import normalize_image
 from interformer_edge.core.spec import IMAGE_INPUT
 from interformer_edge.core.timing import Stats, TimingPolicy, measure
 from interformer_edge.runtime.backends import installed_backends
+from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.errors import InterFormerRuntimeError
 from interformer_edge.runtime.features import ImageFeatures, model_id
-from interformer_edge.runtime.session import Decoder
 
 from . import accuracy, floor, memory
 from .baseline import TorchBaseline, find_checkpoint, torch_problem

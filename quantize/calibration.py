@@ -28,9 +28,10 @@ from interformer_edge.core.dataset import IMAGE_SUFFIXES, open_dataset
 from interformer_edge.core.evaluation import Roi
 from interformer_edge.core.image_io import ImageReadError, read_rgb
 from interformer_edge.core.spec import REF_LABEL_INPUT, ROI_INPUT
+from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.features import ImageFeatures
-from interformer_edge.runtime.session import ClickSession, Decoder
+from interformer_edge.runtime.session import ClickSession
 
 # A pseudo target must cover at least this share of the image to be worth a session.
 MIN_TARGET_SHARE = 0.002

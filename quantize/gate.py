@@ -31,8 +31,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from interformer_edge.core.evaluation import MIOU_AT_CLICKS, Roi, SessionResult, iou, run_session, summarize
+from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.features import ImageFeatures
-from interformer_edge.runtime.session import ClickSession, Decoder
+from interformer_edge.runtime.session import ClickSession
 
 DEFAULT_MIN_IOU = 0.98
 DEFAULT_MAX_NOC90_DELTA = 0.2

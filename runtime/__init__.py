@@ -18,7 +18,7 @@ from typing import Any
 
 _EXPORTS = {
     "Encoder": "encoder",
-    "Decoder": "session",
+    "Decoder": "decoder",
     "ClickSession": "session",
     "ImageFeatures": "features",
     "FeatureMeta": "features",
