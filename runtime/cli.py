@@ -22,36 +22,32 @@ match; anything else is encoded again.
 
 from __future__ import annotations
 
-import gc
-import os
-import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from multiprocessing import get_context, resource_tracker
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
 from PIL import Image
+from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from interformer_edge.core.atomic import atomic_target
-from interformer_edge.core.dataset import IMAGE_SUFFIXES
-from interformer_edge.core.image_io import ImageReadError
-from interformer_edge.core.manifest import ManifestError, load_manifest
+from interformer_edge.core.manifest import Manifest, ManifestError, load_manifest
 from interformer_edge.core.progress import ProgressReporter, cli_console
 from interformer_edge.core.spec import DEFAULT_MAX_SIDE
 
 from .backends import check_precision, choose_backend
+from .encode_jobs import Job, Outcome, encode_here, encode_in_pool, list_jobs, summary_table, threads_per_worker
 from .errors import InterFormerRuntimeError
-from .features import FEATURE_SUFFIX, STORAGE_DTYPES, model_id, read_meta, save_features
-from .signals import exit_status, finish_in_hand, interrupt_on_sigterm, signal_name
-from .store import ClaimHeldError, claim
+from .features import STORAGE_DTYPES, model_id
+from .signals import exit_status, interrupt_on_sigterm, signal_name
+
+if TYPE_CHECKING:
+    from .ray_engine import RayCluster
+
 
 EXIT_FAILURES = 1  # some images could not be encoded (the others were)
 EXIT_BAD_INPUT = 2  # nothing was done
@@ -68,179 +64,7 @@ app = typer.Typer(
 )
 
 
-@dataclass(frozen=True)
-class Job:
-    """One image of the run: where it is, where its features go, how it is named in messages.
-
-    ``image`` is a local path, or a URI string (``s3://…``, ``gs://…``, ``file://…``) read by the Ray
-    engine from a list file.
-    """
-
-    image: Path | str
-    target: Path
-    name: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    name: str
-    status: str  # "encoded" | "skipped" | "busy" (another run is encoding it) | "failed"
-    message: str = ""
-    seconds: float = 0.0
-    worker: str = ""  # which process or Ray actor handled it (per-worker throughput in the summary)
-
-
-def list_jobs(source: Path, out: Path, recursive: bool) -> list[Job]:
-    """The images under ``source`` (a folder or one file) and their store paths, sorted by name."""
-    if source.is_file():
-        return [Job(source, out / (source.name + FEATURE_SUFFIX), source.name)]
-    pattern = "**/*" if recursive else "*"
-    out_resolved = out.resolve()
-    jobs = []
-    for path in sorted(source.glob(pattern)):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-            continue
-        if out_resolved in path.resolve().parents:  # never encode the store's own folder
-            continue
-        rel = path.relative_to(source)
-        jobs.append(Job(path, out / rel.with_name(rel.name + FEATURE_SUFFIX), rel.as_posix()))
-    return jobs
-
-
-def chunks(jobs: Sequence[Job], size: int) -> Iterator[list[Job]]:
-    for start in range(0, len(jobs), size):
-        yield list(jobs[start : start + size])
-
-
-# ------------------------------------------------------------------------------------------- worker
-
-_ENCODER = None  # one per process, built by _init_worker
-_SETTINGS: dict[str, object] = {}
-_STOP: Any = None  # a multiprocessing Event shared with the parent: set when the run is being stopped
-
-
-def _stop_requested() -> bool:
-    return _STOP is not None and _STOP.is_set()
-
-
-def _init_worker(
-    model: str,
-    backend: str,
-    threads: int,
-    precision: str,
-    max_side: int | None,
-    dtype: str,
-    force: bool,
-    in_pool: bool = True,
-    stop: Any = None,
-) -> None:
-    global _ENCODER, _STOP
-    from .encoder import Encoder
-
-    _STOP = stop
-    if in_pool:
-        # Ctrl-C and SIGTERM are the parent's to handle: it sets ``stop``, so each worker finishes the
-        # image in hand (its file complete, its claim released) and starts no other; a worker killed
-        # mid-write would leave its temporary and claim files behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if stop is not None:
-            signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-
-    # The parent verified the artifact hashes once; workers only check sizes (hashing is slow for big models).
-    _ENCODER = Encoder(model, backend=backend, threads=threads, precision=precision, max_side=max_side, verify=False)
-    _SETTINGS.update(max_side=max_side, dtype=dtype, force=force)
-
-
-def is_up_to_date(target: Path, model: str, image_sha: str, max_side: int | None) -> bool:
-    """Whether the store file ``target`` already holds this image's features for the model id ``model``
-    and the size limit ``max_side``: the resume rule of every engine."""
-    if not target.is_file():
-        return False
-    try:
-        meta = read_meta(target)
-    except InterFormerRuntimeError:
-        return False  # unreadable: encode again (the rename in save_features replaces it)
-    # 0 and None both mean "no downscale" (the file records None)
-    return meta.model_id == model and meta.image_sha256 == image_sha and meta.max_side == (max_side or None)
-
-
-def encode_chunk(jobs: list[Job]) -> list[Outcome]:
-    """Encode (or skip) each job; a failure is reported in its outcome and never stops the chunk.
-
-    Each image is claimed first (:mod:`.store`): one that another run is encoding is left to it
-    ("busy"), and the up-to-date check runs under the claim, so concurrent runs on one store encode
-    every image once. Once the run is being stopped, the jobs not yet begun are left out.
-    """
-    from .encoder import sha256_bytes
-
-    outcomes = []
-    for job in jobs:
-        if _stop_requested():
-            break
-        started = time.perf_counter()
-        try:
-            with claim(job.target):
-                image_sha = sha256_bytes(Path(job.image).read_bytes())
-                if not _SETTINGS["force"] and is_up_to_date(
-                    job.target, _ENCODER.model_id, image_sha, _SETTINGS["max_side"]
-                ):
-                    outcomes.append(Outcome(job.name, "skipped"))
-                    continue
-                features = _ENCODER.encode(job.image, name=job.name, image_sha256=image_sha)
-                save_features(features, job.target, dtype=str(_SETTINGS["dtype"]))
-            outcomes.append(
-                Outcome(job.name, "encoded", seconds=time.perf_counter() - started, worker=f"pid {os.getpid()}")
-            )
-        except ClaimHeldError as err:
-            outcomes.append(Outcome(job.name, "busy", str(err)))
-        except (ImageReadError, InterFormerRuntimeError, OSError, ValueError) as err:
-            outcomes.append(Outcome(job.name, "failed", str(err).splitlines()[0] if str(err) else type(err).__name__))
-        except Exception as err:  # a bug or backend crash on one image must not end the run either
-            outcomes.append(Outcome(job.name, "failed", f"{type(err).__name__}: {err}"))
-    return outcomes
-
-
-# ---------------------------------------------------------------------------------------- commands
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _summary_table(outcomes: list[Outcome], total: int, seconds: float, interrupted: bool | str) -> Table:
-    """``interrupted``: False, or what stopped the run (e.g. ``"SIGTERM"``) for the title."""
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("encoded", "skipped", "busy", "failed")}
-    encode_time = sum(o.seconds for o in outcomes if o.status == "encoded")
-    reason = f" by {interrupted}" if isinstance(interrupted, str) else ""
-    table = Table(
-        title=f"interrupted{reason}: partial summary" if interrupted else "summary",
-        title_justify="left",
-        show_header=False,
-    )
-    table.add_column("")
-    table.add_column("", justify="right")
-    table.add_row("encoded", str(counts["encoded"]))
-    table.add_row("skipped (up to date)", str(counts["skipped"]))
-    if counts["busy"]:
-        table.add_row("left to another run (being encoded there)", str(counts["busy"]))
-    table.add_row("failed", f"[red]{counts['failed']}[/]" if counts["failed"] else "0")
-    if interrupted:
-        table.add_row("not started", str(total - len(outcomes)))
-    table.add_row("wall time", f"{seconds:.1f} s")
-    if counts["encoded"]:
-        table.add_row("per image (in a worker)", f"{encode_time / counts['encoded']:.2f} s")
-        table.add_row("images/s (encoded, wall time)", f"{counts['encoded'] / max(seconds, 1e-9):.2f}")
-    by_worker: dict[str, list[float]] = {}
-    for outcome in outcomes:
-        if outcome.status == "encoded" and outcome.worker:
-            by_worker.setdefault(outcome.worker, []).append(outcome.seconds)
-    if len(by_worker) > 1:  # how evenly the work spread, and each worker's rate while it was encoding
-        for worker, times in sorted(by_worker.items()):
-            table.add_row(f"  {worker}", f"{len(times)} images, {len(times) / max(sum(times), 1e-9):.2f} images/s")
-    return table
+# ------------------------------------------------------------------------------------------ encode
 
 
 @app.command()
@@ -345,60 +169,103 @@ def encode(
     2 bad arguments or model (nothing done); 130 Ctrl-C, 143 SIGTERM (finished files are kept).
     """
     console = cli_console(stderr=True)
-    if engine not in ("local", "ray"):
-        console.print("[red]error:[/] --engine must be local or ray")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    if dtype not in STORAGE_DTYPES:
-        console.print(f"[red]error:[/] --dtype must be one of {', '.join(STORAGE_DTYPES)}")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    if not source.exists():
-        console.print(f"[red]error:[/] {escape(str(source))} does not exist")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    try:
-        manifest = load_manifest(model)  # hashes every artifact once, here, not in each worker
-        check_precision(choose_backend(manifest, "encoder", backend), precision)  # fail fast, before any worker
-    except (ManifestError, InterFormerRuntimeError) as err:
-        console.print(f"[red]error:[/] {escape(str(err))}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    if engine == "ray":
-        from .ray_engine import RayEngineError, connect, is_list_file, list_file_jobs
-
-        try:
-            jobs = list_file_jobs(source, out) if is_list_file(source) else list_jobs(source, out, recursive)
-        except RayEngineError as err:
-            console.print(f"[red]error:[/] {escape(str(err))}")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-    else:
-        from .ray_engine import is_list_file  # the file-kind check only: no ray is imported
-
-        if is_list_file(source):
-            console.print(
-                f"[red]error:[/] {escape(str(source))} is an image list: lists are read by --engine ray; "
-                "give the local engine a folder or one image"
-            )
-            raise typer.Exit(EXIT_BAD_INPUT)
-        jobs = list_jobs(source, out, recursive)
+    _check_options(console, engine, dtype, source)
+    manifest = _load_model(console, model, backend, precision)
+    jobs = _find_jobs(console, source, out, recursive, engine)
     if not jobs:
         console.print(f"no images found in {source}")
         raise typer.Exit(0)
     workers = min(workers, len(jobs))
     if engine == "ray":
-        try:
-            cluster = connect(address or None, console)  # one clear line if it cannot be reached
-            threads = cluster.threads_per_actor(workers, threads)
-        except RayEngineError as err:
-            console.print(f"[red]error:[/] {escape(str(err))}")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-    threads = threads or max(1, _cpu_count() // workers)
+        cluster, threads = _connect_cluster(console, address, workers, threads)
+    else:
+        cluster, threads = None, threads_per_worker(workers, threads)
     console.print(
         f"model {model_id(manifest)} · {len(jobs)} images · {workers} worker(s) × {threads} thread(s) → {out}"
     )
     init_args = (str(model), backend, threads, precision, max_side, dtype, force)  # max_side 0: full size
 
-    outcomes: list[Outcome] = []
     started = time.perf_counter()
-    interrupted: str | bool = False
-    exit_code = 0
+    outcomes, interrupted, exit_code = _run(console, jobs, init_args, workers, batch, cluster)
+    _print_summary(outcomes, len(jobs), time.perf_counter() - started, interrupted)
+    if interrupted:
+        raise typer.Exit(exit_code)
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(EXIT_FAILURES)
+
+
+# ----------------------------------------------------------------------------------- encode: steps
+
+
+def _bad_input(console: Console, message: str) -> typer.Exit:
+    """Print ``message`` (console markup) as an error; returns the exit (nothing was done) for the caller to raise."""
+    console.print(f"[red]error:[/] {message}")
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _check_options(console: Console, engine: str, dtype: str, source: Path) -> None:
+    if engine not in ("local", "ray"):
+        raise _bad_input(console, "--engine must be local or ray")
+    if dtype not in STORAGE_DTYPES:
+        raise _bad_input(console, f"--dtype must be one of {', '.join(STORAGE_DTYPES)}")
+    if not source.exists():
+        raise _bad_input(console, f"{escape(str(source))} does not exist")
+
+
+def _load_model(console: Console, model: Path, backend: str, precision: str) -> Manifest:
+    """The model's manifest, its artifacts hashed once, here, not in each worker; the backend and
+    precision are checked too, so a bad choice fails before any worker starts."""
+    try:
+        manifest = load_manifest(model)
+        check_precision(choose_backend(manifest, "encoder", backend), precision)
+    except (ManifestError, InterFormerRuntimeError) as err:
+        raise _bad_input(console, escape(str(err))) from None
+    return manifest
+
+
+def _find_jobs(console: Console, source: Path, out: Path, recursive: bool, engine: str) -> list[Job]:
+    """The images of the run: a folder or one image; with the Ray engine also a list file."""
+    if engine == "ray":
+        from .ray_engine import RayEngineError, is_list_file, list_file_jobs
+
+        try:
+            return list_file_jobs(source, out) if is_list_file(source) else list_jobs(source, out, recursive)
+        except RayEngineError as err:
+            raise _bad_input(console, escape(str(err))) from None
+    from .ray_engine import is_list_file  # the file-kind check only: no ray is imported
+
+    if is_list_file(source):
+        raise _bad_input(
+            console,
+            f"{escape(str(source))} is an image list: lists are read by --engine ray; "
+            "give the local engine a folder or one image",
+        )
+    return list_jobs(source, out, recursive)
+
+
+def _connect_cluster(console: Console, address: str, actors: int, threads: int) -> tuple[RayCluster, int]:
+    """The Ray cluster of the run (one clear line if it cannot be reached) and the threads of each actor."""
+    from .ray_engine import RayEngineError, connect
+
+    try:
+        cluster = connect(address or None, console)
+        return cluster, cluster.threads_per_actor(actors, threads)
+    except RayEngineError as err:
+        raise _bad_input(console, escape(str(err))) from None
+
+
+def _run(
+    console: Console,
+    jobs: list[Job],
+    init_args: tuple[Any, ...],
+    workers: int,
+    batch: int,
+    cluster: RayCluster | None,
+) -> tuple[list[Outcome], str | bool, int]:
+    """Encode ``jobs`` on ``cluster``, else locally (in this process for one worker, else in a process
+    pool), with progress on ``console``. Returns the outcomes, what interrupted the run (False: nothing)
+    and the exit status of that interrupt (0 if none)."""
+    outcomes: list[Outcome] = []
     with ProgressReporter(console) as progress, interrupt_on_sigterm():
         tick = progress.step("encoding", len(jobs))
 
@@ -410,95 +277,49 @@ def encode(
             tick(len(outcomes))
 
         try:
-            if engine == "ray":
-                try:
-                    for done in cluster.encode(jobs, *init_args, actors=workers, batch_size=batch):
-                        record(done)
-                except RayEngineError as err:
-                    console.print(f"[red]error:[/] {escape(str(err))}")
-                    raise typer.Exit(EXIT_BAD_INPUT) from None
-                finally:
-                    cluster.close()
+            if cluster is not None:
+                _encode_on_cluster(console, cluster, jobs, init_args, workers, batch, record)
             elif workers == 1:
-                _init_worker(*init_args, in_pool=False)
-                for job in jobs:  # one at a time; an interrupt finishes and counts the image in hand
-                    with finish_in_hand():
-                        record(encode_chunk([job]))
+                encode_here(jobs, init_args, record)
             else:
-                _encode_in_pool(jobs, workers, batch, init_args, record, progress)
+                encode_in_pool(jobs, workers, batch, init_args, record, progress)
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (see runtime/signals.py)
-            interrupted, exit_code = signal_name(stop), exit_status(stop)
+            return outcomes, signal_name(stop), exit_status(stop)
         except BrokenProcessPool:
-            console.print("[red]error:[/] a worker could not start or died (its error is printed above)")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-    report = cli_console()  # the summary is the command's result: stdout (progress and live failures: stderr)
-    report.print(_summary_table(outcomes, len(jobs), time.perf_counter() - started, interrupted))
+            raise _bad_input(console, "a worker could not start or died (its error is printed above)") from None
+    return outcomes, False, 0
+
+
+def _encode_on_cluster(
+    console: Console,
+    cluster: RayCluster,
+    jobs: list[Job],
+    init_args: tuple[Any, ...],
+    actors: int,
+    batch: int,
+    record: Callable[[list[Outcome]], None],
+) -> None:
+    from .ray_engine import RayEngineError
+
+    try:
+        for done in cluster.encode(jobs, *init_args, actors=actors, batch_size=batch):
+            record(done)
+    except RayEngineError as err:
+        raise _bad_input(console, escape(str(err))) from None
+    finally:
+        cluster.close()
+
+
+def _print_summary(outcomes: list[Outcome], total: int, seconds: float, interrupted: str | bool) -> None:
+    """The summary is the command's result: stdout (progress and live failures: stderr)."""
+    report = cli_console()
+    report.print(summary_table(outcomes, total, seconds, interrupted))
     for outcome in outcomes:
         if outcome.status == "failed":
             report.print(f"failed: {outcome.name}: {outcome.message}", markup=False, highlight=False)
-    if interrupted:
-        raise typer.Exit(exit_code)
-    if any(o.status == "failed" for o in outcomes):
-        raise typer.Exit(EXIT_FAILURES)
 
 
-def _encode_in_pool(
-    jobs: list[Job],
-    workers: int,
-    batch: int,
-    init_args: tuple[object, ...],
-    record: Callable[[list[Outcome]], None],
-    progress: ProgressReporter,
-) -> None:
-    """Encode ``jobs`` in ``workers`` spawned processes; on an interrupt, stop them cleanly and re-raise.
-
-    Stopping: the shared event tells every worker to finish the image in hand and begin no other,
-    queued chunks are cancelled, and the pool is shut down and joined, so no worker, resource tracker,
-    temporary or claim file outlives the run. A second interrupt during that wait terminates the workers.
-    """
-    context = get_context("spawn")  # a forked child would inherit the parent's inference thread pools
-    stop = context.Event()
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(*init_args, True, stop))
-    submitted: list[Future[list[Outcome]]] = []
-    recorded: set[Future[list[Outcome]]] = set()
-    try:
-        submitted += [pool.submit(encode_chunk, c) for c in chunks(jobs, batch)]
-        pending = set(submitted)
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                recorded.add(future)
-                record(future.result())
-    except KeyboardInterrupt:
-        stop.set()
-        progress.note("interrupted: finishing the images in progress (interrupt again to stop at once)")
-        try:
-            pool.shutdown(wait=True, cancel_futures=True)
-        except KeyboardInterrupt:
-            for process in list(getattr(pool, "_processes", {}).values()):  # no public API for this
-                process.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
-        for future in submitted:  # chunks that finished before or during the shutdown and are not counted yet
-            if future not in recorded and future.done() and not future.cancelled() and future.exception() is None:
-                recorded.add(future)
-                record(future.result())
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        del pool, stop
-        _stop_resource_tracker()
-
-
-def _stop_resource_tracker() -> None:
-    """End multiprocessing's resource tracker now that the pool and its semaphores are gone.
-
-    Left alone it notices the parent's exit a moment later; stopping it here means no process of
-    the run outlives the command, also after SIGTERM. (``_stop`` is private: skipped if it is absent.)
-    """
-    gc.collect()  # the pool's queues and the stop event hold semaphores the tracker watches
-    stop = getattr(getattr(resource_tracker, "_resource_tracker", None), "_stop", None)
-    if stop is not None:
-        stop()
+# ------------------------------------------------------------------------------------------- click
 
 
 def _parse_click(text: str) -> tuple[int, int, bool]:
@@ -537,7 +358,8 @@ def click(
     ] = None,
 ) -> None:
     """Replay clicks on stored features and save the mask; prints the time of each click."""
-    from .session import ClickSession, Decoder
+    from .decoder import Decoder
+    from .session import ClickSession
 
     console = cli_console()
     clicks = [_parse_click(text) for text in at]

@@ -2,7 +2,7 @@
 
 Ray Data turns the image list into a dataset; a ``map`` step reads each image (a path, or a URI
 through pyarrow's filesystems), hashes it, leaves out what the store already holds (the resume rule
-of the local engine, :func:`.cli.is_up_to_date`) and decodes the rest to ``(H, W, 3)`` uint8 RGB;
+of the local engine, :func:`.encode_jobs.is_up_to_date`) and decodes the rest to ``(H, W, 3)`` uint8 RGB;
 ``map_batches`` runs :class:`EncoderActor`, a pool of actors that each hold one ONNX Runtime /
 OpenVINO session (:class:`.encoder.Encoder`). An actor handles each image as the local engine's
 workers do: it claims the store file (:mod:`.store`, so runs sharing a store never encode an image
@@ -45,7 +45,7 @@ from rich.console import Console
 
 from interformer_edge.core.image_io import ImageReadError, decode_rgb
 
-from .cli import Job, Outcome, is_up_to_date
+from .encode_jobs import Job, Outcome, is_up_to_date
 from .encoder import sha256_bytes
 from .errors import InterFormerRuntimeError
 from .features import FEATURE_SUFFIX, save_features

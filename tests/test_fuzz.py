@@ -18,10 +18,11 @@ import pytest
 
 from interformer_edge.core.manifest import ManifestError, load_manifest, manifest_from_dict
 from interformer_edge.core.spec import FEATURE_NAMES, MANIFEST_NAME
+from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.errors import ClickError, FeatureFileError, ModelMismatchError
 from interformer_edge.runtime.features import META_KEY, FeatureMeta, content_digest, load_features, save_features
-from interformer_edge.runtime.session import ClickSession, Decoder
+from interformer_edge.runtime.session import ClickSession
 
 SEED = 16
 ODD_VALUES: list[Any] = [

@@ -30,7 +30,8 @@ from interformer_edge.export.cli import EXIT_BAD_INPUT
 from interformer_edge.export.cli import app as export_app
 from interformer_edge.quantize.calibration import CalibrationError, read_calibration_images
 from interformer_edge.runtime import cli as encode_cli
-from interformer_edge.runtime import memory
+from interformer_edge.runtime import encode_jobs, memory
+from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.errors import ClickError, FeatureFileError, MemoryBudgetError, ModelMismatchError
 from interformer_edge.runtime.features import (
@@ -40,7 +41,7 @@ from interformer_edge.runtime.features import (
     load_features,
     save_features,
 )
-from interformer_edge.runtime.session import ClickSession, Decoder
+from interformer_edge.runtime.session import ClickSession
 from interformer_edge.runtime.store import lock_path
 
 MiB = 2**20
@@ -357,8 +358,8 @@ def test_a_claimed_image_is_left_to_its_owner_and_a_stale_claim_is_taken_over(
     light_export: Path, tmp_path: Path
 ) -> None:
     folder, store = image_folder(tmp_path, 2, 40), tmp_path / "store"
-    jobs = encode_cli.list_jobs(folder, store, recursive=False)
-    encode_cli._init_worker(str(light_export), "auto", 1, "f32", DEFAULT_MAX_SIDE, "float16", False, in_pool=False)
+    jobs = encode_jobs.list_jobs(folder, store, recursive=False)
+    encode_jobs.init_worker(str(light_export), "auto", 1, "f32", DEFAULT_MAX_SIDE, "float16", False, in_pool=False)
     store.mkdir()
     live = lock_path(jobs[0].target)  # held by this very process: alive
     live.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}))
@@ -367,7 +368,7 @@ def test_a_claimed_image_is_left_to_its_owner_and_a_stale_claim_is_taken_over(
     ).stdout.strip()
     stale = lock_path(jobs[1].target)  # its owner has exited
     stale.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead_pid), "since": time.time()}))
-    outcomes = encode_cli.encode_chunk(jobs)
+    outcomes = encode_jobs.encode_chunk(jobs)
     assert [o.status for o in outcomes] == ["busy", "encoded"]
     assert f"pid {os.getpid()}" in outcomes[0].message
     assert live.exists() and not stale.exists() and not jobs[0].target.exists()

@@ -17,7 +17,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from interformer_edge.core.spec import DEFAULT_MAX_SIDE
-from interformer_edge.runtime.cli import EXIT_BAD_INPUT, EXIT_FAILURES, app, list_jobs
+from interformer_edge.runtime.cli import EXIT_BAD_INPUT, EXIT_FAILURES, app
+from interformer_edge.runtime.encode_jobs import list_jobs
 from interformer_edge.runtime.features import load_features
 
 ray = pytest.importorskip("ray")  # the [ray] extra: installed by scripts/setup.sh; absent from the lean install
