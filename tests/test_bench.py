@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from interformer_edge.bench import floor
 from interformer_edge.bench.cli import EXIT_BAD_INPUT, app
 from interformer_edge.bench.configs import plan_configs
-from interformer_edge.bench.report import int8_target_text
+from interformer_edge.bench.tables import int8_target_text
 from interformer_edge.core.cpu import cpu_model, isa_flags, read_cpuinfo
 from interformer_edge.core.manifest import QuantizedGraph, load_manifest, with_quantized, write_manifest
 from interformer_edge.core.timing import TimingPolicy, measure
