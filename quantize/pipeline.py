@@ -6,57 +6,43 @@
    OpenVINO NNCF :mod:`.nncf_ov`) and gate.
    If the gate fails, layers are ranked by measured sensitivity (:mod:`.sensitivity`, once) and the
    most sensitive 1, 2, 4, … are kept float until it passes or ``max_float_layers`` is reached.
-4. A quick in-process latency comparison FP32 vs INT8 per backend.
-5. The passing files are moved beside the FP32 ones and recorded in the manifest (written last,
-   atomically). Everything is built in a hidden temporary folder inside the export folder, so a
+4. A quick in-process latency comparison FP32 vs INT8 per backend (:mod:`.latency`).
+5. The passing files are moved beside the FP32 ones and recorded in the manifest (:mod:`.install`;
+   written last, atomically). Everything is built in a hidden temporary folder inside the export folder, so a
    failure or an interruption leaves the export as it was.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from interformer_edge.core.cpu import host_cpu
 from interformer_edge.core.dataset import open_dataset
 from interformer_edge.core.manifest import (
     Manifest,
     ManifestError,
-    QuantizedGraph,
     artifact_names,
     load_manifest,
-    with_quantized,
-    write_manifest,
 )
 from interformer_edge.core.spec import (
     DECODER_INT8_ONNX,
     DECODER_INT8_OV,
     EVAL_MAX_CLICKS,
-    FEATURE_CHANNELS,
-    FEATURE_NAMES,
-    FEATURE_STRIDES,
-    LOGITS_OUTPUT,
-    REF_FOREGROUND,
-    REF_LABEL_INPUT,
-    REF_UNKNOWN,
-    ROI_INPUT,
 )
-from interformer_edge.core.timing import TimingPolicy, measure
 from interformer_edge.core.versions import tool_versions
-from interformer_edge.runtime.backends import BACKENDS, FORMAT_OF, Graph, installed_backends, load_graph
+from interformer_edge.runtime.backends import BACKENDS, FORMAT_OF, installed_backends
+from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.encoder import Encoder
-from interformer_edge.runtime.session import Decoder, context_inputs
 
 from . import calibration, gate, nncf_ov, onnxrt, sensitivity
+from .install import install_variant
+from .latency import compare_latency
 from .targets import DEFAULT_TARGET, TARGETS, get_target
 
 PRECISION = "int8"
@@ -276,8 +262,16 @@ def run_quantize(options: QuantizeOptions, progress: Progress | None = None) -> 
             for backend in options.backends
         ]
         for outcome in outcomes:
-            outcome.latency_ms = _latency(manifest, outcome.backend, work / outcome.file, options)
-        manifest = _install(export_dir, work, manifest, outcomes, calib_record)
+            outcome.latency_ms = compare_latency(
+                manifest,
+                outcome.backend,
+                work / outcome.file,
+                options.latency_size,
+                options.threads,
+                options.latency_runs,
+                options.seed,
+            )
+        manifest = install_variant(export_dir, work, manifest, outcomes, calib_record, PRECISION)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return QuantizeResult(export_dir, outcomes, calib_record, problems, manifest, time.perf_counter() - started)
@@ -410,87 +404,6 @@ def _attempt_record(keep_float: list[str], result: gate.GateResult) -> dict[str,
         "noc90_delta": round(result.noc90_delta, 3),
         "passed": result.passed,
     }
-
-
-def latency_inputs(context: Graph, size: tuple[int, int], uses_roi: bool, seed: int = 0) -> dict[str, np.ndarray]:
-    """Decoder inputs of a ``size`` canvas for timing: random features through the ``context`` graph,
-    one positive click in the middle."""
-    height, width = size
-    rng = np.random.default_rng(seed)
-    features = {
-        name: rng.standard_normal((1, channels, height // stride, width // stride), dtype=np.float32)
-        for name, channels, stride in zip(FEATURE_NAMES, FEATURE_CHANNELS, FEATURE_STRIDES, strict=True)
-    }
-    feed = context_inputs(context, features)
-    ref = np.full((1, 1, height, width), REF_UNKNOWN, dtype=np.uint8)
-    ref[0, 0, height // 2 - 5 : height // 2 + 5, width // 2 - 5 : width // 2 + 5] = REF_FOREGROUND
-    feed[REF_LABEL_INPUT] = ref
-    if uses_roi:
-        feed[ROI_INPUT] = np.asarray([[0, 0, width, height]], dtype=np.int64)
-    return feed
-
-
-def _latency(manifest: Manifest, backend: str, int8_path: Path, options: QuantizeOptions) -> dict[str, Any]:
-    """Quick in-process decoder latency, FP32 vs INT8 (ms, median), at ``options.latency_size``."""
-    context = load_graph(manifest.root or options.export_dir, "context", backend, options.threads, manifest=manifest)
-    feed = latency_inputs(context, options.latency_size, manifest.zoom_in.uses_roi, options.seed)
-    fp32 = load_graph(manifest.root or options.export_dir, "decoder", backend, options.threads, manifest=manifest)
-    int8 = load_graph(int8_path, backend=backend, threads=options.threads)
-    result: dict[str, Any] = {"size": "{}x{}".format(*options.latency_size), "threads": options.threads or "default"}
-    for name, graph in (("fp32", fp32), ("int8", int8)):
-        stats = measure(
-            lambda g=graph: g.run(feed)[LOGITS_OUTPUT],
-            TimingPolicy(warmup=3, min_runs=options.latency_runs, budget_s=0.0),
-        )  # exactly that many
-        result[name] = round(stats.p50_ms, 2)
-    return result
-
-
-def _install(
-    export_dir: Path, work: Path, manifest: Manifest, outcomes: list[BackendOutcome], calib_record: dict[str, Any]
-) -> Manifest:
-    """Move the passing files in and record them; the manifest is rewritten last (atomically).
-
-    Files of an earlier INT8 variant are dropped from the manifest *before* being replaced, so that at
-    no moment does the manifest describe a file that is being overwritten.
-    """
-    passing = [o for o in outcomes if o.passed]
-    if not passing:
-        return manifest
-    previous = [q for q in manifest.quantized if (q.graph, q.precision) == ("decoder", PRECISION)]
-    if previous:
-        stale = {n for q in previous for fmt, name in q.files.items() for n in artifact_names(name, fmt)}
-        manifest = replace(
-            manifest,
-            quantized=tuple(q for q in manifest.quantized if q not in previous),
-            files=tuple(f for f in manifest.files if f.name not in stale),
-        )
-        write_manifest(manifest, export_dir)
-    files = {}
-    moved = set()
-    for outcome in passing:
-        fmt = FORMAT_OF[outcome.backend]
-        for name in artifact_names(outcome.file, fmt):
-            if (work / name).is_file():
-                os.replace(work / name, export_dir / name)
-                moved.add(name)
-        files[fmt] = outcome.file
-    for name in (stale if previous else set()) - moved:  # an earlier INT8 file this run did not replace
-        (export_dir / name).unlink(missing_ok=True)
-    target = get_target(calib_record["target"])
-    variant = QuantizedGraph(
-        graph="decoder",
-        precision=PRECISION,
-        files=files,
-        calibration=calib_record,
-        gates={o.backend: o.record() for o in outcomes},
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        target=target.name,
-        covers=target.covers,
-    )
-    updated = with_quantized(manifest, variant, export_dir)
-    write_manifest(updated, export_dir)
-    return load_manifest(export_dir, verify_hashes=False)
 
 
 def _tool_versions() -> dict[str, str]:
