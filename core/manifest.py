@@ -20,13 +20,10 @@ from typing import Any
 
 from .atomic import write_atomic
 from .cpu import INT8_TARGET_COVERAGE, LEGACY_TARGET
-from .spec import MANIFEST_FORMAT_VERSION, MANIFEST_NAME
+from .spec import GRAPH_ROLES, MANIFEST_FORMAT_VERSION, MANIFEST_NAME
 from .typed_json import JsonShapeError, read_dataclass
 
 SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (MANIFEST_FORMAT_VERSION,)
-# encoder: once per image; context: once per image, on the features; decoder: once per click.
-GRAPH_ROLES: tuple[str, ...] = ("encoder", "context", "decoder")
-FORMATS: tuple[str, ...] = ("onnx", "openvino")
 # The graphs the exporter writes; quantized variants (``Manifest.quantized``) add other precisions.
 BASE_PRECISION = "fp32"
 

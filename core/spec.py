@@ -5,6 +5,7 @@ Nothing here imports torch: the model port, the exporters and the on-device runt
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 # Input normalization of the official models (RGB, 0..255 scale).
@@ -53,6 +54,19 @@ CONTEXT_OV: Final[str] = "context.xml"
 DECODER_OV: Final[str] = "decoder.xml"
 DECODER_INT8_ONNX: Final[str] = "decoder.int8.onnx"
 DECODER_INT8_OV: Final[str] = "decoder.int8.xml"
+# The three exported graphs in pipeline order (each one's outputs feed the next; encoder and context
+# run once per image, decoder once per click), the formats each is written in, and the file of each
+# (role, format): the one table of graph file names.
+GRAPH_ROLES: Final[tuple[str, str, str]] = ("encoder", "context", "decoder")
+GRAPH_FORMATS: Final[tuple[str, str]] = ("onnx", "openvino")
+GRAPH_FILES: Final[Mapping[tuple[str, str], str]] = {
+    ("encoder", "onnx"): ENCODER_ONNX,
+    ("context", "onnx"): CONTEXT_ONNX,
+    ("decoder", "onnx"): DECODER_ONNX,
+    ("encoder", "openvino"): ENCODER_OV,
+    ("context", "openvino"): CONTEXT_OV,
+    ("decoder", "openvino"): DECODER_OV,
+}
 # Section of an OpenVINO IR's rt_info that holds our metadata (the ONNX files use metadata_props).
 OPENVINO_RT_INFO_SECTION: Final[str] = "interformer_edge"
 

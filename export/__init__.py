@@ -3,7 +3,8 @@
 Public API: :func:`run_export` with :class:`ExportOptions` → :class:`ExportResult`; bad input raises
 :class:`ExportError`. The CLI is ``interformer-export`` (:mod:`.cli`). Modules: :mod:`.onnx_graphs` (tracing,
 graph passes, onnxslim, metadata), :mod:`.openvino_ir` (IR conversion), :mod:`.parity` (the gate),
-:mod:`.pipeline` (orchestration, atomic output). The manifest schema lives in the torch-free
+:mod:`.conventions` (what graphs and manifest record of preprocessing, clicks, zoom-in), :mod:`.pipeline`
+(orchestration, atomic output). The manifest schema lives in the torch-free
 ``interformer_edge.core.manifest``.
 """
 

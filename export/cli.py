@@ -11,10 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from interformer_edge.core.peak_memory import peak_rss_bytes
-from interformer_edge.core.spec import DEFAULT_OPSET, MANIFEST_NAME
+from interformer_edge.core.sizes import parse_size
+from interformer_edge.core.spec import DEFAULT_OPSET, GRAPH_FORMATS, MANIFEST_NAME
 
 from .parity import DEFAULT_ABS_TOLERANCE, DEFAULT_MIN_MASK_AGREEMENT, DEFAULT_SIZES, GateSettings, parity_table
-from .pipeline import FORMATS, ExportError, ExportOptions, ExportResult, parse_size, run_export
+from .pipeline import ExportError, ExportOptions, ExportResult, run_export
 
 EXIT_GATE_FAILED = 3  # distinct from 1, which is what an unexpected crash exits with
 EXIT_BAD_INPUT = 2
@@ -80,7 +81,7 @@ def main(
             help="Comma-separated formats to write: onnx, openvino. ONNX is always built and "
             "gated on ONNX Runtime, since the IR is converted from it.",
         ),
-    ] = ",".join(FORMATS),
+    ] = ",".join(GRAPH_FORMATS),
     opset: Annotated[int, typer.Option(help="ONNX opset (17..20).")] = DEFAULT_OPSET,
     fp16: Annotated[
         bool,
@@ -150,27 +151,28 @@ def main(
     try:
         static_size = parse_size(static) if static else None
         sizes = _size_list(parity_sizes) if parity_sizes else ((static_size,) if static_size else DEFAULT_SIZES)
-        options = ExportOptions(
-            checkpoint=checkpoint,
-            arch=arch,
-            out_dir=out,
-            formats=tuple(f.strip().lower() for f in formats.split(",") if f.strip()),
-            opset=opset,
-            fp16=fp16,
-            static_size=static_size,
-            unsafe_load=unsafe_load,
-            simplify=simplify,
-            gate=GateSettings(
-                sizes=sizes, abs_tolerance=tolerance, min_mask_agreement=min_mask_agreement, threads=threads
-            ),
+    except ValueError as err:  # a malformed or unsupported size
+        raise fail(str(err)) from None
+    options = ExportOptions(
+        checkpoint=checkpoint,
+        arch=arch,
+        out_dir=out,
+        formats=tuple(f.strip().lower() for f in formats.split(",") if f.strip()),
+        opset=opset,
+        fp16=fp16,
+        static_size=static_size,
+        unsafe_load=unsafe_load,
+        simplify=simplify,
+        gate=GateSettings(sizes=sizes, abs_tolerance=tolerance, min_mask_agreement=min_mask_agreement, threads=threads),
+    )
+    if unsafe_load:
+        err_console.print(
+            "interformer-export: warning: --unsafe-load unpickles arbitrary Python objects; "
+            "only use it for checkpoints you trust",
+            markup=False,
+            highlight=False,
         )
-        if unsafe_load:
-            err_console.print(
-                "interformer-export: warning: --unsafe-load unpickles arbitrary Python objects; "
-                "only use it for checkpoints you trust",
-                markup=False,
-                highlight=False,
-            )
+    try:
         result = _run_with_progress(options, err_console, quiet)
     except ExportError as err:
         raise fail(str(err)) from None

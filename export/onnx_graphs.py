@@ -92,6 +92,12 @@ def decoder_signature(model: InterFormer, size: tuple[int, int] | None) -> tuple
     return tuple(inputs), outputs
 
 
+def signature(model: InterFormer, role: str, size: tuple[int, int] | None) -> tuple[tuple[TensorSpec, ...], ...]:
+    """(inputs, outputs) of graph ``role``: ``encoder``, ``context`` or ``decoder``."""
+    signatures = {"encoder": encoder_signature, "context": context_signature, "decoder": decoder_signature}
+    return signatures[role](model, size)
+
+
 @contextlib.contextmanager
 def _quiet_export() -> Iterator[None]:
     """Silence the exporter's deprecation chatter and tracer warnings (they are expected, not actionable)."""
@@ -227,6 +233,15 @@ def save(proto: onnx.ModelProto, path: Path) -> list[Path]:
         size_threshold=1024,
     )
     return [path, data_path]
+
+
+def stamp_and_save(
+    proto: onnx.ModelProto, specs: tuple[TensorSpec, ...], metadata: Mapping[str, str], path: Path
+) -> list[Path]:
+    """:func:`set_io_shapes`, :func:`set_metadata`, then :func:`save` (returns the files written)."""
+    set_io_shapes(proto, specs)
+    set_metadata(proto, metadata)
+    return save(proto, path)
 
 
 def simplify(proto: onnx.ModelProto, lift_bytes: int | None = 4096) -> onnx.ModelProto:

@@ -387,6 +387,32 @@ def check_decoder(
     return checks
 
 
+@dataclass(frozen=True)
+class Gate:
+    """One run of the gate: its settings, the cases at its sizes and PyTorch's outputs on them."""
+
+    settings: GateSettings
+    cases: list[SizeCase]
+    refs: list[Reference]
+
+    @classmethod
+    def of(cls, model: InterFormer, settings: GateSettings) -> Gate:
+        cases = make_cases(settings.sizes, model.cfg.has_refine)
+        return cls(settings, cases, torch_references(model, cases))
+
+    def check(
+        self, backend: str, graph: str, run: Runner, fp16: bool = False, upstream: list | None = None
+    ) -> tuple[list[ParityCheck], list | None]:
+        """Parity checks of one graph (encoder, context or decoder) and what the next graph's end-to-end
+        check takes from it. ``upstream``: what the previous graph's check returned on this backend."""
+        args = (backend, run, self.cases, self.refs, self.settings)
+        if graph == "encoder":
+            return check_encoder(*args, fp16=fp16)
+        if graph == "context":
+            return check_context(*args, fp16=fp16, own_features=upstream)
+        return check_decoder(*args, fp16=fp16, own_inputs=upstream), None
+
+
 def graph_passes(checks: Sequence[ParityCheck], graph: str) -> bool:
     return all(c.passed for c in checks if c.graph == graph)
 
