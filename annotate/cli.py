@@ -16,6 +16,7 @@ import typer
 
 from interformer_edge.core.dataset import IMAGE_SUFFIXES
 from interformer_edge.core.manifest import BASE_PRECISION, ManifestError
+from interformer_edge.core.messages import first_line
 from interformer_edge.core.spec import DEFAULT_MAX_SIDE
 from interformer_edge.runtime.errors import InterFormerRuntimeError
 from interformer_edge.runtime.features import FEATURE_SUFFIX
@@ -209,7 +210,7 @@ def main(
     try:
         annotator = Annotator(settings)
     except (ManifestError, InterFormerRuntimeError, RequestError, ValueError) as err:
-        _fail(str(err).splitlines()[0])
+        _fail(first_line(err))
     _check_writable(out)
     if host not in LOOPBACK:
         print(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from interformer_edge.core.messages import first_line
 from interformer_edge.runtime.features import ImageFeatures
 
 log = logging.getLogger("interformer_edge.annotate")
@@ -163,7 +164,7 @@ class FeatureCache:
             except BaseException as err:  # handed to whoever waits; a prefetch failure is only logged
                 with self._lock:
                     self._futures.pop(key, None)
-                log.info("features of %s failed: %s", key, str(err).splitlines()[0] if str(err) else err)
+                log.info("features of %s failed: %s", key, first_line(err))
                 future.set_exception(err)
                 continue
             with self._lock:

@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from interformer_edge.core.dataset import IMAGE_SUFFIXES
 from interformer_edge.core.image_io import ImageReadError, to_rgb_array
+from interformer_edge.core.messages import first_line
 
 from .errors import NotFoundError, RequestError
 
@@ -122,4 +123,4 @@ def decode_image(data: bytes, what: str = "upload") -> np.ndarray:
     except UnidentifiedImageError:
         raise RequestError(f"the {what} is not an image file of a known format", status=415) from None
     except (OSError, SyntaxError, ValueError, ImageReadError) as err:
-        raise RequestError(f"the {what} is not a readable image ({str(err).splitlines()[0]})", status=415) from None
+        raise RequestError(f"the {what} is not a readable image ({first_line(err)})", status=415) from None

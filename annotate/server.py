@@ -39,6 +39,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from interformer_edge.core.image_io import ImageReadError, read_rgb
+from interformer_edge.core.messages import first_line
 
 from .errors import RequestError, TooLargeError
 from .service import Annotator, check_runtime_error
@@ -87,8 +88,7 @@ def build_app(annotator: Annotator, click_workers: int = 1) -> Starlette:
                 if mapped is not None:
                     return _error(mapped.status, str(mapped))
                 log.exception("%s %s failed", request.method, request.url.path)
-                detail = str(err).splitlines()[0] if str(err) else ""
-                return _error(500, f"internal error: {type(err).__name__}: {detail}")
+                return _error(500, f"internal error: {first_line(err, with_type=True)}")
             return result if isinstance(result, Response) else JSONResponse(result)
 
         return wrapped

@@ -24,6 +24,7 @@ from PIL import Image
 
 from interformer_edge.core.image_io import ImageReadError
 from interformer_edge.core.manifest import BASE_PRECISION, load_manifest
+from interformer_edge.core.messages import first_line
 from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.errors import ClickError, FeatureFileError, InterFormerRuntimeError, ModelMismatchError
@@ -63,11 +64,6 @@ class Settings:
     max_upload_mb: int = 32
     label_studio_url: str | None = None
     label_studio_token: str | None = None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err)
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def png_base64(mask: np.ndarray) -> str:
@@ -133,9 +129,9 @@ class Annotator:
             try:
                 features = load_features(stored, expected_model_id=self.model_id)
             except ModelMismatchError as err:
-                raise ConflictError(f"{stored}: {_first_line(err)}") from None
+                raise ConflictError(f"{stored}: {first_line(err)}") from None
             except FeatureFileError as err:
-                log.warning("%s is unusable (%s): encoding %s again", stored, _first_line(err), name)
+                log.warning("%s is unusable (%s): encoding %s again", stored, first_line(err), name)
             else:
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
                 if features.meta.image_sha256 in (None, digest):
@@ -144,12 +140,12 @@ class Annotator:
         try:
             features = self.encoder.encode(path, name=name)
         except ImageReadError as err:
-            raise RequestError(_first_line(err), status=422) from None
+            raise RequestError(first_line(err), status=422) from None
         if stored is not None:
             try:
                 save_features(features, stored)
             except OSError as err:  # the store is a cache: serving goes on without it
-                log.warning("could not write %s: %s", stored, _first_line(err))
+                log.warning("could not write %s: %s", stored, first_line(err))
         return features, "encoded"
 
     def _folder_loader(self, name: str):
@@ -238,7 +234,7 @@ class Annotator:
             try:
                 session.clicks.add_click(y, x, positive)
             except ClickError as err:
-                raise RequestError(_first_line(err)) from None
+                raise RequestError(first_line(err)) from None
             return self._mask_reply(session.clicks, started)
 
         return self.sessions.use(session_id, act)
@@ -249,7 +245,7 @@ class Annotator:
             try:
                 session.clicks.undo()
             except ClickError as err:
-                raise ConflictError(_first_line(err)) from None
+                raise ConflictError(first_line(err)) from None
             return self._mask_reply(session.clicks, started)
 
         return self.sessions.use(session_id, act)
@@ -301,7 +297,7 @@ class Annotator:
         try:
             written = self.store.save(name, size, masks)
         except OSError as err:
-            raise RequestError(f"cannot write to {self.settings.out}: {_first_line(err)}", status=507) from None
+            raise RequestError(f"cannot write to {self.settings.out}: {first_line(err)}", status=507) from None
         return {
             "image": name,
             "objects": len(masks),
@@ -391,7 +387,7 @@ class Annotator:
         except urllib.error.HTTPError as err:
             raise RequestError(f"Label Studio answered {err.code} for {url}", status=502) from None
         except (urllib.error.URLError, OSError) as err:
-            raise RequestError(f"cannot fetch {url}: {_first_line(err)}", status=502) from None
+            raise RequestError(f"cannot fetch {url}: {first_line(err)}", status=502) from None
         if len(data) > self.max_upload_bytes:
             raise TooLargeError(f"{url} is larger than the {self.settings.max_upload_mb} MB limit")
         return data
@@ -400,9 +396,9 @@ class Annotator:
 def check_runtime_error(err: BaseException) -> RequestError | None:
     """The 4xx a runtime refusal maps to (None: a server fault)."""
     if isinstance(err, ModelMismatchError):
-        return ConflictError(_first_line(err))
+        return ConflictError(first_line(err))
     if isinstance(err, (ClickError, ImageReadError)):
-        return RequestError(_first_line(err))
+        return RequestError(first_line(err))
     if isinstance(err, InterFormerRuntimeError):
-        return RequestError(_first_line(err), status=422)
+        return RequestError(first_line(err), status=422)
     return None

@@ -20,6 +20,7 @@ import numpy as np
 import interformer_edge
 from interformer_edge.core.dataset import open_dataset
 from interformer_edge.core.manifest import BASE_PRECISION, Manifest
+from interformer_edge.core.messages import first_line
 from interformer_edge.core.preprocess import normalize_image
 from interformer_edge.core.spec import IMAGE_INPUT
 from interformer_edge.core.timing import Stats, TimingPolicy, measure
@@ -133,7 +134,7 @@ def run_bench(options: BenchOptions, manifest: Manifest, progress: Progress | No
         try:
             report[part] = run()
         except Exception as err:  # keep what the other parts measured; the report says what broke
-            failures.append({"part": part, "error": f"{type(err).__name__}: {_first_line(err)}"})
+            failures.append({"part": part, "error": first_line(err, with_type=True)})
         report["seconds"][part] = round(time.perf_counter() - phase, 1)
     failures += [
         {"part": "memory", **_name(row), "error": row["error"]} for row in report.get("memory", []) if "error" in row
@@ -151,11 +152,6 @@ def latency_configs(configs: list[BenchConfig], static_shapes: bool) -> list[Ben
     if not static_shapes:
         return configs
     return [c for config in configs for c in (config, replace(config, static=True))]
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else ""
 
 
 def _name(row: dict[str, Any]) -> dict[str, Any]:
@@ -287,7 +283,7 @@ def latency_rows(
     try:
         _add_floors(rows, manifest, click_inputs, say)
     except Exception as err:  # the timings stand without their floor
-        failures.append({"part": "latency", "step": "floor", "error": f"{type(err).__name__}: {_first_line(err)}"})
+        failures.append({"part": "latency", "step": "floor", "error": first_line(err, with_type=True)})
     return rows
 
 

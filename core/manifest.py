@@ -20,6 +20,7 @@ from typing import Any
 
 from .atomic import write_atomic
 from .cpu import INT8_TARGET_COVERAGE, LEGACY_TARGET
+from .messages import first_line
 from .spec import GRAPH_ROLES, MANIFEST_FORMAT_VERSION, MANIFEST_NAME
 from .typed_json import JsonShapeError, read_dataclass
 
@@ -280,11 +281,6 @@ def with_quantized(manifest: Manifest, variant: QuantizedGraph, root: str | Path
 # ---------------------------------------------------------------- parsing
 
 
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0][:200] if lines else type(err).__name__
-
-
 def _check_values(manifest: Manifest) -> Manifest:
     """What the types cannot say: values a runtime divides by, allocates with or indexes by must make
     sense, every graph role is there, and quantized variants name an exported graph."""
@@ -382,7 +378,7 @@ def load_manifest(directory: str | Path, verify_hashes: bool = True, require_par
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, UTF-8 or a 5000-digit number
-        raise ManifestError(f"{path} is not a readable JSON manifest ({_first_line(err)})") from None
+        raise ManifestError(f"{path} is not a readable JSON manifest ({first_line(err, limit=200)})") from None
     manifest = manifest_from_dict(data)
     root = path.parent.resolve()
     _check_files(manifest, root, verify_hashes)

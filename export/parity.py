@@ -23,6 +23,7 @@ from rich.table import Table
 
 from interformer_edge.core.clicks import Click, add_click, update_ref_label_with_prediction, zoom_roi
 from interformer_edge.core.manifest import ParityCheck, ParityReport
+from interformer_edge.core.messages import first_line
 from interformer_edge.core.metrics import mask_agreement, max_abs_diff
 from interformer_edge.core.spec import (
     CLICK_IMAGE_INPUTS,
@@ -217,11 +218,6 @@ def openvino_runner(xml: Path, threads: int | None = None) -> Runner:
 # ----------------------------------------------------------------------------------------- checks
 
 
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else ''}"[:200]
-
-
 @dataclass
 class _Worst:
     """Running worst case of one output over the cases of one size."""
@@ -282,7 +278,7 @@ def _check_maps(
         except Exception as err:  # any backend failure is a gate failure, recorded as such
             out = None
             for w in worst.values():
-                w.error = _first_line(err)
+                w.error = first_line(err, with_type=True, limit=200)
         for name in names:
             actual = None if out is None else out.get(name)
             if out is not None and actual is None:
@@ -380,7 +376,7 @@ def check_decoder(
                         raise KeyError(f"no output named {LOGITS_OUTPUT!r}")
                     actual: np.ndarray | None = outputs[LOGITS_OUTPUT]
                 except Exception as err:  # recorded as a failed check
-                    worst.error = worst.error or _first_line(err)
+                    worst.error = worst.error or first_line(err, with_type=True, limit=200)
                     actual = None
                 worst.add(actual, expected, with_mask=True)
             checks.append(_judge(backend, "decoder", output, case.label, worst, judged_by, settings))

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from interformer_edge.core.manifest import BASE_PRECISION, Manifest, load_manifest
+from interformer_edge.core.messages import first_line
 
 from .errors import BackendError
 
@@ -81,7 +82,7 @@ class OrtGraph:
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # ORT raises its own exception types: report them uniformly
-            raise BackendError(f"onnxruntime cannot load {self.path}: {_first_line(err)}") from err
+            raise BackendError(f"onnxruntime cannot load {self.path}: {first_line(err)}") from err
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
         # Input name → declared shape: ints, and names for the symbolic dimensions.
@@ -91,7 +92,7 @@ class OrtGraph:
         try:
             values = self._session.run(self.output_names, inputs)
         except Exception as err:
-            raise BackendError(f"onnxruntime failed to run {self.path.name}: {_first_line(err)}") from err
+            raise BackendError(f"onnxruntime failed to run {self.path.name}: {first_line(err)}") from err
         return dict(zip(self.output_names, values, strict=True))
 
 
@@ -122,7 +123,7 @@ class OvGraph:
                 model.reshape({name: list(self.shapes[name]) for name in self.input_names if name in self.shapes})
             self._compiled = core.compile_model(model, "CPU", config)
         except Exception as err:
-            raise BackendError(f"openvino cannot load {self.path}: {_first_line(err)}") from err
+            raise BackendError(f"openvino cannot load {self.path}: {first_line(err)}") from err
         self._request = self._compiled.create_infer_request()
         # Compiled ports keep the model's order.
         self._outputs = list(zip(self.output_names, self._compiled.outputs, strict=True))
@@ -132,7 +133,7 @@ class OvGraph:
             # share_outputs=False: the request reuses its output buffers, so results must be copies.
             result = self._request.infer(inputs, share_inputs=True, share_outputs=False)
         except Exception as err:
-            raise BackendError(f"openvino failed to run {self.path.name}: {_first_line(err)}") from err
+            raise BackendError(f"openvino failed to run {self.path.name}: {first_line(err)}") from err
         return {name: result[port] for name, port in self._outputs}
 
 
@@ -205,11 +206,6 @@ def openvino_core() -> Any:
     import openvino as ov
 
     return ov.Core()
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def _backend_of_file(path: Path) -> str:

@@ -28,6 +28,7 @@ from rich.table import Table
 
 from interformer_edge.core.dataset import IMAGE_SUFFIXES
 from interformer_edge.core.image_io import ImageReadError
+from interformer_edge.core.messages import first_line
 from interformer_edge.core.progress import ProgressReporter
 
 from .errors import InterFormerRuntimeError
@@ -174,7 +175,7 @@ def encode_chunk(jobs: list[Job]) -> list[Outcome]:
         except ClaimHeldError as err:
             outcomes.append(Outcome(job.name, "busy", str(err)))
         except (ImageReadError, InterFormerRuntimeError, OSError, ValueError) as err:
-            outcomes.append(Outcome(job.name, "failed", str(err).splitlines()[0] if str(err) else type(err).__name__))
+            outcomes.append(Outcome(job.name, "failed", first_line(err)))
         except Exception as err:  # a bug or backend crash on one image must not end the run either
             outcomes.append(Outcome(job.name, "failed", f"{type(err).__name__}: {err}"))
     return outcomes

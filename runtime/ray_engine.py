@@ -44,6 +44,7 @@ import numpy as np
 from rich.console import Console
 
 from interformer_edge.core.image_io import ImageReadError, decode_rgb
+from interformer_edge.core.messages import first_line
 
 from .encode_jobs import Job, Outcome, is_up_to_date
 from .encoder import sha256_bytes
@@ -71,11 +72,6 @@ def _ray() -> Any:
     return ray
 
 
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
-
-
 # ------------------------------------------------------------------------------------- image lists
 
 
@@ -101,7 +97,7 @@ def list_file_jobs(list_file: Path, out: Path) -> list[Job]:
     try:
         lines = list_file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
-        raise RayEngineError(f"cannot read the image list {list_file}: {_first_line(err)}") from None
+        raise RayEngineError(f"cannot read the image list {list_file}: {first_line(err)}") from None
     images: dict[str, Path | str] = {}  # key (absolute path, or host + path of a URI) -> what to read
     for line in lines:
         entry = line.strip()
@@ -141,7 +137,7 @@ def read_image_bytes(image: Path | str) -> bytes:
         with filesystem.open_input_stream(path) as stream:
             return stream.read()
     except Exception as err:  # pyarrow raises its own types (ArrowInvalid, OSError, …): one message for all
-        raise ImageReadError(f"cannot read {image}: {_first_line(err)}") from None
+        raise ImageReadError(f"cannot read {image}: {first_line(err)}") from None
 
 
 # ------------------------------------------------------------------------------- the two stages
@@ -166,9 +162,9 @@ def read_and_decode(row: dict[str, Any], model: str, max_side: int | None, force
         else:
             result["rgb"] = decode_rgb(data, str(image))
     except (ImageReadError, InterFormerRuntimeError, OSError, ValueError) as err:
-        result.update(status="failed", message=_first_line(err))
+        result.update(status="failed", message=first_line(err))
     except Exception as err:  # a bug on one image must not end the run
-        result.update(status="failed", message=f"{type(err).__name__}: {_first_line(err)}")
+        result.update(status="failed", message=first_line(err, with_type=True))
     result["seconds"] = time.perf_counter() - started
     return result
 
@@ -219,9 +215,9 @@ class EncoderActor:
                 except ClaimHeldError as err:
                     status, message = "busy", str(err)
                 except (ImageReadError, InterFormerRuntimeError, OSError, ValueError) as err:
-                    status, message = "failed", _first_line(err)
+                    status, message = "failed", first_line(err)
                 except Exception as err:  # a bug or backend error on one image must not end the run
-                    status, message = "failed", f"{type(err).__name__}: {_first_line(err)}"
+                    status, message = "failed", first_line(err, with_type=True)
             rows["name"].append(str(name))
             rows["status"].append(status)
             rows["message"].append(message)
@@ -364,8 +360,8 @@ class RayCluster:
                 yield outcomes
         except Exception as err:  # Ray wraps everything in its own types; the first line says what happened
             if not reported:
-                raise RayEngineError(f"the Ray run failed before encoding anything: {_first_line(err)}") from None
-            reason = f"not encoded: the Ray run stopped ({_first_line(err)}); re-run to finish"
+                raise RayEngineError(f"the Ray run failed before encoding anything: {first_line(err)}") from None
+            reason = f"not encoded: the Ray run stopped ({first_line(err)}); re-run to finish"
         else:
             reason = (
                 f"not encoded: lost with its batch when a Ray actor died (crash or out of memory; "
@@ -430,7 +426,7 @@ def connect(address: str | None, console: Console | None = None) -> RayCluster:
         ray.init(address=address, **options)
     except Exception as err:  # ConnectionError, RuntimeError, ValueError, grpc errors …
         where = {None: os.environ.get("RAY_ADDRESS", ""), "local": "this machine"}.get(address, address)
-        raise RayEngineError(f"cannot connect to Ray ({where}): {_first_line(err)}") from None
+        raise RayEngineError(f"cannot connect to Ray ({where}): {first_line(err)}") from None
     cluster = RayCluster(owned=True, started_in=time.perf_counter() - started)
     if console is not None:
         console.print(
