@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: the quantizer's options, results and step order in one place (steps: sibling modules).
 """INT8 click decoder for an export folder: calibrate → quantize per backend → gate → install.
 
 1. Calibration inputs from simulated click sessions on the calibration images (:mod:`.calibration`).

@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: the image-list, per-image and driver stages of one Ray Data pipeline share its row schema.
 """The Ray engine of ``interformer-encode encode --engine ray``: one encode run spread over a Ray cluster.
 
 Ray Data turns the image list into a dataset; a ``map`` step reads each image (a path, or a URI

@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one server started per module (its fixture is costly); sections: server, tool endpoints.
 """interformer-annotate with the bundled model: the page's API, saving, the CVAT and Label Studio
 endpoints, bad input, concurrency.
 

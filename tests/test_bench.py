@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: the benchmark's exports are built once per module; one test per behaviour of the tool.
 """``interformer-bench``: every row that exists is measured, accuracy is filled, bad input is refused,
 and it runs without torch. Behaviour only: no timing is asserted (the CI machine is shared)."""
 

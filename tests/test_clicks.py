@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one test module per protocol module pair (core/clicks.py, core/distance.py).
 """Behaviour tests of the numpy click encoding (core/clicks.py, core/distance.py).
 
 scipy is used here only as an independent reference; the runtime itself is numpy-only.

@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: the cases of one issue (#16), one section per kind of input.
 """Issue #16: what a careless or hostile user meets — each case fed as the issue saw it, its answer asserted."""
 
 from __future__ import annotations
