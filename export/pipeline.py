@@ -112,6 +112,12 @@ def validate(options: ExportOptions) -> None:
         raise ExportError("with a static size the parity gate can only run at that size")
     if not options.gate.sizes:
         raise ExportError("the parity gate needs at least one size")
+    if "openvino" in options.formats and "," in str(Path(options.out_dir).resolve()):
+        # openvino.convert_model splits its path argument at commas (a list of model files).
+        raise ExportError(
+            f"the OpenVINO converter cannot read files under {Path(options.out_dir).resolve()} (a comma in the path): "
+            "choose another --out, or --formats onnx"
+        )
 
 
 def resolve_checkpoint(checkpoint: Path | None) -> Path:

@@ -241,7 +241,9 @@ def test_fp16_ir_is_judged_by_mask_agreement(
 # ------------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "wrong_arch", "unknown_arch", "static", "unwritable"])
+@pytest.mark.parametrize(
+    "case", ["missing", "corrupt", "wrong_arch", "unknown_arch", "static", "unwritable", "comma_in_out"]
+)
 def test_bad_input_gives_one_line_and_leaves_nothing(case: str, checkpoints: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["-c", str(checkpoints["light"]), "-o", str(out)]
@@ -257,6 +259,9 @@ def test_bad_input_gives_one_line_and_leaves_nothing(case: str, checkpoints: dic
         args += ["--arch", "huge"]
     elif case == "static":
         args += ["--static", "500x512"]
+    elif case == "comma_in_out":
+        out = tmp_path / "a,b"
+        args[3] = str(out)
     else:
         blocker = tmp_path / "a_file"
         blocker.write_text("")
