@@ -19,8 +19,9 @@ if [ "${FULL:-0}" != 1 ]; then
   bench_args=(--threads "$(nproc)" --limit "$QUICK_BENCH_OBJECTS")
 fi
 "$VENV/bin/interformer-export" --out "$OUT"
-"$VENV/bin/interformer-quantize" "$OUT" "${quantize_args[@]}"
-"$VENV/bin/interformer-bench" "$OUT" --out "$OUT/bench" "${bench_args[@]}"
+# ${a[@]+"${a[@]}"}: an empty array under `set -u` (bash < 4.4 calls "${a[@]}" unbound).
+"$VENV/bin/interformer-quantize" "$OUT" ${quantize_args[@]+"${quantize_args[@]}"}
+"$VENV/bin/interformer-bench" "$OUT" --out "$OUT/bench" ${bench_args[@]+"${bench_args[@]}"}
 echo "artifacts in $OUT; benchmark report in $OUT/bench (report.md, report.json, plots)"
 if [ "${FULL:-0}" != 1 ]; then
   echo "quick start: INT8 gate on $QUICK_GATE_OBJECTS of 100 held-out objects, accuracy on $QUICK_BENCH_OBJECTS; FULL=1 for all"
