@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -29,7 +29,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(EXIT_BAD_INPUT)
 
@@ -177,9 +177,14 @@ def main(
     In the page: left click adds a positive point, right click (or shift+click) a negative one; keys:
     n new object, z undo, r reset, s save, ←/→ previous/next image. Exit status: 2 bad arguments or model.
     """
-    import uvicorn
+    try:
+        import uvicorn
 
-    from .server import build_app
+        from .server import build_app
+    except ModuleNotFoundError as err:
+        _fail(
+            f"interformer-annotate needs the serve extra ({err.name} is missing): pip install 'interformer-edge[serve]'"
+        )
     from .service import Annotator, Settings
 
     _check_source(images)

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 from annotation_decoders import brush_to_mask, coco_string_to_counts, coco_to_mask
 from PIL import Image
 
@@ -123,7 +124,19 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_cli_without_the_serve_extra_says_so_in_one_line(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['uvicorn'] = None; sys.argv = ['interformer-annotate', sys.argv[1], '-m', 'x']; "
+        "from interformer_edge.annotate.cli import app; app()"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'interformer-edge[serve]'" in lines[0], result.stderr
+
+
 def test_cli_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn", reason="the serve extra (absent from the lean install)")
     store = tmp_path / "store"
     store.mkdir()
     (store / "cat.jpg.npz").write_bytes(b"features without their image")
@@ -147,6 +160,7 @@ def test_cli_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
 
 def test_the_annotator_imports_the_runtime_only() -> None:
     """It runs on the device: the runtime, never torch, the model port, the exporter or the quantizer."""
+    pytest.importorskip("starlette", reason="the serve extra (absent from the lean install)")
     code = (
         "import sys, interformer_edge.annotate.cli, interformer_edge.annotate.server; "
         "print(' '.join(m for m in ('torch', 'interformer_edge.models', 'interformer_edge.export', "
