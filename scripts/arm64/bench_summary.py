@@ -1,4 +1,4 @@
-"""Print ``BENCH_SUMMARY`` lines from an ``interformer-bench`` report.json (run.sh puts them in its summary).
+"""Print ``BENCH_SUMMARY`` lines from an ``interformer-bench`` report.json (harness.py puts them in its summary).
 
 Usage (inside the arm64 root, with the lean venv's python)::
 

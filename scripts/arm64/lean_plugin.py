@@ -29,7 +29,7 @@ import pytest
 
 EXPORTS_ENV = "INTERFORMER_TEST_EXPORTS"
 # Packages of the workstation extra that a test may import for itself (e.g. onnx to build a graph
-# variant); run.sh's test venv adds onnx, but ARM64_TEST_EXTRAS can leave it out.
+# variant); harness.py's test venv adds onnx, but ARM64_TEST_EXTRAS can leave it out.
 WORKSTATION_MODULES = ("torch", "onnx", "onnxslim", "nncf", "skimage")
 
 

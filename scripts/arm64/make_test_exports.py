@@ -1,10 +1,10 @@
 """Build the small exports the runtime tests use, on the host (needs torch), for a torch-free test run.
 
 The runtime tests get their model folders from the ``light_export`` / ``tiny_export`` fixtures in
-``tests/conftest.py``, which *build* them with torch. The arm64 root has no torch, so ``run.sh`` builds
+``tests/conftest.py``, which *build* them with torch. The arm64 root has no torch, so ``harness.py`` builds
 them here with the very same conftest functions and copies them in (``INTERFORMER_TEST_EXPORTS``)::
 
-    /work/venv/bin/python scripts/arm64/make_test_exports.py OUT_DIR   # → OUT_DIR/light, OUT_DIR/tiny
+    PYTHON_WITH_TORCH scripts/arm64/make_test_exports.py OUT_DIR   # → OUT_DIR/light, OUT_DIR/tiny
 
 Writes nothing into the repository. Exits non-zero if conftest no longer offers the helpers.
 """

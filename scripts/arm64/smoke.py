@@ -2,7 +2,7 @@
 
 Checks that the interpreter is aarch64, that ``torch`` is *not* installed, that every module of
 ``interformer_edge.runtime`` imports, and that onnxruntime imports and can build a session. Prints one
-``key: value`` line per fact (run.sh greps a few of them into its summary). Exits non-zero on failure.
+``key: value`` line per fact (harness.py greps a few of them into its summary). Exits non-zero on failure.
 
 Standard library + the lean dependencies only: this runs in the lean venv, before any test tool is there.
 """
