@@ -119,7 +119,7 @@ def openvino_facts() -> dict[str, Any]:
     Uses the runtime's one shared ``Core`` (a second Core per process can crash it, see
     ``runtime.backends.openvino_core``).
     """
-    from interformer_edge.runtime.backends import openvino_core
+    from interformer_edge.runtime.backends import openvino_core, openvino_device_precision
 
     core = openvino_core()
     facts: dict[str, Any] = {
@@ -134,16 +134,10 @@ def openvino_facts() -> dict[str, Any]:
         facts["version"] = openvino.__version__
         facts["cpu"] = str(core.get_property("CPU", "FULL_DEVICE_NAME"))
         facts["optimization_capabilities"] = [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
-        facts["default_inference_precision"] = type_name(core.get_property("CPU", "INFERENCE_PRECISION_HINT"))
+        facts["default_inference_precision"] = openvino_device_precision()
     except Exception as err:  # a property this OpenVINO version lacks must not stop the benchmark
         facts["error"] = f"{type(err).__name__}: {err}"
     return facts
-
-
-def type_name(value: Any) -> str:
-    """``ov.Type`` (or anything) → a short name such as ``bf16`` / ``f32``."""
-    to_string = getattr(value, "to_string", None)
-    return str(to_string()) if callable(to_string) else str(value)
 
 
 def plan_configs(

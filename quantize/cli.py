@@ -73,7 +73,31 @@ def summary_table(result: QuantizeResult) -> Table:
             str(len(o.float_layers)),
             "[green]pass[/]" if o.passed else "[red]FAIL[/]",
         )
+        if o.device_default is not None:  # the same file as it runs with the device's default precision
+            d = o.device_default.result
+            table.add_row(
+                o.backend,
+                f"  same, float layers {o.device_default.computes_in}",
+                "",
+                "",
+                f"{d.mean_iou_vs_fp32:.4f}",
+                f"{d.noc85_fp32:.2f} → {d.noc85:.2f}",
+                f"{d.noc90_fp32:.2f} → {d.noc90:.2f}",
+                "",
+                "[green]pass[/]" if d.passed else "[red]FAIL[/]",
+            )
     return table
+
+
+def device_default_warnings(result: QuantizeResult) -> list[str]:
+    """One line per installed INT8 decoder that fails the gate when run with the device's default precision."""
+    return [
+        f"the {o.backend} INT8 decoder FAILED the gate with the device's default {o.device_default.computes_in} "
+        "float layers (installed: it passed in f32, the runtime's default); do not run it with precision=device "
+        "on this host"
+        for o in result.outcomes
+        if o.passed and o.device_default is not None and not o.device_default.result.passed
+    ]
 
 
 @app.command()
@@ -180,7 +204,10 @@ def main(
     held-out click sessions against FP32 (mean mask IoU and NoC@90 difference). A failing backend gets its
     most sensitive layers (measured one at a time) kept in float and is retried. Passing files are written
     beside the FP32 ones (decoder.int8.onnx, decoder.int8.xml/.bin) and recorded in manifest.json with the
-    calibration settings and gate results; use them with Decoder(export, variant="int8").
+    calibration settings and gate results; use them with Decoder(export, variant="int8"). Where OpenVINO's
+    device default precision is not f32 (bf16 on AVX512-BF16/AMX CPUs), the OpenVINO INT8 decoder is also
+    gated as it runs with that precision for its float layers (precision=device); recorded, and a warning
+    if it fails.
 
     Exit status: 0 every backend passed; 2 bad input (nothing written); 3 the gate failed on a backend
     (its files are not installed; passing backends are); 1 a crash.
@@ -221,6 +248,8 @@ def main(
     out.print(summary_table(result))
     for o in result.outcomes:
         out.print(f"{o.backend}: kept float: {', '.join(o.float_layers) or 'nothing'}", highlight=False)
+    for warning in device_default_warnings(result):
+        err.print(f"interformer-quantize: warning: {warning}", highlight=False)
     out.print(f"done in {result.seconds:.0f} s; manifest: {result.export_dir / 'manifest.json'}", highlight=False)
     if not result.passed:
         failed = ", ".join(o.backend for o in result.outcomes if not o.passed)

@@ -7,6 +7,10 @@
    OpenVINO NNCF :mod:`.nncf_ov`) and gate.
    If the gate fails, layers are ranked by measured sensitivity (:mod:`.sensitivity`, once) and the
    most sensitive 1, 2, 4, … are kept float until it passes or ``max_float_layers`` is reached.
+   Where OpenVINO's device default is not f32 (bf16 on AVX512-BF16 / AMX x86, f16 on some ARM), the
+   passing OpenVINO decoder is gated a second time as it runs with ``precision="device"`` (its float
+   layers, and the context graph, in that precision): recorded beside the f32 verdict, not installed
+   or withheld by it, since the file is the same and f32 is the runtime's default.
 4. A quick in-process latency comparison FP32 vs INT8 per backend (:mod:`.latency`).
 5. The passing files are moved beside the FP32 ones and recorded in the manifest (:mod:`.install`;
    written last, atomically). Everything is built in a hidden temporary folder inside the export folder, so a
@@ -37,7 +41,7 @@ from interformer_edge.core.spec import (
     EVAL_MAX_CLICKS,
 )
 from interformer_edge.core.versions import tool_versions
-from interformer_edge.runtime.backends import BACKENDS, FORMAT_OF, installed_backends
+from interformer_edge.runtime.backends import BACKENDS, FORMAT_OF, installed_backends, openvino_device_precision
 from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.encoder import Encoder
 
@@ -105,9 +109,12 @@ class BackendOutcome:
     fp32_size_bytes: int = 0
     latency_ms: dict[str, Any] = field(default_factory=dict)
     quantize_seconds: float = 0.0
+    # The gate of the same file run with OpenVINO's device default precision, where that is not f32.
+    device_default: DeviceDefaultGate | None = None
 
     def record(self) -> dict[str, Any]:
         """The manifest's ``gates[backend]`` entry."""
+        device = {} if self.device_default is None else {"device_default": self.device_default.record()}
         return {
             **self.result.to_dict(),
             "float_layers": self.float_layers,
@@ -117,7 +124,19 @@ class BackendOutcome:
             "fp32_size_bytes": self.fp32_size_bytes,
             "latency_ms": self.latency_ms,
             "quantize_seconds": round(self.quantize_seconds, 1),
+            **device,
         }
+
+
+@dataclass
+class DeviceDefaultGate:
+    """The accuracy gate of an INT8 decoder run with the device's default float precision (``computes_in``)."""
+
+    computes_in: str
+    result: gate.GateResult
+
+    def record(self) -> dict[str, Any]:
+        return {"computes_in": self.computes_in, **self.result.to_dict()}
 
 
 @dataclass
@@ -343,20 +362,23 @@ def _quantize_backend(
                 float_regions=options.keep_float,
             )
 
-    def attempt(keep_float: list[str]) -> gate.GateResult:
-        progress.step(f"{backend}: quantizing ({len(keep_float)} layers float)")
-        quantize(out, keep_float)
+    def gate_file(what: str, precision: str = "f32") -> gate.GateResult:
         candidate = Decoder(
-            manifest.root or options.export_dir, backend, options.threads, graph_file=out, manifest=manifest
+            manifest.root or options.export_dir, backend, options.threads, precision, graph_file=out, manifest=manifest
         )
-        tick = progress.step(f"{backend}: accuracy gate", len(references))
+        tick = progress.step(f"{backend}: accuracy gate{'' if precision == 'f32' else f' ({what})'}", len(references))
         result = gate.evaluate(candidate, references, options.gate_clicks, options.thresholds, tick)
         progress.note(
-            f"{backend} INT8 ({len(keep_float)} layers float): mean IoU vs FP32 "
+            f"{backend} INT8 ({what}): mean IoU vs FP32 "
             f"{result.mean_iou_vs_fp32:.4f}, NoC@90 {result.noc90:.2f} vs {result.noc90_fp32:.2f} → "
             f"{'pass' if result.passed else 'fail'}"
         )
         return result
+
+    def attempt(keep_float: list[str]) -> gate.GateResult:
+        progress.step(f"{backend}: quantizing ({len(keep_float)} layers float)")
+        quantize(out, keep_float)
+        return gate_file(f"{len(keep_float)} layers float")
 
     keep = list(base_float)
     result = attempt(keep)
@@ -379,6 +401,12 @@ def _quantize_backend(
         if extra >= len(ranking):
             break
         extra *= 2
+    device_default = None
+    if backend == "openvino" and result.passed:
+        computes_in = openvino_device_precision()
+        if computes_in != "f32":
+            what = f"float layers {computes_in}, the device default"
+            device_default = DeviceDefaultGate(computes_in, gate_file(what, precision="device"))
     files = [work / n for n in artifact_names(INT8_FILES[backend], fmt) if (work / n).is_file()]
     fp32_files = [
         manifest.root / n
@@ -395,6 +423,7 @@ def _quantize_backend(
         size_bytes=sum(f.stat().st_size for f in files),
         fp32_size_bytes=sum(f.stat().st_size for f in fp32_files),
         quantize_seconds=time.perf_counter() - started,
+        device_default=device_default,
     )
 
 

@@ -208,6 +208,14 @@ def openvino_core() -> Any:
     return ov.Core()
 
 
+def openvino_device_precision() -> str:
+    """What OpenVINO computes float layers in on this CPU when not told (``precision="device"``):
+    ``bf16`` on AVX512-BF16 / AMX x86, ``f16`` on ARM with fp16 arithmetic, otherwise ``f32``."""
+    value = openvino_core().get_property("CPU", "INFERENCE_PRECISION_HINT")
+    to_string = getattr(value, "to_string", None)  # an ov.Type
+    return str(to_string()) if callable(to_string) else str(value)
+
+
 def _backend_of_file(path: Path) -> str:
     if path.suffix == ".onnx":
         return "onnxruntime"

@@ -13,15 +13,16 @@ import pytest
 from onnx import numpy_helper
 from PIL import Image
 from quantize_helpers import calibration_and_heldout, copy_export, snapshot
+from rich.console import Console
 from typer.testing import CliRunner
 
 from interformer_edge.core.cpu import CPU_CLASSES, host_cpu
 from interformer_edge.core.evaluation import iou
 from interformer_edge.core.manifest import load_manifest
 from interformer_edge.core.spec import REF_FOREGROUND, REF_UNKNOWN
-from interformer_edge.quantize import GateThresholds, QuantizeOptions, calibration, gate, onnxrt, run_quantize
-from interformer_edge.quantize.cli import EXIT_BAD_INPUT, app
-from interformer_edge.quantize.pipeline import DEFAULT_KEEP_FLOAT
+from interformer_edge.quantize import GateThresholds, QuantizeOptions, calibration, gate, onnxrt, pipeline, run_quantize
+from interformer_edge.quantize.cli import EXIT_BAD_INPUT, app, device_default_warnings, summary_table
+from interformer_edge.quantize.pipeline import DEFAULT_KEEP_FLOAT, QuantizeResult
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
 
 
@@ -193,11 +194,55 @@ def test_gate_limits_are_inclusive_despite_float_rounding() -> None:
     assert not limits.accept(0.99, 4.50 - 4.25) and not limits.accept(0.9799, 0.0)
 
 
+def _gate_result(mean_iou: float, passed: bool) -> gate.GateResult:
+    return gate.GateResult(passed, 3, 4, mean_iou, [mean_iou], mean_iou, 2.0, 2.0, 3.0, 3.0, {}, {}, {})
+
+
+def test_a_device_default_gate_failure_is_shown_and_warned_but_installs_nonetheless(tmp_path: Path) -> None:
+    def outcome(backend: str, device: pipeline.DeviceDefaultGate | None) -> pipeline.BackendOutcome:
+        return pipeline.BackendOutcome(backend, "f", True, _gate_result(0.995, True), [], [], device_default=device)
+
+    failing = pipeline.DeviceDefaultGate("bf16", _gate_result(0.912, False))
+    result = QuantizeResult(
+        tmp_path,
+        [outcome("onnxruntime", None), outcome("openvino", failing)],
+        {"target": "portable", "build_host": {"class": "x86-vnni", "model": "cpu"}},
+        [],
+        None,  # type: ignore[arg-type]
+        1.0,
+    )
+    assert result.passed  # the f32 verdicts decide what is installed
+    (warning,) = device_default_warnings(result)
+    assert "openvino" in warning and "bf16" in warning and "precision=device" in warning
+    console = Console(width=250, record=True)
+    console.print(summary_table(result))
+    rows = [line for line in console.export_text().splitlines() if "openvino" in line]
+    assert len(rows) == 2 and "float layers bf16" in rows[1] and "0.9120" in rows[1] and "FAIL" in rows[1]
+    assert outcome("openvino", failing).record()["device_default"]["computes_in"] == "bf16"
+
+    passing = pipeline.DeviceDefaultGate("bf16", _gate_result(0.99, True))
+    assert not device_default_warnings(
+        QuantizeResult(tmp_path, [outcome("openvino", passing)], result.calibration, [], None, 1.0)  # type: ignore[arg-type]
+    )
+
+
 def test_int8_decoders_are_built_gated_recorded_and_loadable(
-    light_export: Path, tmp_path: Path, folders: tuple[Path, Path]
+    light_export: Path, tmp_path: Path, folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     export = copy_export(light_export, tmp_path)
     calib, heldout = folders
+    # A host whose OpenVINO default is bf16, whatever this CPU's is (here the "device" runs may compute in
+    # f32: the point is that the second gate runs, on the precision="device" decoder, and is recorded).
+    asked: list[str] = []
+    real_decoder = pipeline.Decoder
+
+    def recording_decoder(*args: object, **kwargs: object) -> Decoder:
+        decoder = real_decoder(*args, **kwargs)  # type: ignore[arg-type]
+        asked.append(f"{decoder.backend}:{args[3] if len(args) > 3 else kwargs.get('precision', 'f32')}")
+        return decoder
+
+    monkeypatch.setattr(pipeline, "openvino_device_precision", lambda: "bf16")
+    monkeypatch.setattr(pipeline, "Decoder", recording_decoder)
     # The mechanics, not the accuracy of random weights: a gate no numerics can fail (an inverted decoder
     # scores < 0.5, see above; these INT8 decoders score 0.96-0.98 on VNNI and emulated AVX2 alike).
     options = QuantizeOptions(
@@ -225,6 +270,10 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(
         assert record["passed"] and record["mean_iou_vs_fp32"] >= 0.9
         assert record["latency_ms"]["fp32"] > 0 and record["latency_ms"]["int8"] > 0
         assert record["size_bytes"] < record["fp32_size_bytes"]
+    device = variant.gates["openvino"]["device_default"]
+    assert device["computes_in"] == "bf16" and device["objects"] == 3 and 0.9 <= device["mean_iou_vs_fp32"] <= 1
+    assert "device_default" not in variant.gates["onnxruntime"]  # ONNX Runtime has no precision hint
+    assert "openvino:device" in asked and "onnxruntime:device" not in asked
     assert variant.calibration["method"] == "minmax" and variant.calibration["samples"] >= 4
     # The default target: 7-bit weights, accurate on every CPU class; recorded with the build host.
     assert variant.target == "portable" and set(variant.covers) == set(CPU_CLASSES)
