@@ -177,7 +177,7 @@ def encode_chunk(jobs: list[Job]) -> list[Outcome]:
         except (ImageReadError, InterFormerRuntimeError, OSError, ValueError) as err:
             outcomes.append(Outcome(job.name, "failed", first_line(err)))
         except Exception as err:  # a bug or backend crash on one image must not end the run either
-            outcomes.append(Outcome(job.name, "failed", f"{type(err).__name__}: {err}"))
+            outcomes.append(Outcome(job.name, "failed", first_line(err, with_type=True)))
     return outcomes
 
 

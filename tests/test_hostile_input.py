@@ -376,6 +376,27 @@ def test_a_claimed_image_is_left_to_its_owner_and_a_stale_claim_is_taken_over(
     load_features(jobs[1].target)
 
 
+def test_a_crash_on_one_image_is_one_line_with_its_kind_and_the_run_goes_on(
+    light_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, store = image_folder(tmp_path, 2, 40), tmp_path / "store"
+    jobs = encode_jobs.list_jobs(folder, store, recursive=False)
+    encode_jobs.init_worker(str(light_export), "auto", 1, "f32", DEFAULT_MAX_SIDE, "float16", False, in_pool=False)
+    store.mkdir()
+    encode = encode_jobs._ENCODER.encode
+
+    def crash_on_the_first(image: object, **kwargs: object) -> object:
+        if kwargs.get("name") == jobs[0].name:
+            raise RuntimeError("backend crashed\n  in frame 7\n  in frame 8")
+        return encode(image, **kwargs)
+
+    monkeypatch.setattr(encode_jobs._ENCODER, "encode", crash_on_the_first)
+    outcomes = encode_jobs.encode_chunk(jobs)
+    assert (outcomes[0].status, outcomes[0].message) == ("failed", "RuntimeError: backend crashed")
+    assert outcomes[1].status == "encoded" and not jobs[0].target.exists()
+    load_features(jobs[1].target)
+
+
 def test_two_runs_on_one_store_encode_every_image_once(light_export: Path, tmp_path: Path) -> None:
     count = 24
     folder, store = image_folder(tmp_path, count, 128), tmp_path / "store"
