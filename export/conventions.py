@@ -31,17 +31,20 @@ from interformer_edge.models import InterFormer
 
 
 def common_metadata(model: InterFormer, static_size: tuple[int, int] | None, checkpoint_sha: str) -> dict[str, str]:
-    """String facts stamped into every graph (each graph adds its role, signature and opset)."""
+    """String facts stamped into every graph (each graph adds its role, signature and opset); the
+    preprocessing ones are the manifest's :func:`preprocessing` section, for a reader with only a graph."""
+    pre = preprocessing()
+    low, high = pre.input_range
     return {
         "manifest_format_version": str(MANIFEST_FORMAT_VERSION),
         "version": interformer_edge.__version__,
         "architecture": json.dumps(model.cfg.to_dict()),
-        "color_order": "RGB",
-        "input_range": "[0, 255]",
-        "pixel_mean": json.dumps(list(PIXEL_MEAN)),
-        "pixel_std": json.dumps(list(PIXEL_STD)),
-        "size_divisor": str(SIZE_DIVISOR),
-        "max_image_side": str(MAX_IMAGE_SIDE),
+        "color_order": pre.color_order,
+        "input_range": f"[{low:g}, {high:g}]",
+        "pixel_mean": json.dumps(list(pre.mean)),
+        "pixel_std": json.dumps(list(pre.std)),
+        "size_divisor": str(pre.size_divisor),
+        "max_image_side": str(pre.max_image_side),
         "uses_roi": json.dumps(model.cfg.has_refine),
         "static_size": "" if static_size is None else "{}x{}".format(*static_size),
         "source_checkpoint_sha256": checkpoint_sha,

@@ -120,6 +120,10 @@ def test_api_export_passes_gate_and_writes_a_truthful_manifest(
     meta = read_metadata(out / DECODER_ONNX)
     assert meta["role"] == "decoder" and meta["uses_roi"] == "false"
     assert meta["source_checkpoint_sha256"] == data["source_checkpoint"]["sha256"]
+    pre = data["preprocessing"]  # the same facts as the manifest's, for a reader with only the graph
+    assert (meta["color_order"], meta["input_range"]) == ("RGB", "[0, 255]") and pre["input_range"] == [0, 255]
+    assert json.loads(meta["pixel_mean"]) == pre["mean"] and json.loads(meta["pixel_std"]) == pre["std"]
+    assert (int(meta["size_divisor"]), int(meta["max_image_side"])) == (pre["size_divisor"], pre["max_image_side"])
     rt_info = read_rt_info(out / ENCODER_OV)
     assert rt_info["role"] == "encoder" and rt_info["weights"] == "fp32"
     image_type = onnx.load(str(out / ENCODER_ONNX)).graph.input[0].type.tensor_type
