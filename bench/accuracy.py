@@ -27,6 +27,7 @@ import numpy as np
 from interformer_edge.core.dataset import EvalDataset, Sample
 from interformer_edge.core.evaluation import MIOU_AT_CLICKS, Roi, SessionResult, iou, run_session, summarize
 from interformer_edge.core.preprocess import pad_ref_label
+from interformer_edge.core.progress import Countdown
 from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.features import ImageFeatures
 
@@ -120,14 +121,18 @@ def evaluate(
     zoom_in: bool,
     zoom_start: int,
     progress: Callable[[str], None] | None = None,
+    total: int | None = None,
 ) -> dict[str, Any]:
-    """Run the protocol of the module docstring; returns rows per configuration and per-object curves."""
+    """Run the protocol of the module docstring; returns rows per configuration and per-object curves.
+    ``total``: how many samples to expect, for the progress lines' count and estimate."""
     everyone = [reference, *others]
     tallies = {p.config.name: _Tally() for p in everyone}
     per_object: list[dict[str, Any]] = []
+    countdown = Countdown(total) if total else None
     for number, sample in enumerate(samples, start=1):
         if progress is not None:
-            progress(f"object {number}: {sample.name} ({sample.image.shape[0]}x{sample.image.shape[1]})")
+            position = countdown(number - 1) if countdown is not None else str(number)
+            progress(f"object {position}: {sample.name} ({sample.image.shape[0]}x{sample.image.shape[1]})")
         curves = _evaluate_object(sample, everyone, tallies, clicks, zoom_in, zoom_start)
         per_object.append({"name": sample.name, "size": list(sample.mask.shape), "ious": curves})
 

@@ -75,6 +75,7 @@ def accuracy_report(
             zoom_in=manifest.zoom_in.uses_roi,
             zoom_start=manifest.zoom_in.start_click,
             progress=lambda line: say(f"accuracy: {line}"),
+            total=min(len(dataset), options.limit or len(dataset)),
         )
     )
     result["problems"] = list(dataset.problems)

@@ -365,10 +365,19 @@ def _options(
 
 
 def _run_with_progress(options: BenchOptions, manifest: Manifest, console: Console, quiet: bool) -> dict[str, Any]:
-    """Run the bench with a live status line (stderr); each phase's duration is printed when it ends."""
+    """Run the bench with its steps on stderr: a live status line on a terminal, one line per step
+    (elapsed time first) when stderr goes to a log file."""
     if quiet:
         return run_bench(options, manifest)
     started = time.perf_counter()
+    if not console.is_terminal:
+
+        def line(step: str) -> None:
+            console.print(
+                f"[{time.perf_counter() - started:5.0f} s] {step}", markup=False, highlight=False, soft_wrap=True
+            )
+
+        return run_bench(options, manifest, line)
     with console.status("starting…") as status:
 
         def progress(step: str) -> None:

@@ -21,6 +21,7 @@ import interformer_edge
 from interformer_edge.core.manifest import BASE_PRECISION, Manifest
 from interformer_edge.core.messages import first_line
 from interformer_edge.core.preprocess import normalize_image
+from interformer_edge.core.progress import Countdown, duration
 from interformer_edge.core.spec import IMAGE_INPUT
 from interformer_edge.core.timing import Stats, TimingPolicy, measure
 from interformer_edge.runtime.decoder import Decoder
@@ -135,6 +136,7 @@ def run_bench(options: BenchOptions, manifest: Manifest, progress: Progress | No
         except Exception as err:  # keep what the other parts measured; the report says what broke
             failures.append({"part": part, "error": first_line(err, with_type=True)})
         report["seconds"][part] = round(time.perf_counter() - phase, 1)
+        say(f"{part}: done in {duration(report['seconds'][part])}")
     failures += [
         {"part": "memory", **_name(row), "error": row["error"]} for row in report.get("memory", []) if "error" in row
     ]
@@ -218,9 +220,12 @@ def latency_rows(
     features: dict[tuple[Any, ...], ImageFeatures] = {}  # (encoder key, size) → the photo's features
     click_inputs: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # size → the timed click's decoder inputs
     rows = []
+    countdown = Countdown(len(configs) * len(options.threads) + (len(options.threads) if baseline else 0))
+    done = 0  # configuration × threads units begun
     for config in configs:
         for threads in options.threads:
-            say(f"latency: {config.name}, {threads} thread(s): loading")
+            say(f"latency {countdown(done)}: {config.name}, {threads} thread(s): loading")
+            done += 1
             started = time.perf_counter()
             try:
                 encoder = Encoder(
@@ -269,8 +274,9 @@ def latency_rows(
         pre = manifest.preprocessing
         for threads in options.threads:
             baseline.set_threads(threads)
+            say(f"latency {countdown(done)}: pytorch eager, {threads} thread(s)")
+            done += 1
             for size in options.sizes:
-                say(f"latency: pytorch eager, {threads} thread(s), {size_text(size)}")
                 image = normalize_image(photos[size], pre.mean, pre.std, pre.size_divisor, pre.pad_value)
                 enc = measure(lambda x=image: baseline.encode(x), options.timing)
                 feats_t = baseline.encode(image)
@@ -358,9 +364,14 @@ def memory_rows(
     """Peak RSS of a fresh process per configuration (at the largest thread count and the first size),
     with the bytes the configuration needs on disk."""
     threads, size = max(options.threads), options.sizes[0]
-    rows = []
-    for config in [*configs, *([_torch_config()] if checkpoint is not None else [])]:
-        say(f"memory: {config.name} (fresh process: load, encode {size_text(size)}, {options.memory_clicks} clicks)")
+    rows: list[dict[str, Any]] = []
+    probed = [*configs, *([_torch_config()] if checkpoint is not None else [])]
+    countdown = Countdown(len(probed))
+    for config in probed:
+        say(
+            f"memory {countdown(len(rows))}: {config.name} "
+            f"(fresh process: load, encode {size_text(size)}, {options.memory_clicks} clicks)"
+        )
         facts = memory.run_probe(Path(str(manifest.root)), config, threads, size, options.memory_clicks, checkpoint)
         rows.append(
             {

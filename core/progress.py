@@ -47,6 +47,22 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+class Countdown:
+    """Where a counted step is, for one-line progress messages: ``countdown(2)`` before the third of 13
+    units gives ``3/13, about 40 s left`` (the estimate from the units done so far; none before the first)."""
+
+    def __init__(self, total: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.clock = total, clock
+        self.started = clock()
+
+    def __call__(self, done: int) -> str:
+        position = f"{done + 1}/{self.total}"
+        if done == 0:
+            return position
+        left = (self.clock() - self.started) / done * (self.total - done)
+        return f"{position}, about {duration(left)} left"
+
+
 class _LineStep:
     """One step printed as lines (the non-terminal mode)."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -108,6 +109,7 @@ def full_run(light_export: Path, dataset: Path, tmp_path_factory: pytest.TempPat
         *FAST,
     )
     assert code == 0, stdout + stderr
+    (root / "stderr.log").write_text(stderr)  # what a user's log file holds
     return json.loads((out / "report.json").read_text()), out, export
 
 
@@ -156,6 +158,25 @@ def test_help_explains_every_flag() -> None:
         "--static-shapes",
     ):
         assert flag in stdout
+
+
+def test_progress_in_a_log_counts_each_step_with_an_estimate(full_run: tuple[dict, Path, Path]) -> None:
+    report, out, _ = full_run
+    lines = (out.parent / "stderr.log").read_text().splitlines()
+    assert all(re.match(r"\[\s*\d+ s\] ", line) for line in lines), lines  # elapsed time first, one line each
+    units = {(r["backend"], r["precision"], r["threads"]) for r in report["latency"]}
+    latency = [re.search(r"\] latency (\d+)/(\d+)(, about .+ left)?: ", line) for line in lines]
+    counted = [(int(m[1]), int(m[2]), m[3] is not None) for m in latency if m]
+    assert [c[:2] for c in counted] == [(i, len(units)) for i in range(1, len(units) + 1)]
+    assert not counted[0][2] and all(c[2] for c in counted[1:])  # an estimate once one unit is done
+    objects = [line for line in lines if "] accuracy: object " in line]
+    # Counted against the dataset's files: unusable ones (reported as problems) end the count early.
+    assert len(objects) == report["accuracy"]["objects"] < report["accuracy"]["dataset_size"]
+    assert f"object 1/{report['accuracy']['dataset_size']}: " in objects[0]
+    memory_lines = [line for line in lines if re.search(r"\] memory \d+/\d+", line)]
+    assert len(memory_lines) == len(report["memory"])
+    for part in ("latency", "memory", "accuracy"):
+        assert any(re.search(rf"\] {part}: done in \d+ s$", line) for line in lines), part
 
 
 def test_report_has_machine_facts_and_every_latency_row(full_run: tuple[dict, Path, Path]) -> None:

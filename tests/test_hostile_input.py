@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from interformer_edge.core.atomic import atomic_target, write_atomic
 from interformer_edge.core.manifest import load_manifest, write_manifest
-from interformer_edge.core.progress import ProgressReporter
+from interformer_edge.core.progress import Countdown, ProgressReporter
 from interformer_edge.core.spec import DEFAULT_MAX_SIDE, FEATURE_NAMES
 from interformer_edge.export.cli import EXIT_BAD_INPUT
 from interformer_edge.export.cli import app as export_app
@@ -465,6 +465,16 @@ def test_progress_prints_lines_when_not_on_a_terminal() -> None:
     assert [line.split(": ")[1].split(" (")[0] for line in lines[1:4]] == ["2/8", "4/8", "6/8"]
     assert lines[4] == "simulating calibration click sessions: done 8/8 in 1 min 20 s"
     assert lines[5].startswith("an error message") and lines[5].endswith("in a log file") and len(lines) == 6
+
+
+def test_a_countdown_gives_position_and_time_left() -> None:
+    now = [100.0]
+    countdown = Countdown(4, clock=lambda: now[0])
+    assert countdown(0) == "1/4"  # nothing to estimate from yet
+    now[0] += 10
+    assert countdown(1) == "2/4, about 30 s left"
+    now[0] += 50
+    assert countdown(3) == "4/4, about 20 s left"
 
 
 def test_encode_output_in_a_log_has_progress_lines_and_unwrapped_errors(light_export: Path, tmp_path: Path) -> None:
