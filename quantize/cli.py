@@ -60,13 +60,13 @@ def summary_table(result: QuantizeResult) -> Table:
         r = o.result
         ratio = o.fp32_size_bytes / o.size_bytes if o.size_bytes else float("nan")
         lat = o.latency_ms
-        speed = lat["fp32"] / lat["int8"] if lat.get("int8") else float("nan")
         table.add_row(
             o.backend,
             o.file if o.passed else f"({o.file} not installed)",
             f"{o.fp32_size_bytes / 2**20:.2f} → {o.size_bytes / 2**20:.2f} MiB ({ratio:.1f}x)",
-            f"{lat.get('fp32', float('nan')):.1f} → {lat.get('int8', float('nan')):.1f} ms ({speed:.2f}x) "
-            f"@{lat.get('size', '?')}",
+            f"{lat['fp32']:.1f} → {lat['int8']:.1f} ms ({lat['fp32'] / lat['int8']:.2f}x) @{lat['size']}"
+            if lat
+            else "not measured",
             f"{r.mean_iou_vs_fp32:.4f}",
             f"{r.noc85_fp32:.2f} → {r.noc85:.2f}",
             f"{r.noc90_fp32:.2f} → {r.noc90:.2f}",
@@ -190,6 +190,13 @@ def main(
         typer.Option(help="CPU threads for calibration, the gate and the latency check. Default: the backends' own."),
     ] = None,
     latency_size: Annotated[str, typer.Option(help="Canvas HxW for the quick FP32-vs-INT8 latency check.")] = "512x512",
+    latency_runs: Annotated[
+        int,
+        typer.Option(
+            help="Timed runs per decoder in that check (median); 0 skips it (interformer-bench measures latency "
+            "properly, as the quick start does next)."
+        ),
+    ] = _DEFAULTS.latency_runs,
     seed: Annotated[int, typer.Option(help="Seed of the calibration sessions.")] = _DEFAULTS.seed,
     quiet: Annotated[
         bool,
@@ -233,6 +240,7 @@ def main(
             max_float_layers=max_float_layers,
             threads=threads,
             latency_size=_size(latency_size),
+            latency_runs=latency_runs,
             seed=seed,
         )
         if quiet:

@@ -11,7 +11,8 @@
    passing OpenVINO decoder is gated a second time as it runs with ``precision="device"`` (its float
    layers, and the context graph, in that precision): recorded beside the f32 verdict, not installed
    or withheld by it, since the file is the same and f32 is the runtime's default.
-4. A quick in-process latency comparison FP32 vs INT8 per backend (:mod:`.latency`).
+4. A quick in-process latency comparison FP32 vs INT8 per backend (:mod:`.latency`; ``latency_runs=0``
+   skips it, e.g. when ``interformer-bench`` runs next).
 5. The passing files are moved beside the FP32 ones and recorded in the manifest (:mod:`.install`;
    written last, atomically). Everything is built in a hidden temporary folder inside the export folder, so a
    failure or an interruption leaves the export as it was.
@@ -186,6 +187,7 @@ def validate(options: QuantizeOptions) -> None:
         (options.thresholds.max_noc90_delta >= 0.0, "--max-noc-delta must be >= 0"),
         (options.max_float_layers >= 0, "--max-float-layers must be >= 0"),
         (options.threads is None or options.threads >= 1, "--threads must be at least 1"),
+        (options.latency_runs >= 0, "--latency-runs must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:
@@ -281,7 +283,7 @@ def run_quantize(options: QuantizeOptions, progress: Progress | None = None) -> 
             _quantize_backend(backend, manifest, options, samples, references, fp32, work, progress)
             for backend in options.backends
         ]
-        for outcome in outcomes:
+        for outcome in outcomes if options.latency_runs > 0 else []:
             outcome.latency_ms = compare_latency(
                 manifest,
                 outcome.backend,

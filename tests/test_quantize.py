@@ -218,6 +218,7 @@ def test_a_device_default_gate_failure_is_shown_and_warned_but_installs_nonethel
     console.print(summary_table(result))
     rows = [line for line in console.export_text().splitlines() if "openvino" in line]
     assert len(rows) == 2 and "float layers bf16" in rows[1] and "0.9120" in rows[1] and "FAIL" in rows[1]
+    assert "not measured" in rows[0]  # no latency check (--latency-runs 0)
     assert outcome("openvino", failing).record()["device_default"]["computes_in"] == "bf16"
 
     passing = pipeline.DeviceDefaultGate("bf16", _gate_result(0.99, True))
@@ -310,8 +311,10 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(
 
     # Quantizing again replaces the variant instead of adding a second one; the vnni target keeps full-range
     # weights and says it does not cover x86 without VNNI.
-    run_quantize(QuantizeOptions(**{**options.__dict__, "backends": ("onnxruntime",), "target": "vnni"}))
+    again = {"backends": ("onnxruntime",), "target": "vnni", "latency_runs": 0}  # 0: no latency check
+    run_quantize(QuantizeOptions(**{**options.__dict__, **again}))
     (variant,) = load_manifest(export).quantized
+    assert variant.gates["onnxruntime"]["latency_ms"] == {}
     assert variant.files == {"onnx": "decoder.int8.onnx"}
     assert not (export / "decoder.int8.xml").exists()
     assert variant.target == "vnni" and "x86-avx2" not in variant.covers and "x86-vnni" in variant.covers
@@ -331,6 +334,7 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(
         "bad method",
         "bad backend",
         "bad target",
+        "negative latency runs",
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
@@ -366,6 +370,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     elif problem == "bad target":
         extra = ["--target", "avx9"]
         expected = "unknown INT8 target 'avx9'; use portable, vnni"
+    elif problem == "negative latency runs":
+        extra = ["--latency-runs", "-1"]
+        expected = "--latency-runs must be >= 0"
     else:
         extra = ["--backends", "tensorrt"]
         expected = "backends must be"
@@ -393,5 +400,6 @@ def test_help_explains_every_option() -> None:
         "--gate-limit",
         "--backends",
         "--target",
+        "--latency-runs",
     ):
         assert flag in outcome.output
