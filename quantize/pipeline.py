@@ -283,16 +283,17 @@ def run_quantize(options: QuantizeOptions, progress: Progress | None = None) -> 
             _quantize_backend(backend, manifest, options, samples, references, fp32, work, progress)
             for backend in options.backends
         ]
-        for outcome in outcomes if options.latency_runs > 0 else []:
-            outcome.latency_ms = compare_latency(
-                manifest,
-                outcome.backend,
-                work / outcome.file,
-                options.latency_size,
-                options.threads,
-                options.latency_runs,
-                options.seed,
-            )
+        if options.latency_runs > 0:
+            for outcome in outcomes:
+                outcome.latency_ms = compare_latency(
+                    manifest,
+                    outcome.backend,
+                    work / outcome.file,
+                    options.latency_size,
+                    options.threads,
+                    options.latency_runs,
+                    options.seed,
+                )
         manifest = install_variant(export_dir, work, manifest, outcomes, calib_record, PRECISION)
     finally:
         shutil.rmtree(work, ignore_errors=True)

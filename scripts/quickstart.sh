@@ -6,7 +6,8 @@
 # runs on the first QUICK_GATE_OBJECTS held-out objects (20 clicks each) instead of all 100, the
 # quantizer skips its own quick latency check (the benchmark right after measures latency), and the
 # benchmark times all cores only (not also 1 thread), each latency for 1 s after its 10 runs instead of
-# 2 s, and measures accuracy on QUICK_BENCH_OBJECTS objects. FULL=1 runs the full gate (100 objects) and the full benchmark (1 and all threads, 20 objects).
+# 2 s, and measures accuracy on QUICK_BENCH_OBJECTS objects. FULL=1 runs the full gate (100 objects)
+# and the full benchmark (1 and all threads, 20 objects).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
