@@ -15,7 +15,15 @@ from interformer_edge.runtime.backends import BACKENDS
 
 from . import pipeline
 from .gate import DEFAULT_MAX_NOC90_DELTA, DEFAULT_MIN_IOU, GateThresholds
-from .pipeline import DEFAULT_KEEP_FLOAT, METHODS, QuantizeError, QuantizeOptions, QuantizeResult, run_quantize
+from .pipeline import (
+    METHODS,
+    PATCH_MERGING_LAYERS,
+    STAGE0_BOTTLENECK_LAYERS,
+    QuantizeError,
+    QuantizeOptions,
+    QuantizeResult,
+    run_quantize,
+)
 from .targets import DEFAULT_TARGET, TARGETS
 
 EXIT_BAD_INPUT = 2
@@ -170,9 +178,9 @@ def main(
         typer.Option(
             help="Regular expression of ONNX node names to keep in float (repeatable; on OpenVINO every operation "
             "that matches, on ONNX Runtime the convolutions and matrix products, the only ones it quantizes). "
-            "Default: "
-            f"{', '.join(DEFAULT_KEEP_FLOAT)} (the stride-4 inverted bottleneck, slower in INT8; PatchMerging, "
-            "normalized after its convolution)."
+            "When given, the same patterns apply on every backend. Default, per backend: PatchMerging, "
+            f"normalized after its convolution ({PATCH_MERGING_LAYERS}), and on ONNX Runtime also stage 0's "
+            f"inverted bottleneck, slower there in INT8 ({STAGE0_BOTTLENECK_LAYERS})."
         ),
     ] = None,
     quantize_all: Annotated[
@@ -236,7 +244,7 @@ def main(
             thresholds=GateThresholds(min_iou=min_iou, max_noc90_delta=max_noc_delta),
             gate_clicks=gate_clicks,
             gate_limit=gate_limit,
-            keep_float=() if quantize_all else tuple(keep_float) if keep_float else DEFAULT_KEEP_FLOAT,
+            keep_float=() if quantize_all else tuple(keep_float) if keep_float else None,
             max_float_layers=max_float_layers,
             threads=threads,
             latency_size=_size(latency_size),

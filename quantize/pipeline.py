@@ -55,16 +55,23 @@ PRECISION = "int8"
 METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
 INT8_FILES = {"onnxruntime": DECODER_INT8_ONNX, "openvino": DECODER_INT8_OV}
 TEMP_PREFIX = ".interformer-quantize-"
-# Kept float by default, by measurement on the bundled model (see README): the stage-0 inverted
-# bottleneck works on 8x-expanded stride-4 maps around Hardswish, which has no integer kernel, so
-# INT8 there adds quantize/dequantize passes over the largest tensors that cost more than its
-# integer convolutions save, for no size benefit worth having (0.1 M weights). PatchMerging normalizes
-# each patch after its (3x3, stride-2) convolution, with statistics from poolings of the map and its
-# square: the convolution reads the un-normalized map, and on OpenVINO, where a pattern keeps the whole
-# region float, NNCF would otherwise also quantize the poolings, squares and divisions. Quick gate, 20
-# objects, OpenVINO mean IoU vs FP32: region quantized 0.976, only its convolution float 0.986, all
-# float 0.994 (ONNX Runtime, convolution quantized or float: 0.992 / 0.994).
-DEFAULT_KEEP_FLOAT: tuple[str, ...] = (r"^/neck/stages\.0/blocks\.\d+/mlp/", r"^/neck/stages\.\d+/downsample/")
+# Kept float by default, per backend, by measurement on the bundled model (see docs/int8.md).
+# PatchMerging normalizes each patch after its (3x3, stride-2) convolution, with statistics from poolings
+# of the map and its square: the convolution reads the un-normalized map, and on OpenVINO, where a
+# pattern keeps the whole region float, NNCF would otherwise also quantize the poolings, squares and
+# divisions. Quick gate, 20 objects, OpenVINO mean IoU vs FP32: region quantized 0.976, only its
+# convolution float 0.986, all float 0.994 (ONNX Runtime, convolution quantized or float: 0.992 / 0.994).
+PATCH_MERGING_LAYERS = r"^/neck/stages\.\d+/downsample/"
+# Stage 0's inverted bottleneck works on 8x-expanded stride-4 maps around Hardswish. ONNX Runtime has no
+# integer kernel for Hardswish, so there INT8 adds quantize/dequantize passes over the largest tensors
+# and the decoder got slower (p50 60.2 → 68.2 ms); OpenVINO fuses them into its integer convolutions and
+# got faster (43.9 → 36.9 ms; 60.1 → 56.3 ms with oneDNN capped at AVX2). Same process, 40 alternating
+# rounds, 512x512, 2 threads, AMD EPYC Zen 4 (avx2 avx512_vnni), load 1.0 (docs/int8.md).
+STAGE0_BOTTLENECK_LAYERS = r"^/neck/stages\.0/blocks\.\d+/mlp/"
+DEFAULT_KEEP_FLOAT: dict[str, tuple[str, ...]] = {
+    "onnxruntime": (STAGE0_BOTTLENECK_LAYERS, PATCH_MERGING_LAYERS),
+    "openvino": (PATCH_MERGING_LAYERS,),
+}
 
 
 class QuantizeError(Exception):
@@ -87,13 +94,17 @@ class QuantizeOptions:
     thresholds: gate.GateThresholds = field(default_factory=gate.GateThresholds)
     gate_clicks: int = EVAL_MAX_CLICKS
     gate_limit: int | None = None
-    keep_float: tuple[str, ...] = DEFAULT_KEEP_FLOAT
+    keep_float: tuple[str, ...] | None = None  # None: DEFAULT_KEEP_FLOAT of each backend
     max_float_layers: int = 16
     sensitivity_samples: int = 12
     threads: int | None = None
     latency_size: tuple[int, int] = (512, 512)
     latency_runs: int = 20
     seed: int = 0
+
+    def keep_float_patterns(self, backend: str) -> tuple[str, ...]:
+        """The ``keep_float`` patterns that apply on ``backend`` (its default unless set)."""
+        return DEFAULT_KEEP_FLOAT[backend] if self.keep_float is None else self.keep_float
 
 
 @dataclass
@@ -273,7 +284,7 @@ def run_quantize(options: QuantizeOptions, progress: Progress | None = None) -> 
         "heldout": str(heldout_dir.resolve()) if options.heldout_dir is not None else "bundled assets/heldout",
         "gate_objects": len(objects),
         "gate_clicks": options.gate_clicks,
-        "keep_float_patterns": list(options.keep_float),
+        "keep_float_patterns": {b: list(options.keep_float_patterns(b)) for b in options.backends},
         "seed": options.seed,
         "tools": _tool_versions(),
     }
@@ -330,7 +341,8 @@ def _quantize_backend(
     import onnx
 
     layers = onnxrt.quantizable_layers(onnx.load(str(fp32_onnx), load_external_data=False))
-    base_float = onnxrt.matching_layers(layers, options.keep_float)
+    keep_float_patterns = options.keep_float_patterns(backend)
+    base_float = onnxrt.matching_layers(layers, keep_float_patterns)
     out = work / INT8_FILES[backend]
     feeds = [s.feed() for s in samples]
     cache = work / f"ranges-{options.method}.json"
@@ -362,7 +374,7 @@ def _quantize_backend(
                 keep_float,
                 metadata,
                 scheme.nncf_overflow_fix,
-                float_regions=options.keep_float,
+                float_regions=keep_float_patterns,
             )
 
     def gate_file(what: str, precision: str = "f32") -> gate.GateResult:

@@ -24,6 +24,7 @@ from interformer_edge.quantize import GateThresholds, QuantizeOptions, calibrati
 from interformer_edge.quantize.cli import EXIT_BAD_INPUT, app, device_default_warnings, summary_table
 from interformer_edge.quantize.pipeline import DEFAULT_KEEP_FLOAT, QuantizeResult
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
+from interformer_edge.runtime.backends import BACKENDS
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +84,13 @@ def activation_types(path: Path) -> set[int]:
 
 
 def test_default_float_layers_name_layers_of_the_exported_decoder(light_export: Path) -> None:
-    """The default patterns keep stage 0's first MLP (its three convolutions) and the PatchMerging convolutions in
-    float, by their exported names."""
+    """The default patterns keep the PatchMerging convolutions float on both backends, and stage 0's first MLP
+    (its three convolutions) on ONNX Runtime only, by their exported names."""
     layers = onnxrt.quantizable_layers(onnx.load(light_export / "decoder.onnx"))
-    kept = onnxrt.matching_layers(layers, DEFAULT_KEEP_FLOAT)
-    expected = [f"/neck/stages.0/blocks.0/mlp/mlp.{i}/Conv" for i in (0, 2, 4)]
-    expected += [f"/neck/stages.{i}/downsample/Conv" for i in range(3)]
-    assert sorted(kept) == sorted(expected), kept
+    patch_merging = [f"/neck/stages.{i}/downsample/Conv" for i in range(3)]
+    bottleneck = [f"/neck/stages.0/blocks.0/mlp/mlp.{i}/Conv" for i in (0, 2, 4)]
+    kept = {backend: sorted(onnxrt.matching_layers(layers, DEFAULT_KEEP_FLOAT[backend])) for backend in BACKENDS}
+    assert kept == {"onnxruntime": sorted(bottleneck + patch_merging), "openvino": sorted(patch_merging)}, kept
 
 
 def test_calibration_sessions_feed_real_decoder_inputs(tiny_export: Path, folders: tuple[Path, Path]) -> None:
@@ -298,7 +299,7 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(
     # On OpenVINO the default float patterns keep whole regions float (NNCF would also give integer inputs
     # to PatchMerging's written-out normalization): no operation there reads a quantized value.
     fed = fake_quantized_consumers(export / "decoder.int8.xml")
-    assert fed and not [name for name in fed if any(re.match(p, name) for p in DEFAULT_KEEP_FLOAT)], fed
+    assert fed and not [name for name in fed if any(re.match(p, name) for p in DEFAULT_KEEP_FLOAT["openvino"])], fed
 
     encoder = Encoder(export, threads=1)
     features = encoder.encode(np.asarray(Image.open(next((heldout / "img").iterdir())).convert("RGB")))
