@@ -261,7 +261,9 @@ def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
             "",
             f"Encoder per image and decoder per click (the third click of a session on a bundled photo); "
             f"{timing['warmup']} warm-up runs, then at least {timing['min_runs']} timed runs and until "
-            f"{timing['budget_s']} s. Speed-up: PyTorch eager p50 / row p50 at the same size and threads, "
+            f"{timing['budget_s']} s; the decoders of one size and thread count take turns (one timed call "
+            "each per round, a 10 ms untimed pause before each), PyTorch eager is timed after them on its own. "
+            "Speed-up: PyTorch eager p50 / row p50 at the same size and threads, "
             "same run. An encoder marked (= fp32) is the same graph as that row's and was measured once. "
             "Decoder floor: the decoder's Conv/MatMul FLOPs at the size (counted from the ONNX graph on the "
             "timed click) at this host's GEMM peak of the row's precision and threads, measured in this run; "

@@ -7,11 +7,13 @@ Nothing here prints or writes files (the CLI does); ``progress`` gets one line p
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from interformer_edge.core.messages import first_line
 from interformer_edge.core.preprocess import normalize_image
 from interformer_edge.core.progress import Countdown, duration
 from interformer_edge.core.spec import IMAGE_INPUT
-from interformer_edge.core.timing import Stats, TimingPolicy, measure
+from interformer_edge.core.timing import Stats, TimingPolicy, measure, measure_in_turn
 from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.errors import InterFormerRuntimeError
@@ -40,6 +42,9 @@ PARTS: tuple[str, ...] = ("latency", "memory", "accuracy")
 REPORT_FORMAT = "interformer-bench-report"
 REPORT_VERSION = 1
 Progress = Callable[[str], None]
+# Untimed, before each timed decoder call of the latency phase: the previous call's threads (PyTorch's
+# OpenMP pool spins after a parallel region) stop spinning, as they do between a user's clicks.
+TURN_PAUSE_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,18 @@ def describe_artifact(manifest: Manifest) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- latency
 
 
+@dataclass
+class _Timed:
+    """One latency row waiting for its decoder timing: what is known of it, and the timed call."""
+
+    config: BenchConfig
+    size: tuple[int, int]
+    encoder: Stats
+    load_s: float | None
+    encoder_shared_with: str | None
+    click: Callable[[], object]
+
+
 def latency_rows(
     options: BenchOptions,
     manifest: Manifest,
@@ -211,20 +228,27 @@ def latency_rows(
     say: Progress,
     failures: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """One row per configuration × threads × size: encoder per image and decoder per click (see
-    :mod:`.latency`), plus the speed-up against the PyTorch eager row of the same size and threads.
-    A configuration that fails to load or run is listed in ``failures`` and the others go on."""
+    """One row per configuration × threads × size: encoder per image and decoder per click, plus the
+    speed-up against the PyTorch eager row of the same size and threads.
+
+    Per thread count, every configuration is loaded and its encoder timed; then, per size, the decoders of
+    all configurations are timed taking turns (:func:`~interformer_edge.core.timing.measure_in_turn`), so
+    that the rows one compares saw the same machine (it may be shared). PyTorch eager is timed after them
+    on its own and warm, as it usually runs, so that taking turns (cold caches) cannot flatter the
+    speed-ups. A configuration that fails to load is listed in ``failures`` and the others go on."""
     photos = {size: bench_photo(size) for size in options.sizes}
     cases: dict[tuple[int, int], ClickCase] = {}
     encoder_stats: dict[tuple[Any, ...], tuple[Stats, str]] = {}  # (encoder key, threads, size) → stats, first row
     features: dict[tuple[Any, ...], ImageFeatures] = {}  # (encoder key, size) → the photo's features
     click_inputs: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # size → the timed click's decoder inputs
     rows = []
-    countdown = Countdown(len(configs) * len(options.threads) + (len(options.threads) if baseline else 0))
-    done = 0  # configuration × threads units begun
-    for config in configs:
-        for threads in options.threads:
-            say(f"latency {countdown(done)}: {config.name}, {threads} thread(s): loading")
+    loads = len(configs) + (1 if baseline else 0)
+    countdown = Countdown(len(options.threads) * (loads + len(options.sizes)))
+    done = 0  # units begun: loading one configuration at one thread count, or timing the decoders of one size
+    for threads in options.threads:
+        pending: list[_Timed] = []
+        for config in configs:
+            say(f"latency {countdown(done)}: {config.name}, {threads} thread(s): loading, timing the encoder")
             done += 1
             started = time.perf_counter()
             try:
@@ -245,7 +269,6 @@ def latency_rows(
                 continue
             load_s = time.perf_counter() - started
             for size in options.sizes:
-                say(f"latency: {config.name}, {threads} thread(s), {size_text(size)}")
                 key = (*config.encoder_key, threads, size)
                 shared_with = None
                 if key in encoder_stats:
@@ -265,25 +288,38 @@ def latency_rows(
                     cases[size] = third_click(decoder, feats)
                 case = cases[size]
                 feed = decoder.image_inputs(feats)
-                dec = measure(lambda d=decoder, f=feed, c=case: d.run(f, c.ref_label, c.roi), options.timing)
-                rows.append(_row(config, threads, size, enc, dec, load_s, shared_with))
                 if size not in click_inputs:
                     click_inputs[size] = decoder.graph_inputs(feed, case.ref_label, case.roi)
-            del encoder, decoder
-    if baseline is not None:
-        pre = manifest.preprocessing
-        for threads in options.threads:
+                click = partial(decoder.run, feed, case.ref_label, case.roi)
+                pending.append(_Timed(config, size, enc, load_s, shared_with, click))
+            del encoder  # the decoder stays loaded, in its rows' timed calls
+        for size in options.sizes:
+            timed = [t for t in pending if t.size == size]
+            say(
+                f"latency {countdown(done)}: {len(timed)} decoders at {threads} thread(s), {size_text(size)}, "
+                "timed in turn"
+            )
+            done += 1
+            stats = measure_in_turn(dict(enumerate(t.click for t in timed)), options.timing, TURN_PAUSE_S)
+            for index, t in enumerate(timed):
+                rows.append(_row(t.config, threads, size, t.encoder, stats[index], t.load_s, t.encoder_shared_with))
+        del pending  # the decoders and their thread pools go before the baseline runs
+        gc.collect()
+        if baseline is not None:
             baseline.set_threads(threads)
             say(f"latency {countdown(done)}: pytorch eager, {threads} thread(s)")
             done += 1
+            pre = manifest.preprocessing
             for size in options.sizes:
                 image = normalize_image(photos[size], pre.mean, pre.std, pre.size_divisor, pre.pad_value)
                 enc = measure(lambda x=image: baseline.encode(x), options.timing)
-                feats_t = baseline.encode(image)
                 case = cases.get(size) or ClickCase(np.full((1, 1, *size), 2, dtype=np.uint8), None)
                 ref, roi = baseline.decode_input(case.ref_label, case.roi)
-                dec = measure(lambda f=feats_t, r=ref, b=roi: baseline.decode(f, r, b), options.timing)
+                dec = measure(partial(baseline.decode, baseline.encode(image), ref, roi), options.timing)
                 rows.append(_row(_torch_config(), threads, size, enc, dec, None, None))
+    # The report lists rows by configuration, then threads, then size, as they were planned.
+    order = {(c.backend, c.precision, c.static): i for i, c in enumerate([*configs, _torch_config()])}
+    rows.sort(key=lambda r: (order[r["backend"], r["precision"], r["static"]], options.threads.index(r["threads"])))
     _add_speedups(rows)
     try:
         _add_floors(rows, manifest, click_inputs, say)

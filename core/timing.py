@@ -14,9 +14,9 @@ compilation of a dynamic graph, and cold caches.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,6 +26,7 @@ DEFAULT_BUDGET_S = 2.0
 DEFAULT_MAX_RUNS = 500
 CAP_FACTOR = 5.0
 FLOOR_RUNS = 3
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,31 @@ class Stats:
 
 def measure(call: Callable[[], object], policy: TimingPolicy) -> Stats:
     """Time ``call()`` as ``policy`` says; returns the statistics of the timed runs."""
+    return measure_in_turn({0: call}, policy)[0]
+
+
+def measure_in_turn(
+    calls: Mapping[K, Callable[[], object]], policy: TimingPolicy, pause_s: float = 0.0
+) -> dict[K, Stats]:
+    """Time several calls taking turns, one timed run of each per round, each until ``policy`` has enough
+    of it: a change in the machine's load (it may be shared) then falls on all of them alike, where calls
+    timed one after the other would each see another moment. ``pause_s`` (untimed) before every timed run
+    lets the threads of the previous call stop spinning, as they do between a user's clicks."""
     for _ in range(policy.warmup):
-        call()
-    times: list[float] = []
-    spent = 0.0
-    while not policy.enough(len(times), spent):
-        start = time.perf_counter()
-        call()
-        elapsed = time.perf_counter() - start
-        times.append(elapsed)
-        spent += elapsed
-    return Stats.of(times)
+        for call in calls.values():
+            call()
+    times: dict[K, list[float]] = {key: [] for key in calls}
+    spent = dict.fromkeys(calls, 0.0)
+    active = [key for key in calls if not policy.enough(0, 0.0)]
+    while active:
+        for key in list(active):
+            if pause_s > 0:
+                time.sleep(pause_s)
+            start = time.perf_counter()
+            calls[key]()
+            elapsed = time.perf_counter() - start
+            times[key].append(elapsed)
+            spent[key] += elapsed
+            if policy.enough(len(times[key]), spent[key]):
+                active.remove(key)
+    return {key: Stats.of(times[key]) for key in calls}

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from interformer_edge.bench.configs import plan_configs
 from interformer_edge.bench.tables import int8_target_text
 from interformer_edge.core.cpu import cpu_model, isa_flags, read_cpuinfo
 from interformer_edge.core.manifest import QuantizedGraph, load_manifest, with_quantized, write_manifest
-from interformer_edge.core.timing import TimingPolicy, measure
+from interformer_edge.core.timing import TimingPolicy, measure, measure_in_turn
 
 CLICKS = 5
 THREADS = (1, 2)
@@ -167,7 +168,10 @@ def test_progress_in_a_log_counts_each_step_with_an_estimate(full_run: tuple[dic
     units = {(r["backend"], r["precision"], r["threads"]) for r in report["latency"]}
     latency = [re.search(r"\] latency (\d+)/(\d+)(, about .+ left)?: ", line) for line in lines]
     counted = [(int(m[1]), int(m[2]), m[3] is not None) for m in latency if m]
-    assert [c[:2] for c in counted] == [(i, len(units)) for i in range(1, len(units) + 1)]
+    total = len(units) + len(THREADS) * len(SIZES)  # loading each configuration, then timing each size's decoders
+    assert [c[:2] for c in counted] == [(i, total) for i in range(1, total + 1)]
+    timing = [line for line in lines if re.search(r"\] latency \d+/\d+.*: \d+ decoders at \d+ thread\(s\), ", line)]
+    assert len(timing) == len(THREADS) * len(SIZES), timing
     assert not counted[0][2] and all(c[2] for c in counted[1:])  # an estimate once one unit is done
     objects = [line for line in lines if "] accuracy: object " in line]
     # Counted against the dataset's files: unusable ones (reported as problems) end the count early.
@@ -501,6 +505,29 @@ def test_runs_without_torch(light_export: Path, dataset: Path, tmp_path: Path) -
     done = _without_torch(["--out", str(tmp_path / "out2")], tmp_path)
     assert done.returncode == EXIT_BAD_INPUT and "interformer-export" in done.stderr
     assert not (tmp_path / "out2").exists()
+
+
+def test_calls_timed_in_turn_alternate_and_each_gets_its_runs() -> None:
+    """One timed run of each call per round, warm-up rounds first; a call stops once it has enough (here: its
+    minimum runs, the budget being 0), the others go on taking turns."""
+    calls: list[str] = []
+    policy = TimingPolicy(warmup=1, min_runs=3, budget_s=0.0)
+    stats = measure_in_turn({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, policy)
+    assert calls == ["a", "b"] * 4
+    assert stats["a"].runs == stats["b"].runs == 3
+    slow_calls: list[str] = []
+
+    def slow() -> None:
+        slow_calls.append("slow")
+        time.sleep(0.02)
+
+    # budget 0.05 s: the fast call needs its 3 runs only once they took 0.05 s, so it keeps going while the
+    # slow one (3 runs ≥ 0.06 s) is done after its third
+    stats = measure_in_turn(
+        {"slow": slow, "fast": lambda: slow_calls.append("fast")}, TimingPolicy(warmup=0, min_runs=3, budget_s=0.05)
+    )
+    assert slow_calls[:6] == ["slow", "fast"] * 3 and stats["slow"].runs == 3
+    assert stats["fast"].runs > 3 and slow_calls[6:] == ["fast"] * (stats["fast"].runs - 3)
 
 
 def test_timing_runs_warmup_then_at_least_the_minimum() -> None:
