@@ -204,6 +204,15 @@ def _md_table(table: tuple[list[str], list[list[str]]]) -> str:
     return "\n".join(lines)
 
 
+def _turns_text(settings: dict[str, Any]) -> str:
+    """How the decoders were timed against each other (:func:`interformer_edge.core.timing.measure_in_turn`)."""
+    return (
+        "; the decoders of one size and thread count take turns (one timed call each per round, a "
+        f"{settings['turn_pause_s'] * 1000:.0f} ms untimed pause before each), PyTorch eager is timed after them "
+        "on its own"
+    )
+
+
 def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
     """``report.md``: the same tables as the terminal, machine facts, and the plots."""
     machine, artifact = report["machine"], report["artifact"]
@@ -261,8 +270,7 @@ def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
             "",
             f"Encoder per image and decoder per click (the third click of a session on a bundled photo); "
             f"{timing['warmup']} warm-up runs, then at least {timing['min_runs']} timed runs and until "
-            f"{timing['budget_s']} s; the decoders of one size and thread count take turns (one timed call "
-            "each per round, a 10 ms untimed pause before each), PyTorch eager is timed after them on its own. "
+            f"{timing['budget_s']} s{_turns_text(settings)}. "
             "Speed-up: PyTorch eager p50 / row p50 at the same size and threads, "
             "same run. An encoder marked (= fp32) is the same graph as that row's and was measured once. "
             "Decoder floor: the decoder's Conv/MatMul FLOPs at the size (counted from the ONNX graph on the "

@@ -42,8 +42,8 @@ PARTS: tuple[str, ...] = ("latency", "memory", "accuracy")
 REPORT_FORMAT = "interformer-bench-report"
 REPORT_VERSION = 1
 Progress = Callable[[str], None]
-# Untimed, before each timed decoder call of the latency phase: the previous call's threads (PyTorch's
-# OpenMP pool spins after a parallel region) stop spinning, as they do between a user's clicks.
+# Untimed, before each timed decoder call of the latency phase: the previous call's threads (another
+# runtime's pool) stop spinning, as they do between a user's clicks.
 TURN_PAUSE_S = 0.01
 
 
@@ -78,6 +78,7 @@ class BenchOptions:
             "clicks": self.clicks,
             "limit": self.limit,
             "timing": self.timing.to_dict(),
+            "turn_pause_s": TURN_PAUSE_S,
             "parts": list(self.parts),
             "baseline": self.baseline,
             "memory_clicks": self.memory_clicks,
