@@ -17,7 +17,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import torch
 
@@ -310,56 +309,6 @@ def _copy_fields(src: Any, dst: Any, skip: tuple[str, ...]) -> None:
             getattr(dst, field.name).CopyFrom(value)
         else:
             setattr(dst, field.name, value)
-
-
-def fuse_one_hot_layout(proto: onnx.ModelProto) -> int:
-    """Rewrite ``OneHot(axis=-1) → Transpose(0, 3, 1, 2) → Cast(float)`` as one ``OneHot(axis=1)`` with
-    float values. Returns the number of rewrites.
-
-    ``F.one_hot(...).permute(0, 3, 1, 2).to(float)`` (the reference-label embedding) traces to an int64
-    ``(1, H, W, 5)`` one-hot (40 bytes per pixel), a full-resolution int64 transpose and a cast: about a
-    tenth of the decoder's time at 512x512. The fused node writes the float ``(1, 5, H, W)`` map directly;
-    the values are identical.
-    """
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = proto.graph
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    outputs = {o.name for o in graph.output}
-
-    def only_consumer(node: onnx.NodeProto, op_type: str) -> onnx.NodeProto | None:
-        users = consumers.get(node.output[0], [])
-        ok = len(users) == 1 and users[0].op_type == op_type and node.output[0] not in outputs
-        return users[0] if ok else None
-
-    def attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
-        return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
-
-    removed: list[onnx.NodeProto] = []
-    count = 0
-    for node in list(graph.node):
-        if node.op_type != "OneHot" or attr(node, "axis", -1) not in (-1, 3):
-            continue
-        transpose = only_consumer(node, "Transpose")
-        if transpose is None or list(attr(transpose, "perm", [])) != [0, 3, 1, 2]:  # type: ignore[call-overload]
-            continue
-        cast = only_consumer(transpose, "Cast")
-        if cast is None or attr(cast, "to") != TensorProto.FLOAT:
-            continue
-        values = f"{node.name or 'one_hot'}_float_values_{count}"
-        graph.initializer.append(numpy_helper.from_array(np.asarray([0.0, 1.0], np.float32), values))
-        fused = helper.make_node(
-            "OneHot", [node.input[0], node.input[1], values], [cast.output[0]], name=f"{node.name}_fused", axis=1
-        )
-        graph.node.insert(list(graph.node).index(node), fused)
-        removed += [node, transpose, cast]
-        count += 1
-    for node in removed:
-        graph.node.remove(node)
-    return count
 
 
 def graph_metadata(

@@ -263,7 +263,6 @@ def _trace_to_onnx(job: _Job, model: InterFormer, role: str, graphs: _Graphs) ->
     raw.parent.mkdir(exist_ok=True)
     onnx_export.trace_to_onnx(model, role, raw, job.options.opset, job.options.static_size)
     proto = onnx_export.load(raw)
-    onnx_export.fuse_one_hot_layout(proto)
     onnx_export.stamp_and_save(proto, inputs + outputs, {**stamp, "simplified": "false"}, raw)
     if not job.options.simplify:
         return raw, None

@@ -272,12 +272,14 @@ class IMSA(nn.Module):
         at rows/columns ``4i+1`` and ``4i+2`` with weight 1/4 each: so the same values come from
         four quarter-resolution samples of the label (their one-hot counts, a quarter each, times
         the embedding table; a matrix product rather than a table lookup, whose gradient would be
-        accumulated in a thread-dependent order).
+        accumulated in a thread-dependent order). Counts and product stay channels-first, so the
+        exported graph has no transpose of the ``(B, C, H/4, W/4)`` result.
         """
-        samples = [ref_label[:, 0, dy::4, dx::4].long() for dy in (1, 2) for dx in (1, 2)]  # 4 x (B, H/4, W/4)
-        counts = sum(F.one_hot(sample, NUM_REF_LABELS) for sample in samples)  # (B, H/4, W/4, 5)
-        weights = counts.to(level0.dtype) * 0.25
-        return level0 + torch.einsum("bhwk,kc->bchw", weights, self.patch_embed)
+        codes = torch.arange(NUM_REF_LABELS, device=ref_label.device)[None, :, None, None]  # (1, 5, 1, 1)
+        samples = [ref_label[:, :, dy::4, dx::4].long() for dy in (1, 2) for dx in (1, 2)]  # 4 x (B, 1, H/4, W/4)
+        counts = sum((sample == codes).to(level0.dtype) for sample in samples)  # (B, 5, H/4, W/4)
+        embedded = torch.matmul(self.patch_embed.t(), (counts * 0.25).flatten(2))  # (B, C, H/4 * W/4)
+        return level0 + embedded.reshape(level0.shape)
 
     def image_context(self, features: tuple[Tensor, ...] | list[Tensor]) -> list[Tensor]:
         """What the neck computes from the features alone, once per image: per stage ``i`` the first
