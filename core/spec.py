@@ -83,3 +83,5 @@ CLICK_IMAGE_INPUTS: Final[tuple[str, ...]] = (FEATURE_NAMES[0], *CONTEXT_NAMES)
 REF_LABEL_INPUT: Final[str] = "ref_label"  # (1, 1, H, W) uint8 codes 0..4
 ROI_INPUT: Final[str] = "roi"  # (1, 4) int64 left, up, right, bottom (only for models with refine stages)
 LOGITS_OUTPUT: Final[str] = "logits"  # (1, 2, H, W) float32 at the padded size; mask = logits[1] > logits[0]
+# Name prefix of the OpenVINO decoder's operations that resize the logits (kept float by the INT8 quantizer).
+LOGITS_RESIZE_SCOPE: Final[str] = "logits_resize"

@@ -323,7 +323,9 @@ def _convert_and_gate_openvino(
     for role in GRAPH_ROLES:
         job.steps.start(f"converting the {role} to OpenVINO IR")
         xml = job.work / GRAPH_FILES[(role, "openvino")]
-        ov_export.convert(onnx_files[role], xml, graphs.stamp(role), job.options.fp16)
+        ov_export.convert(
+            onnx_files[role], xml, graphs.stamp(role), job.options.fp16, logits_by_matmul=role == "decoder"
+        )
         job.steps.start(f"checking the OpenVINO {role}")
         run = openvino_runner(xml, gate.settings.threads)
         role_checks, upstream = gate.check("openvino", role, run, job.options.fp16, upstream)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from interformer_edge.core.spec import LOGITS_RESIZE_SCOPE
 from interformer_edge.core.spec import OPENVINO_RT_INFO_SECTION as RT_INFO_SECTION
 
 NNCF_METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
@@ -89,6 +90,7 @@ def quantize_openvino(
     data = list(feeds)
     # validate=False: a model may lack some of the float op types (the layer names are checked below).
     patterns = ignored_patterns(keep_float) + [f"(?:{region}).*" for region in float_regions]
+    patterns.append(re.escape(LOGITS_RESIZE_SCOPE) + "/.*")  # the logits' resize (export's products) stays float
     ignored = nncf.IgnoredScope(patterns=patterns, types=list(FLOAT_OP_TYPES), validate=False)
     _check_layers_exist(model, keep_float)
     quantized = nncf.quantize(

@@ -35,6 +35,7 @@ from interformer_edge.core.spec import (
     DECODER_OV,
     ENCODER_ONNX,
     ENCODER_OV,
+    LOGITS_RESIZE_SCOPE,
     MANIFEST_FORMAT_VERSION,
     MANIFEST_NAME,
     PIXEL_MEAN,
@@ -126,6 +127,9 @@ def test_api_export_passes_gate_and_writes_a_truthful_manifest(
     assert (int(meta["size_divisor"]), int(meta["max_image_side"])) == (pre["size_divisor"], pre["max_image_side"])
     rt_info = read_rt_info(out / ENCODER_OV)
     assert rt_info["role"] == "encoder" and rt_info["weights"] == "fp32"
+    decoder_ops = ov.Core().read_model(str(out / DECODER_OV)).get_ordered_ops()  # logits resized by products
+    assert "Interpolate" in {op.get_type_name() for op in decoder_ops}  # the head's own resizes stay
+    assert any(op.get_friendly_name().startswith(f"{LOGITS_RESIZE_SCOPE}/") for op in decoder_ops)
     image_type = onnx.load(str(out / ENCODER_ONNX)).graph.input[0].type.tensor_type
     assert [d.dim_param or d.dim_value for d in image_type.shape.dim] == [1, 3, "H", "W"]
 
@@ -162,14 +166,16 @@ def test_gate_catches_corrupted_openvino_weights(
 ) -> None:
     real_convert = pipeline.ov_export.convert
 
-    def convert_corrupted(onnx_path: Path, xml: Path, metadata: dict[str, str], fp16: bool) -> list[Path]:
+    def convert_corrupted(
+        onnx_path: Path, xml: Path, metadata: dict[str, str], fp16: bool, **passes: bool
+    ) -> list[Path]:
         if xml.stem == "decoder":  # a wrong but well-formed IR: its classifier weights are off by 0.5
             proto = onnx.load(str(onnx_path))
             init = next(i for i in proto.graph.initializer if i.name.endswith("conv_seg.weight"))
             init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) + 0.5, init.name))
             onnx_path = onnx_path.with_name("corrupted.onnx")
             onnx.save(proto, str(onnx_path))
-        return real_convert(onnx_path, xml, metadata, fp16)
+        return real_convert(onnx_path, xml, metadata, fp16, **passes)
 
     monkeypatch.setattr(pipeline.ov_export, "convert", convert_corrupted)
     result = cli("-c", str(checkpoints["light"]), "-o", str(tmp_path / "x"), "--parity-sizes", "64x96", "--no-simplify")

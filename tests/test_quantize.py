@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from interformer_edge.core.cpu import CPU_CLASSES, host_cpu
 from interformer_edge.core.evaluation import iou
 from interformer_edge.core.manifest import load_manifest
-from interformer_edge.core.spec import REF_FOREGROUND, REF_UNKNOWN
+from interformer_edge.core.spec import LOGITS_RESIZE_SCOPE, REF_FOREGROUND, REF_UNKNOWN
 from interformer_edge.quantize import GateThresholds, QuantizeOptions, calibration, gate, onnxrt, pipeline, run_quantize
 from interformer_edge.quantize.cli import EXIT_BAD_INPUT, app, device_default_warnings, summary_table
 from interformer_edge.quantize.pipeline import DEFAULT_KEEP_FLOAT, QuantizeResult
@@ -300,6 +300,7 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(
     # to PatchMerging's written-out normalization): no operation there reads a quantized value.
     fed = fake_quantized_consumers(export / "decoder.int8.xml")
     assert fed and not [name for name in fed if any(re.match(p, name) for p in DEFAULT_KEEP_FLOAT["openvino"])], fed
+    assert not [name for name in fed if name.startswith(f"{LOGITS_RESIZE_SCOPE}/")], fed  # the logits stay float
 
     encoder = Encoder(export, threads=1)
     features = encoder.encode(np.asarray(Image.open(next((heldout / "img").iterdir())).convert("RGB")))
