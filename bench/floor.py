@@ -6,10 +6,11 @@
   the shapes it actually ran with. Everything else (norms, softmax, resizes, gathers, layout) counts
   zero: the floor is the time the multiply-adds alone would take.
 * **Peak** is measured in the same run: a 1024 x 1024 x 1024 matrix product at the row's thread
-  count, the best of several runs: float32 through ONNX Runtime's ``MatMul`` and OpenVINO's (the
-  faster of the two), 8-bit through ONNX Runtime's ``MatMulInteger`` (uint8 activations x int8
-  weights, the kernels the INT8 decoders use), bfloat16 through OpenVINO with its bf16 hint (the
-  precision of OpenVINO's default rows on a bf16 CPU).
+  count, its fastest run: float32 through ONNX Runtime's ``MatMul`` and OpenVINO's (the faster of the
+  two), 8-bit through ONNX Runtime's ``MatMulInteger`` (uint8 activations x int8 weights, the kernels
+  the INT8 decoders use), bfloat16 through OpenVINO with its bf16 hint (the precision of OpenVINO's
+  default rows on a bf16 CPU). The benchmark times these products taking turns with the decoders
+  (:func:`peak_probes`), so that a shared host's slower and faster minutes fall on both alike.
 * **Efficiency** = floor time / measured p50, floor time = FLOPs / peak of the row's precision.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,6 @@ from interformer_edge.core.manifest import Manifest
 from interformer_edge.runtime.backends import installed_backends
 
 GEMM_SIDE = 1024
-# Best of many short runs: on a shared host a few of them find the cores free.
-PEAK_RUNS = 25
 # Precisions with a measured peak; a row computing in another precision (fp16) gets no floor.
 PEAK_PRECISIONS = ("fp32", "int8", "bf16")
 _COUNTED = {"Conv", "MatMul", "Gemm"}
@@ -109,33 +107,28 @@ def _weight_shapes(model: Any) -> dict[str, list[int]]:
     }
 
 
-def gemm_peak_gflops(threads: int, precision: str, side: int = GEMM_SIDE, runs: int = PEAK_RUNS) -> float:
-    """Best GFLOP/s of a ``side``-cubed matrix product at ``threads`` threads (see the module docstring)."""
+def peak_probes(threads: int, precision: str, side: int = GEMM_SIDE) -> list[Callable[[], object]]:
+    """Ready ``side``-cubed matrix products at ``threads`` threads whose fastest run gives the peak of
+    ``precision`` (float32: ONNX Runtime's and, when installed, OpenVINO's)."""
     if precision not in PEAK_PRECISIONS:
         raise ValueError(f"no peak for precision {precision!r}; measured: {', '.join(PEAK_PRECISIONS)}")
     has_openvino = "openvino" in installed_backends()
     if precision == "bf16":
         if not has_openvino:
             raise ValueError("the bf16 peak is measured with OpenVINO, which is not installed")
-        seconds = _openvino_gemm_seconds(threads, "bf16", side, runs)
-    else:
-        seconds = _onnxruntime_gemm_seconds(threads, precision, side, runs)
-        if precision == "fp32" and has_openvino:
-            seconds = min(seconds, _openvino_gemm_seconds(threads, "f32", side, runs))
+        return [_openvino_gemm(threads, "bf16", side)]
+    probes = [_onnxruntime_gemm(threads, precision, side)]
+    if precision == "fp32" and has_openvino:
+        probes.append(_openvino_gemm(threads, "f32", side))
+    return probes
+
+
+def gflops(seconds: float, side: int = GEMM_SIDE) -> float:
+    """GFLOP/s of one ``side``-cubed matrix product that took ``seconds``."""
     return 2.0 * side**3 / seconds / 1e9
 
 
-def _best_seconds(run: Callable[[], object], runs: int) -> float:
-    run()
-    best = float("inf")
-    for _ in range(runs):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
-def _onnxruntime_gemm_seconds(threads: int, precision: str, side: int, runs: int) -> float:
+def _onnxruntime_gemm(threads: int, precision: str, side: int) -> Callable[[], object]:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -163,10 +156,10 @@ def _onnxruntime_gemm_seconds(threads: int, precision: str, side: int, runs: int
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return _best_seconds(lambda: session.run(None, {"a": a}), runs)
+    return lambda: session.run(None, {"a": a})
 
 
-def _openvino_gemm_seconds(threads: int, hint: str, side: int, runs: int) -> float:
+def _openvino_gemm(threads: int, hint: str, side: int) -> Callable[[], object]:
     """A float32 product compiled with OpenVINO's ``hint`` (``f32``/``bf16``), as the decoder rows are."""
     import openvino as ov
     import openvino.opset13 as ops
@@ -185,7 +178,7 @@ def _openvino_gemm_seconds(threads: int, hint: str, side: int, runs: int) -> flo
         "INFERENCE_PRECISION_HINT": hint,
     }
     request = openvino_core().compile_model(model, "CPU", config).create_infer_request()
-    return _best_seconds(lambda: request.infer({0: a}), runs)
+    return lambda: request.infer({0: a})
 
 
 def floor_entry(flops: int | None, peak_gflops: float | None, p50_ms: float) -> dict[str, float] | None:

@@ -274,8 +274,9 @@ def to_markdown(report: dict[str, Any], plots: list[str]) -> str:
             "Speed-up: PyTorch eager p50 / row p50 at the same size and threads, "
             "same run. An encoder marked (= fp32) is the same graph as that row's and was measured once. "
             "Decoder floor: the decoder's Conv/MatMul FLOPs at the size (counted from the ONNX graph on the "
-            "timed click) at this host's GEMM peak of the row's precision and threads, measured in this run; "
-            "floor / p50 is the share of the peak the row reaches.",
+            "timed click) at this host's GEMM peak of the row's precision and threads (the fastest run of a "
+            "1024-cubed product timed taking turns with the decoders); floor / p50 is the share of the peak "
+            "the row reaches.",
             "",
             _md_table(latency_table(report["latency"])),
         ]

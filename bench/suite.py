@@ -234,15 +234,17 @@ def latency_rows(
 
     Per thread count, every configuration is loaded and its encoder timed; then, per size, the decoders of
     all configurations are timed taking turns (:func:`~interformer_edge.core.timing.measure_in_turn`), so
-    that the rows one compares saw the same machine (it may be shared). PyTorch eager is timed after them
-    on its own and warm, as it usually runs, so that taking turns (cold caches) cannot flatter the
-    speed-ups. A configuration that fails to load is listed in ``failures`` and the others go on."""
+    that the rows one compares saw the same machine (it may be shared); the GEMMs that give the floors'
+    peaks (:func:`.floor.peak_probes`) take turns with them. PyTorch eager is timed after them on its own
+    and warm, as it usually runs, so that taking turns (cold caches) cannot flatter the speed-ups. A
+    configuration that fails to load is listed in ``failures`` and the others go on."""
     photos = {size: bench_photo(size) for size in options.sizes}
     cases: dict[tuple[int, int], ClickCase] = {}
     encoder_stats: dict[tuple[Any, ...], tuple[Stats, str]] = {}  # (encoder key, threads, size) → stats, first row
     features: dict[tuple[Any, ...], ImageFeatures] = {}  # (encoder key, size) → the photo's features
     click_inputs: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # size → the timed click's decoder inputs
     rows = []
+    peaks: dict[tuple[int, str], float] = {}  # (threads, precision) → GFLOP/s, the probes' fastest runs
     loads = len(configs) + (1 if baseline else 0)
     countdown = Countdown(len(options.threads) * (loads + len(options.sizes)))
     done = 0  # units begun: loading one configuration at one thread count, or timing the decoders of one size
@@ -294,17 +296,23 @@ def latency_rows(
                 click = partial(decoder.run, feed, case.ref_label, case.roi)
                 pending.append(_Timed(config, size, enc, load_s, shared_with, click))
             del encoder  # the decoder stays loaded, in its rows' timed calls
+        needed = {floor_precision(t.config.to_dict()) for t in pending} | ({"fp32"} if baseline else set())
+        probes = _peak_probes(manifest, threads, sorted(p for p in needed if p is not None), failures)
         for size in options.sizes:
             timed = [t for t in pending if t.size == size]
             say(
                 f"latency {countdown(done)}: {len(timed)} decoders at {threads} thread(s), {size_text(size)}, "
-                "timed in turn"
+                f"timed in turn{' with the peak GEMMs' if probes else ''}"
             )
             done += 1
-            stats = measure_in_turn(dict(enumerate(t.click for t in timed)), options.timing, TURN_PAUSE_S)
+            calls: dict[Any, Callable[[], object]] = {**dict(enumerate(t.click for t in timed)), **probes}
+            stats = measure_in_turn(calls, options.timing, TURN_PAUSE_S)
             for index, t in enumerate(timed):
                 rows.append(_row(t.config, threads, size, t.encoder, stats[index], t.load_s, t.encoder_shared_with))
-        del pending  # the decoders and their thread pools go before the baseline runs
+            for key in probes:
+                best = floor.gflops(stats[key].min_ms / 1e3)
+                peaks[threads, key[0]] = max(best, peaks.get((threads, key[0]), 0.0))
+        del pending, probes  # the decoders, the GEMMs and their thread pools go before the baseline runs
         gc.collect()
         if baseline is not None:
             baseline.set_threads(threads)
@@ -323,10 +331,31 @@ def latency_rows(
     rows.sort(key=lambda r: (order[r["backend"], r["precision"], r["static"]], options.threads.index(r["threads"])))
     _add_speedups(rows)
     try:
-        _add_floors(rows, manifest, click_inputs, say)
+        _add_floors(rows, manifest, click_inputs, peaks, say)
     except Exception as err:  # the timings stand without their floor
         failures.append({"part": "latency", "step": "floor", "error": first_line(err, with_type=True)})
     return rows
+
+
+def _peak_probes(
+    manifest: Manifest, threads: int, precisions: list[str], failures: list[dict[str, Any]]
+) -> dict[tuple[str, int], Callable[[], object]]:
+    """The GEMMs of :func:`.floor.peak_probes` for ``precisions`` at ``threads``, keyed ``(precision, i)``;
+    none where floors cannot be measured, and a precision whose GEMM cannot be built is listed in
+    ``failures`` (its rows get no floor)."""
+    if not floor.available(manifest):
+        return {}
+    probes: dict[tuple[str, int], Callable[[], object]] = {}
+    for precision in precisions:
+        try:
+            built = floor.peak_probes(threads, precision)
+        except Exception as err:  # the timings stand without this floor
+            failures.append(
+                {"part": "latency", "step": "floor", "threads": threads, "error": first_line(err, with_type=True)}
+            )
+            continue
+        probes.update({(precision, i): probe for i, probe in enumerate(built)})
+    return probes
 
 
 def floor_precision(row: dict[str, Any]) -> str | None:
@@ -338,19 +367,21 @@ def floor_precision(row: dict[str, Any]) -> str | None:
 
 
 def _add_floors(
-    rows: list[dict[str, Any]], manifest: Manifest, click_inputs: dict[tuple[int, int], dict[str, Any]], say: Progress
+    rows: list[dict[str, Any]],
+    manifest: Manifest,
+    click_inputs: dict[tuple[int, int], dict[str, Any]],
+    peaks: dict[tuple[int, str], float],
+    say: Progress,
 ) -> None:
-    """``floor``: the row's decoder FLOPs, the host's measured peak and the efficiency (see :mod:`.floor`)."""
+    """``floor``: the row's decoder FLOPs, the host's peak measured with the decoders (``peaks``, GFLOP/s by
+    threads and precision) and the efficiency (see :mod:`.floor`)."""
     if not floor.available(manifest) or not click_inputs:
         return
     onnx_path = manifest.graph_path("decoder", "onnx")
-    say("floor: decoder FLOPs and the host's GEMM peak")
+    say("floor: decoder FLOPs")
     flops = {size_text(size): floor.decoder_flops(onnx_path, inputs) for size, inputs in click_inputs.items()}
-    peaks: dict[tuple[int, str], float] = {}
     for row in rows:
         precision = floor_precision(row)
-        if precision is not None and (row["threads"], precision) not in peaks:
-            peaks[row["threads"], precision] = floor.gemm_peak_gflops(row["threads"], precision)
         peak = peaks.get((row["threads"], precision)) if precision is not None else None
         row["floor"] = floor.floor_entry(flops.get(row["size"]), peak, row["decoder"]["p50_ms"])
         if row["floor"] is not None:
