@@ -21,19 +21,19 @@ def bin_path(xml: Path) -> Path:
 
 
 def convert(
-    onnx_path: Path, xml_path: Path, metadata: Mapping[str, str], fp16: bool, logits_by_matmul: bool = False
+    onnx_path: Path, xml_path: Path, metadata: Mapping[str, str], fp16: bool, logits_by_phases: bool = False
 ) -> list[Path]:
     """Convert an ONNX file to IR at ``xml_path`` with ``metadata`` in ``rt_info[interformer_edge]``.
 
     ``openvino.save_model`` compresses weights to FP16 unless told otherwise, so the flag is always
-    passed explicitly. ``logits_by_matmul`` applies :func:`resize_logits_by_matmul` (the decoder).
+    passed explicitly. ``logits_by_phases`` applies :func:`resize_logits_by_phases` (the decoder).
     Returns the files written (xml and bin).
     """
     import openvino as ov
 
     model = ov.convert_model(str(onnx_path))
-    if logits_by_matmul:
-        resize_logits_by_matmul(model)
+    if logits_by_phases:
+        resize_logits_by_phases(model)
     for key, value in metadata.items():
         model.set_rt_info(value, [RT_INFO_SECTION, key])
     model.set_rt_info("fp16" if fp16 else "fp32", [RT_INFO_SECTION, "weights"])
@@ -42,17 +42,22 @@ def convert(
     return [xml_path, bin_path(xml_path)]
 
 
-def resize_logits_by_matmul(model: Any) -> None:
-    """Replace the bilinear resize that makes the ``logits`` output ``(1, K, H, W)`` from ``(1, K, h, w)``
-    by two matrix products, ``rows (H, h) @ logits @ cols (W, w)ᵀ``, in place.
+def resize_logits_by_phases(model: Any) -> None:
+    """Rewrite the bilinear resize that makes the ``logits`` output ``(1, K, H, W)`` from ``(1, K, H/4, W/4)``
+    as its four phases per axis, in place.
 
     Why: OpenVINO's CPU Interpolate on a map of two channels (a planar layout: nothing to vectorise
     across) takes 2.5-3 ms at 512x512, longer than any of the decoder's convolutions but the largest;
-    the two products take about 1 ms (docs/click-latency.md). The matrices hold PyTorch's bilinear weights
-    (``align_corners=False``: source ``(i + 0.5) * h / H - 0.5`` clamped at 0, right neighbour
-    clamped at the last row), computed from the shapes in the graph, so the IR still serves every
-    size and a fixed-size IR folds them to constants; the logits agree to float rounding (the parity
-    gate checks). Operations are named ``{LOGITS_RESIZE_SCOPE}/…`` so that INT8 keeps them float.
+    the phases take about 1 ms (docs/click-latency.md). Along each axis, output ``4k + r`` of a 4x
+    resize with ``align_corners=False`` lies at source ``k + (2r - 3) / 8``, so with the map
+    edge-padded by one (PyTorch clamps the source at both ends) the phases are
+    ``0.375 x[k-1] + 0.625 x[k]``, ``0.125 x[k-1] + 0.875 x[k]``, ``0.875 x[k] + 0.125 x[k+1]``,
+    ``0.625 x[k] + 0.375 x[k+1]``, interleaved. Element-wise operations only: OpenVINO keeps a graph's
+    tail after its last convolution in f32 under a bf16 hint (two matrix products would have run in
+    bf16 and moved the logits by up to 1.4). The decoder's logits are always a quarter of the
+    reference label's size (both padded to multiples of 32), so the factor is always 4; the logits
+    agree to float rounding (the parity gate checks). Operations are named ``{LOGITS_RESIZE_SCOPE}/…``
+    so that INT8 keeps them float.
     """
     import openvino.opset13 as ops
 
@@ -65,47 +70,42 @@ def resize_logits_by_matmul(model: Any) -> None:
         attrs["pads_begin"] + attrs["pads_end"]
     ):
         raise ValueError(f"the {LOGITS_OUTPUT!r} resize is not a plain bilinear one: {attrs}")
-    if attrs["shape_calculation_mode"] != "sizes" or resize.get_input_size() != 2:
-        raise ValueError(f"the {LOGITS_OUTPUT!r} resize does not give its output sizes for all four axes")
     names = itertools.count()
 
     def named(node: Any) -> Any:
         node.set_friendly_name(f"{LOGITS_RESIZE_SCOPE}/{next(names)}")
         return node
 
-    def const(value: float | int) -> Any:
+    def const(value: Any) -> Any:
         return named(ops.constant(np.asarray(value, np.float32 if isinstance(value, float) else np.int64)))
 
-    def axis_length(shape: Any, axis: int) -> Any:
-        return named(ops.gather(shape, const(axis), const(0)))  # scalar int64
+    def times_four(x: Any, axis: int) -> Any:
+        """``x`` ``(1, K, h, w)`` resized 4x along ``axis`` (2 or 3)."""
+        pads = [1 if a == axis else 0 for a in range(4)]
+        padded = named(ops.pad(x, const(pads), const(pads), "edge"))
 
-    def weights(n_in: Any, n_out: Any) -> Any:
-        """``(n_out, n_in)`` float32 bilinear resize matrix of one axis (scalar int64 lengths)."""
-        scale = named(ops.divide(named(ops.convert(n_in, "f32")), named(ops.convert(n_out, "f32"))))
-        out_pos = named(ops.range(const(0.0), named(ops.convert(n_out, "f32")), const(1.0), "f32"))
-        shifted = named(ops.subtract(named(ops.multiply(named(ops.add(out_pos, const(0.5))), scale)), const(0.5)))
-        source = named(ops.maximum(shifted, const(0.0)))
-        left_f = named(ops.floor(source))
-        left = named(ops.convert(left_f, "i64"))
-        right = named(ops.minimum(named(ops.add(left, const(1))), named(ops.subtract(n_in, const(1)))))
-        right_weight = named(ops.subtract(source, left_f))
-        left_weight = named(ops.subtract(const(1.0), right_weight))
-        in_pos = named(ops.unsqueeze(named(ops.range(const(0), n_in, const(1), "i64")), const(0)))  # (1, n_in)
+        def shifted(start: int, stop: int) -> Any:  # padded[start : len + stop] along the axis
+            return named(ops.slice(padded, const([start]), const([stop]), const([1]), const([axis])))
 
-        def column(t: Any) -> Any:
-            return named(ops.unsqueeze(t, const(1)))  # (n_out, 1)
+        before, centre, after = shifted(0, -2), shifted(1, -1), shifted(2, np.iinfo(np.int64).max)
 
-        def tap(index: Any, weight: Any) -> Any:
-            hit = named(ops.convert(named(ops.equal(in_pos, column(index))), "f32"))
-            return named(ops.multiply(column(weight), hit))
+        def mix(a: Any, weight_a: float, b: Any, weight_b: float) -> Any:
+            return named(ops.add(named(ops.multiply(a, const(weight_a))), named(ops.multiply(b, const(weight_b)))))
 
-        return named(ops.add(tap(left, left_weight), tap(right, right_weight)))
+        phases = [
+            mix(before, 0.375, centre, 0.625),
+            mix(before, 0.125, centre, 0.875),
+            mix(centre, 0.875, after, 0.125),
+            mix(centre, 0.625, after, 0.375),
+        ]
+        stacked = named(ops.concat([named(ops.unsqueeze(p, const(axis + 1))) for p in phases], axis + 1))
+        shape = named(ops.shape_of(stacked, "i64"))  # phase axis right after ``axis``: merge the two
+        kept = [named(ops.slice(shape, const([0]), const([axis]), const([1]))), const([-1])]
+        if axis + 2 < 5:
+            kept.append(named(ops.slice(shape, const([axis + 2]), const([5]), const([1]))))
+        return named(ops.reshape(stacked, named(ops.concat(kept, 0)), False))
 
-    logits, sizes = resize.input_value(0), resize.input_value(1)
-    in_shape = named(ops.shape_of(logits, "i64"))
-    rows = weights(axis_length(in_shape, 2), axis_length(sizes, 2))
-    cols = weights(axis_length(in_shape, 3), axis_length(sizes, 3))
-    resized = named(ops.matmul(named(ops.matmul(rows, logits, False, False)), cols, False, True))
+    resized = times_four(times_four(resize.input_value(0), 3), 2)
     resized.output(0).set_names(resize.output(0).get_names())
     for target in list(resize.output(0).get_target_inputs()):
         target.replace_source_output(resized.output(0))

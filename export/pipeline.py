@@ -324,7 +324,7 @@ def _convert_and_gate_openvino(
         job.steps.start(f"converting the {role} to OpenVINO IR")
         xml = job.work / GRAPH_FILES[(role, "openvino")]
         ov_export.convert(
-            onnx_files[role], xml, graphs.stamp(role), job.options.fp16, logits_by_matmul=role == "decoder"
+            onnx_files[role], xml, graphs.stamp(role), job.options.fp16, logits_by_phases=role == "decoder"
         )
         job.steps.start(f"checking the OpenVINO {role}")
         run = openvino_runner(xml, gate.settings.threads)

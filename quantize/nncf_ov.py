@@ -90,7 +90,7 @@ def quantize_openvino(
     data = list(feeds)
     # validate=False: a model may lack some of the float op types (the layer names are checked below).
     patterns = ignored_patterns(keep_float) + [f"(?:{region}).*" for region in float_regions]
-    patterns.append(re.escape(LOGITS_RESIZE_SCOPE) + "/.*")  # the logits' resize (export's products) stays float
+    patterns.append(re.escape(LOGITS_RESIZE_SCOPE) + "/.*")  # the logits' resize (see export) stays float
     ignored = nncf.IgnoredScope(patterns=patterns, types=list(FLOAT_OP_TYPES), validate=False)
     _check_layers_exist(model, keep_float)
     quantized = nncf.quantize(

@@ -127,7 +127,7 @@ def test_api_export_passes_gate_and_writes_a_truthful_manifest(
     assert (int(meta["size_divisor"]), int(meta["max_image_side"])) == (pre["size_divisor"], pre["max_image_side"])
     rt_info = read_rt_info(out / ENCODER_OV)
     assert rt_info["role"] == "encoder" and rt_info["weights"] == "fp32"
-    decoder_ops = ov.Core().read_model(str(out / DECODER_OV)).get_ordered_ops()  # logits resized by products
+    decoder_ops = ov.Core().read_model(str(out / DECODER_OV)).get_ordered_ops()  # logits resized by phases
     assert "Interpolate" in {op.get_type_name() for op in decoder_ops}  # the head's own resizes stay
     assert any(op.get_friendly_name().startswith(f"{LOGITS_RESIZE_SCOPE}/") for op in decoder_ops)
     image_type = onnx.load(str(out / ENCODER_ONNX)).graph.input[0].type.tensor_type
