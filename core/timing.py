@@ -93,18 +93,24 @@ def measure(call: Callable[[], object], policy: TimingPolicy) -> Stats:
 
 
 def measure_in_turn(
-    calls: Mapping[K, Callable[[], object]], policy: TimingPolicy, pause_s: float = 0.0
+    calls: Mapping[K, Callable[[], object]],
+    policy: TimingPolicy,
+    pause_s: float = 0.0,
+    own_policies: Mapping[K, TimingPolicy] | None = None,
 ) -> dict[K, Stats]:
-    """Time several calls taking turns, one timed run of each per round, each until ``policy`` has enough
+    """Time several calls taking turns, one timed run of each per round, each until its policy has enough
     of it: a change in the machine's load (it may be shared) then falls on all of them alike, where calls
-    timed one after the other would each see another moment. ``pause_s`` (untimed) before every timed run
-    lets the threads of the previous call stop spinning, as they do between a user's clicks."""
-    for _ in range(policy.warmup):
-        for call in calls.values():
-            call()
+    timed one after the other would each see another moment. ``policy`` serves every call that has none
+    in ``own_policies``. ``pause_s`` (untimed) before every timed run lets the threads of the previous
+    call stop spinning, as they do between a user's clicks."""
+    policies = {key: (own_policies or {}).get(key, policy) for key in calls}
+    for warmup_round in range(max((p.warmup for p in policies.values()), default=0)):
+        for key, call in calls.items():
+            if warmup_round < policies[key].warmup:
+                call()
     times: dict[K, list[float]] = {key: [] for key in calls}
     spent = dict.fromkeys(calls, 0.0)
-    active = [key for key in calls if not policy.enough(0, 0.0)]
+    active = [key for key in calls if not policies[key].enough(0, 0.0)]
     while active:
         for key in list(active):
             if pause_s > 0:
@@ -114,6 +120,6 @@ def measure_in_turn(
             elapsed = time.perf_counter() - start
             times[key].append(elapsed)
             spent[key] += elapsed
-            if policy.enough(len(times[key]), spent[key]):
+            if policies[key].enough(len(times[key]), spent[key]):
                 active.remove(key)
     return {key: Stats.of(times[key]) for key in calls}

@@ -533,6 +533,17 @@ def test_calls_timed_in_turn_alternate_and_each_gets_its_runs() -> None:
     assert slow_calls[:6] == ["slow", "fast"] * 3 and stats["slow"].runs == 3
     assert stats["fast"].runs > 3 and slow_calls[6:] == ["fast"] * (stats["fast"].runs - 3)
 
+    # a call with its own policy (the benchmark's peak GEMMs) warms up and stops by that one
+    order: list[str] = []
+    own = {"probe": TimingPolicy(warmup=0, min_runs=2, budget_s=0.0)}
+    stats = measure_in_turn(
+        {"row": lambda: order.append("row"), "probe": lambda: order.append("probe")},
+        TimingPolicy(warmup=1, min_runs=4, budget_s=0.0),
+        own_policies=own,
+    )
+    assert order == ["row", "row", "probe", "row", "probe", "row", "row"]
+    assert (stats["row"].runs, stats["probe"].runs) == (4, 2)
+
 
 def test_timing_runs_warmup_then_at_least_the_minimum() -> None:
     calls = []
