@@ -164,20 +164,14 @@ def _openvino_gemm(threads: int, hint: str, side: int) -> Callable[[], object]:
     import openvino as ov
     import openvino.opset13 as ops
 
-    from interformer_edge.runtime.backends import openvino_core
+    from interformer_edge.runtime.backends import openvino_config, openvino_core
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((side, side)).astype(np.float32)
     parameter = ops.parameter([side, side], np.float32, name="a")
     weight = ops.constant(rng.standard_normal((side, side)).astype(np.float32))
     model = ov.Model([ops.matmul(parameter, weight, False, False)], [parameter], "gemm")
-    config = {
-        "PERFORMANCE_HINT": "LATENCY",
-        "NUM_STREAMS": "1",
-        "INFERENCE_NUM_THREADS": str(threads),
-        "INFERENCE_PRECISION_HINT": hint,
-    }
-    request = openvino_core().compile_model(model, "CPU", config).create_infer_request()
+    request = openvino_core().compile_model(model, "CPU", openvino_config(threads, hint)).create_infer_request()
     return lambda: request.infer({0: a})
 
 

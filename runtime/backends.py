@@ -107,11 +107,7 @@ class OvGraph:
     backend: str = field(default="openvino", init=False)
 
     def __post_init__(self) -> None:
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
-        if self.precision != "device":
-            config["INFERENCE_PRECISION_HINT"] = self.precision
-        if self.threads:
-            config["INFERENCE_NUM_THREADS"] = str(int(self.threads))
+        config = openvino_config(self.threads, self.precision)
         try:
             core = openvino_core()
             model = core.read_model(str(self.path))
@@ -191,6 +187,22 @@ class SpecializedGraph:
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.prepare({name: value.shape for name, value in inputs.items()}).run(inputs)
+
+
+def openvino_config(threads: int | None, precision: str) -> dict[str, Any]:
+    """OpenVINO CPU compile settings: latency mode, one stream, ``threads`` threads (None: OpenVINO's
+    choice), ``precision`` the inference precision hint (``"device"``: OpenVINO's default).
+
+    Threads are not pinned to cores. OpenVINO pins from the first core of the process's set, so two
+    processes with one thread each (``interformer-encode --workers 2 --threads 1``) share one core
+    while the other idles, and a neighbour busy on that core stalls every parallel step of a click.
+    """
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "ENABLE_CPU_PINNING": False}
+    if precision != "device":
+        config["INFERENCE_PRECISION_HINT"] = precision
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = str(int(threads))
+    return config
 
 
 @functools.cache

@@ -65,6 +65,14 @@ def test_backends_load_by_folder_or_file_and_agree(light_export: Path) -> None:
     assert load_graph(light_export, "decoder", backend="openvino", precision="device").backend == "openvino"
 
 
+def test_openvino_threads_are_not_pinned_to_cores(light_export: Path) -> None:
+    # OpenVINO pins by default on Linux, from the first core: processes with one thread each would share it.
+    for threads in (1, 2):
+        graph = load_graph(light_export, "decoder", backend="openvino", threads=threads)
+        assert graph._compiled.get_property("ENABLE_CPU_PINNING") is False
+        assert int(graph._compiled.get_property("INFERENCE_NUM_THREADS")) == threads
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_static_shape_decoders_compile_per_size_and_give_the_same_clicks(
     light: tuple[Encoder, Decoder], light_export: Path, backend: str
