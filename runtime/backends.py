@@ -11,12 +11,19 @@ them installed works.
 Precision: ONNX Runtime's CPU provider computes in the graph's own types. OpenVINO picks bf16 by
 itself on CPUs with AMX / AVX512-BF16, which changes masks; ``precision="f32"`` (the default)
 pins ``INFERENCE_PRECISION_HINT=f32`` and ``precision="device"`` leaves the device default.
+
+Threads: every graph may be run from any number of threads at once (the annotator's server runs one
+decoder for every tab), and each run's outputs are those of the same run made alone. ONNX Runtime's
+``InferenceSession.run`` is thread-safe as it is; an OpenVINO infer request is not (a second ``infer``
+on a busy request fails, or returns another call's outputs), so :class:`OvGraph` keeps a pool of them.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -98,7 +105,14 @@ class OrtGraph:
 
 @dataclass
 class OvGraph:
-    """OpenVINO CPU compiled model with one infer request (latency mode, one stream)."""
+    """OpenVINO CPU compiled model (latency mode, one stream) with a pool of infer requests: a run takes
+    an idle request, or a new one when every request is busy in another thread, and gives it back after.
+
+    The compiled model is shared by all requests (compiled once, whatever the number of threads). With one
+    stream the CPU plugin runs the requests' inferences one at a time on the stream's graph; each request
+    holds only its own input and output tensors, so the pool costs about one set of outputs per thread that
+    ran at the same time as others.
+    """
 
     path: Path
     threads: int | None = None
@@ -120,17 +134,34 @@ class OvGraph:
             self._compiled = core.compile_model(model, "CPU", config)
         except Exception as err:
             raise BackendError(f"openvino cannot load {self.path}: {first_line(err)}") from err
-        self._request = self._compiled.create_infer_request()
+        # A request serves one inference at a time: a second thread's ``infer`` on it raises "Infer Request is
+        # busy", or (when it slips in between the inference and the copy of the outputs) hands back the other
+        # call's outputs. Hence one request per concurrent run, reused: creating one allocates its tensors.
+        self._idle: list[Any] = [self._compiled.create_infer_request()]
+        self._idle_lock = threading.Lock()
         # Compiled ports keep the model's order.
         self._outputs = list(zip(self.output_names, self._compiled.outputs, strict=True))
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self._idle_lock:
+            request = self._idle.pop() if self._idle else None
         try:
-            # share_outputs=False: the request reuses its output buffers, so results must be copies.
-            result = self._request.infer(inputs, share_inputs=True, share_outputs=False)
+            if request is None:  # the compiled model's create_infer_request is thread-safe: no lock held
+                request = self._compiled.create_infer_request()
+            # share_outputs=False: the request reuses its output buffers at its next run, so results must be
+            # copies. share_inputs=True: the request reads the caller's arrays (an idle request keeps a
+            # reference to its last inputs until it runs again).
+            result = request.infer(inputs, share_inputs=True, share_outputs=False)
+            return {name: result[port] for name, port in self._outputs}
         except Exception as err:
             raise BackendError(f"openvino failed to run {self.path.name}: {first_line(err)}") from err
-        return {name: result[port] for name, port in self._outputs}
+        finally:
+            if request is not None:  # back to the pool even after a failure: the next run sets its inputs anew
+                with self._idle_lock:
+                    self._idle.append(request)
+
+
+_ShapeKey = tuple[tuple[str, tuple[int, ...]], ...]  # sorted (input name, shape) pairs
 
 
 def _symbolic_dims(declared: dict[str, list[Any]], shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
@@ -150,6 +181,10 @@ class SpecializedGraph:
     Fixed shapes let the backends plan memory and pick kernels once (OpenVINO: a static model;
     ONNX Runtime: symbolic dimensions fixed, so shape arithmetic folds away). The first run at a new
     size pays the compilation (:meth:`prepare` does it ahead, e.g. when a click session opens).
+
+    Thread-safe: threads that ask for the same new shapes at once wait for one compilation, other shapes
+    compile meanwhile, and a graph evicted while a thread still runs it finishes that run (the thread
+    holds it).
     """
 
     path: Path
@@ -159,7 +194,11 @@ class SpecializedGraph:
     keep: int = 2
 
     def __post_init__(self) -> None:
-        self._graphs: dict[tuple[tuple[str, tuple[int, ...]], ...], OrtGraph | OvGraph] = {}
+        # Compiled graphs, least recently used first; and the compilations under way, which the threads that
+        # want the same shapes wait for instead of compiling them again (seconds of CPU on a big canvas).
+        self._graphs: dict[_ShapeKey, OrtGraph | OvGraph] = {}
+        self._compiling: dict[_ShapeKey, Future[OrtGraph | OvGraph]] = {}
+        self._lock = threading.Lock()  # guards both dicts; never held while compiling
         probe = self._build(None)  # the dynamic graph: names, and a load error now rather than at a click
         self.input_names, self.output_names = probe.input_names, probe.output_names
         self._declared = probe.declared_shapes if isinstance(probe, OrtGraph) else {}
@@ -170,20 +209,43 @@ class SpecializedGraph:
         return OvGraph(self.path, self.threads, self.precision, shapes)
 
     def prepare(self, shapes: dict[str, tuple[int, ...]]) -> OrtGraph | OvGraph:
-        """The graph compiled for ``shapes`` (input name → shape), compiling it if needed."""
-        key = tuple(sorted((name, tuple(int(d) for d in shape)) for name, shape in shapes.items()))
-        graph = self._graphs.pop(key, None)
-        if graph is None:
+        """The graph compiled for ``shapes`` (input name → shape), compiling it if needed.
+
+        Raises:
+            BackendError: the compilation failed (in this thread or in the one this thread waited for).
+        """
+        key: _ShapeKey = tuple(sorted((name, tuple(int(d) for d in shape)) for name, shape in shapes.items()))
+        with self._lock:
+            graph = self._graphs.pop(key, None)
+            if graph is not None:
+                self._graphs[key] = graph  # now the most recently used
+                return graph
+            pending = self._compiling.get(key)
+            compiles_here = pending is None
+            if pending is None:
+                pending = self._compiling[key] = Future()
+        if not compiles_here:
+            return pending.result()
+        try:
             graph = self._build(dict(key))
+        except BaseException as err:
+            with self._lock:
+                del self._compiling[key]
+            pending.set_exception(err)
+            raise
+        with self._lock:
+            del self._compiling[key]
             while len(self._graphs) >= max(1, self.keep):
                 self._graphs.pop(next(iter(self._graphs)))  # the least recently used
-        self._graphs[key] = graph
+            self._graphs[key] = graph
+        pending.set_result(graph)
         return graph
 
     @property
     def compiled(self) -> int:
         """How many input-shape sets have a compiled graph now."""
-        return len(self._graphs)
+        with self._lock:
+            return len(self._graphs)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.prepare({name: value.shape for name, value in inputs.items()}).run(inputs)
