@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -15,16 +17,20 @@ from typing import Annotated, NoReturn
 import typer
 
 from interformer_edge.core.dataset import IMAGE_SUFFIXES
-from interformer_edge.core.manifest import BASE_PRECISION, ManifestError
+from interformer_edge.core.manifest import Manifest, ManifestError, load_manifest
 from interformer_edge.core.messages import first_line
 from interformer_edge.core.spec import DEFAULT_MAX_SIDE
+from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.errors import InterFormerRuntimeError
-from interformer_edge.runtime.features import FEATURE_SUFFIX
+from interformer_edge.runtime.features import FEATURE_SUFFIX, ImageFeatures
 
+from .decoder_choice import AUTO, DecoderChoice, choose_decoder, timing_image
 from .errors import RequestError
+from .guard import TOKEN_QUERY, AccessPolicy, is_loopback, served_hosts
 
 EXIT_BAD_INPUT = 2
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TOKEN_ENV = "INTERFORMER_ANNOTATE_TOKEN"
+TIMING_SIZE = (512, 512)  # the image the decoder candidates are timed on (the benchmark's size)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -70,11 +76,30 @@ def main(
     host: Annotated[
         str,
         typer.Option(
-            help="Address to listen on. The default 127.0.0.1 serves this machine only; 0.0.0.0 serves the whole "
-            "network with no authentication: an explicit choice, for a trusted network only."
+            help="Address to listen on. The default 127.0.0.1 serves this machine only, without a token; "
+            "any other address (0.0.0.0: every interface) requires the access token on every request."
         ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar=TOKEN_ENV,
+            help="Access token every request must carry (the page gets it from the printed link "
+            "…/?token=…). Default: none on loopback; a new random one, printed, when serving a network. "
+            f"Prefer the {TOKEN_ENV} environment variable: a flag shows in the process list.",
+            show_default=False,
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Another host name the server answers to (repeatable), e.g. a reverse proxy's public name; "
+            "'*' for any. Requests naming any other host are refused (DNS rebinding).",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -97,15 +122,35 @@ def main(
     threads: Annotated[
         int, typer.Option("--threads", "-t", min=0, help="CPU threads of the encoder and of the decoder; 0: all cores.")
     ] = 0,
-    precision: Annotated[
+    variant: Annotated[
         str,
         typer.Option(
-            help="Click decoder: fp32 (the export) or int8 (written into the export by interformer-quantize)."
+            help="Click decoder file: fp32 (the export), int8 (written by interformer-quantize), or auto: "
+            "the fastest here among those that passed their accuracy gate (timed at start)."
         ),
-    ] = BASE_PRECISION,
+    ] = AUTO,
+    precision: Annotated[
+        str | None, typer.Option(hidden=True, help="Deprecated spelling of --variant.", show_default=False)
+    ] = None,
     backend: Annotated[
-        str, typer.Option(help="auto (ONNX Runtime if available, else OpenVINO), onnxruntime or openvino.")
-    ] = "auto",
+        str,
+        typer.Option(help="onnxruntime, openvino, or auto: the fastest installed one (timed at start)."),
+    ] = AUTO,
+    compute: Annotated[
+        str,
+        typer.Option(
+            help="OpenVINO's compute type for the decoder's float layers: f32, bf16, f16, device, or auto: "
+            "the device's own (bf16 on AVX512-BF16/AMX) where the int8 decoder's gate passed with it, and f32."
+        ),
+    ] = AUTO,
+    static_shapes: Annotated[
+        bool,
+        typer.Option(
+            "--static-shapes/--dynamic-shapes",
+            help="Compile the decoder for each image size (once per size, when an image is first opened): "
+            "faster clicks, the same masks.",
+        ),
+    ] = True,
     max_side: Annotated[
         int,
         typer.Option(
@@ -148,6 +193,15 @@ def main(
         int,
         typer.Option("--max-upload-mb", min=1, help="Largest image accepted from CVAT or fetched from Label Studio."),
     ] = 32,
+    max_pixels: Annotated[
+        int,
+        typer.Option(
+            "--max-pixels",
+            min=0,
+            help="Largest image (width x height) a tool may send; 0: what 4 requests at once fit in the "
+            "memory free at start, at most 64 million.",
+        ),
+    ] = 0,
     click_workers: Annotated[
         int,
         typer.Option(
@@ -160,7 +214,8 @@ def main(
         str | None,
         typer.Option(
             envvar="LABEL_STUDIO_URL",
-            help="Label Studio's address, to fetch task images it hosts (uploads, local files) that are not in IMAGES.",
+            help="Label Studio's address, to fetch task images it hosts (uploads, local files) that are not in "
+            "IMAGES. Nothing is fetched from anywhere else (Label Studio's /setup cannot change it).",
         ),
     ] = None,
     label_studio_token: Annotated[
@@ -194,41 +249,87 @@ def main(
     if features is None and images.is_dir() and any(images.glob("*" + FEATURE_SUFFIX)):
         features = images  # encoded in place (interformer-encode encode IMAGES --out IMAGES)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    settings = Settings(
-        images=images,
-        model=model,
-        out=out,
-        features=features,
-        threads=threads or None,
-        precision=precision,
-        backend=backend,
-        max_side=max_side,
-        recursive=recursive,
-        cache_mb=cache_mb,
-        prefetch=prefetch,
-        idle_minutes=idle_minutes,
-        max_sessions=max_sessions,
-        max_upload_mb=max_upload_mb,
-        label_studio_url=label_studio_url,
-        label_studio_token=label_studio_token,
-    )
+    if precision is not None:
+        print("interformer-annotate: --precision is deprecated, use --variant (same values)", file=sys.stderr)
+        variant = precision
+    if token is not None and not token.strip():
+        _fail(f"--token ({TOKEN_ENV}) is empty")
+    if token is None and not is_loopback(host):
+        token = secrets.token_urlsafe(24)  # serving a network: never without a token
+    policy = AccessPolicy(served_hosts(host, allowed_host or ()), token)
     try:
-        annotator = Annotator(settings)
+        manifest = load_manifest(model)
+        choice, decoder, timings = _choose_decoder(
+            model, manifest, DecoderChoice(backend, variant, compute, static_shapes), threads or None
+        )
+        settings = Settings(
+            images=images,
+            model=model,
+            out=out,
+            features=features,
+            threads=threads or None,
+            backend=choice.backend,
+            variant=choice.variant,
+            compute=choice.compute,
+            static_shapes=choice.static_shapes,
+            max_side=max_side,
+            recursive=recursive,
+            cache_mb=cache_mb,
+            prefetch=prefetch,
+            idle_minutes=idle_minutes,
+            max_sessions=max_sessions,
+            max_upload_mb=max_upload_mb,
+            max_pixels=max_pixels or None,
+            label_studio_url=label_studio_url,
+            label_studio_token=label_studio_token,
+        )
+        annotator = Annotator(settings, decoder)
     except (ManifestError, InterFormerRuntimeError, RequestError, ValueError) as err:
         _fail(first_line(err))
     _check_writable(out)
-    if host not in LOOPBACK:
-        print(
-            f"warning: listening on {host}: anyone who can reach this machine can read the images and save masks",
-            file=sys.stderr,
-        )
-    shown = f"[{host}]" if ":" in host else host
     print(
-        f"interformer-annotate: {len(annotator.folder)} images, model {annotator.model_id} ({precision}, "
-        f"{annotator.decoder.backend}) → saving to {out}\nopen http://{shown}:{port}/",
+        f"interformer-annotate: {len(annotator.folder)} images, model {annotator.model_id} → saving to {out}\n"
+        f"decoder: {_decoder_line(choice, timings)}\n"
+        f"tool images up to {annotator.max_pixels / 1e6:.1f} MP; open {_page_url(host, port, token)}",
         file=sys.stderr,
     )
-    uvicorn.run(build_app(annotator, click_workers), host=host, port=port, log_level="warning")
+    if token is not None:
+        print(
+            "every request needs the token: the link above sets it in the browser; tools send "
+            "'Authorization: Token <token>' (see docs/annotate.md)",
+            file=sys.stderr,
+        )
+    uvicorn.run(build_app(annotator, click_workers, policy), host=host, port=port, log_level="warning")
+
+
+def _choose_decoder(
+    model: Path, manifest: Manifest, asked: DecoderChoice, threads: int | None
+) -> tuple[DecoderChoice, Decoder, dict[DecoderChoice, float]]:
+    """The decoder to serve (timed among the gated candidates when a field is ``auto``)."""
+    from interformer_edge.runtime.encoder import Encoder
+
+    def features() -> ImageFeatures:
+        print("interformer-annotate: timing the gated click decoders to pick the fastest…", file=sys.stderr)
+        encoder = Encoder(model, threads=threads, manifest=manifest, verify=False)
+        return encoder.encode(timing_image(TIMING_SIZE), name="timing")
+
+    return choose_decoder(model, manifest, asked, threads, features)
+
+
+def _decoder_line(choice: DecoderChoice, timings: dict[DecoderChoice, float]) -> str:
+    if not timings:
+        return choice.describe()
+    others = ", ".join(f"{c.describe()} {ms:.1f} ms" for c, ms in sorted(timings.items(), key=lambda kv: kv[1]))
+    return (
+        f"{choice.describe()}, {timings[choice]:.1f} ms per click at {TIMING_SIZE[1]}x{TIMING_SIZE[0]}: the fastest "
+        f"of {len(timings)} that passed their accuracy gate ({others})"
+    )
+
+
+def _page_url(host: str, port: int, token: str | None) -> str:
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}/" + (f"?{TOKEN_QUERY}={token}" if token else "")
 
 
 if __name__ == "__main__":  # python -m interformer_edge.annotate.cli

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+SESSION_GONE = "session_gone"  # the click session is unknown (server restarted) or closed: re-create it
+STALE_REVISION = "stale_revision"  # the image was saved by someone else since the page opened it: reload, save again
+
 
 class RequestError(Exception):
-    """A request the server refuses; ``status`` is the HTTP status, the message is one line for the user."""
+    """A request the server refuses; ``status`` is the HTTP status, the message is one line for the user.
+
+    ``code`` (optional) is a stable machine-readable reason the page acts on (e.g. :data:`SESSION_GONE`:
+    open the object's session again and replay its clicks), sent beside the message.
+    """
 
     status = 400
+    code: str | None = None
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
         super().__init__(message.splitlines()[0] if message else type(self).__name__)
         if status is not None:
             self.status = status
+        if code is not None:
+            self.code = code
 
 
 class NotFoundError(RequestError):
@@ -22,6 +32,7 @@ class GoneError(RequestError):
     """A click session that expired (idle too long) or was closed."""
 
     status = 410
+    code = SESSION_GONE
 
 
 class ConflictError(RequestError):
@@ -32,3 +43,9 @@ class ConflictError(RequestError):
 
 class TooLargeError(RequestError):
     status = 413
+
+
+class ClientGoneError(RequestError):
+    """The client disconnected before its answer was ready; its work was cancelled (nginx's 499)."""
+
+    status = 499

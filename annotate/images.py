@@ -30,6 +30,9 @@ FILE_ROUTE = "/files/"
 class ImageFolder:
     """The images of one folder (optionally its sub-folders), named by their relative POSIX paths.
 
+    A link whose target lies outside the folder is not served (a ``passwd.jpg`` pointing at
+    ``/etc/passwd`` would otherwise be handed to anyone who asks for it); links inside it are.
+
     Args:
         root: a folder of images, or one image file.
         recursive: include sub-folders.
@@ -41,8 +44,10 @@ class ImageFolder:
         if root.is_file():
             self.root = root.parent
             self.names = [root.name]
+            self._inside = root.resolve()  # one image given by name: that file is what is served
         else:
             self.root = root
+            self._inside = root.resolve()
             skip = exclude.resolve() if exclude is not None else None
             pattern = "**/*" if recursive else "*"
             self.names = sorted(
@@ -50,6 +55,7 @@ class ImageFolder:
                 for p in root.glob(pattern)
                 if p.suffix.lower() in IMAGE_SUFFIXES
                 and p.is_file()
+                and self._contains(p)
                 and not (skip is not None and (skip == p.resolve().parent or skip in p.resolve().parents))
             )
         self._index = {name: i for i, name in enumerate(self.names)}
@@ -71,8 +77,16 @@ class ImageFolder:
             raise NotFoundError(f"unknown image {name!r}")
         return name
 
+    def _contains(self, path: Path) -> bool:
+        target = path.resolve()
+        return target == self._inside or self._inside in target.parents
+
     def path(self, name: str) -> Path:
-        return self.root / self.require(name)
+        """The file of a served image; checked again on every use, since a link may change after listing."""
+        path = self.root / self.require(name)
+        if not self._contains(path):
+            raise NotFoundError(f"unknown image {name!r}")
+        return path
 
     def media_type(self, name: str) -> str | None:
         """The content type to send the file as, or None when it must be converted for a browser."""
@@ -107,15 +121,23 @@ class ImageFolder:
         return None
 
 
-def decode_image(data: bytes, what: str = "upload") -> np.ndarray:
+def decode_image(data: bytes, what: str = "upload", max_pixels: int | None = None) -> np.ndarray:
     """Image file bytes → ``(H, W, 3)`` uint8 RGB; anything that is not a readable image is a 400/415.
 
-    Pillow's decompression-bomb limit applies (a small file claiming a huge size is refused).
+    An image of more than ``max_pixels`` pixels is refused (413) from its header, before it is decoded:
+    a small file may claim a huge size. Pillow's decompression-bomb limit applies in any case.
     """
     if not data:
         raise RequestError(f"the {what} is empty")
     try:
         with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise RequestError(
+                    f"the {what} is {width}x{height} = {width * height / 1e6:.1f} MP, more than this server's "
+                    f"{max_pixels / 1e6:.1f} MP limit (--max-pixels)",
+                    status=413,
+                )
             image.load()
             return to_rgb_array(image)
     except Image.DecompressionBombError as err:

@@ -7,6 +7,7 @@ Shared by the ``/cvat/interactor`` route of ``interformer-annotate`` and the nuc
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from interformer_edge.runtime.features import ImageFeatures
 from .errors import TooLargeError
 from .feature_cache import CachedFeatures, FeatureCache
 from .images import decode_image
+from .limits import default_max_pixels
 from .sessions import ReplaySessions
 from .tools import cvat_clicks, cvat_response, parse_cvat, thresholded_mask
 
@@ -26,11 +28,19 @@ class CvatInteractor:
     """Answers CVAT interactor requests; images are cached by the sha256 of their bytes (CVAT sends the
     same image with every click), and a request that adds one point to the previous one costs one decoder run."""
 
-    def __init__(self, encoder: Encoder, cache: FeatureCache, replays: ReplaySessions, max_upload_bytes: int) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        cache: FeatureCache,
+        replays: ReplaySessions,
+        max_upload_bytes: int,
+        max_pixels: int | None = None,
+    ) -> None:
         self.encoder = encoder
         self.cache = cache
         self.replays = replays
         self.max_upload_bytes = max_upload_bytes
+        self.max_pixels = max_pixels if max_pixels is not None else default_max_pixels()
 
     @classmethod
     def from_export(
@@ -58,23 +68,23 @@ class CvatInteractor:
         digest = hashlib.sha256(data).hexdigest()
 
         def load() -> tuple[ImageFeatures, str]:
-            rgb = decode_image(data, what)
+            rgb = decode_image(data, what, self.max_pixels)
             return self.encoder.encode(rgb, name=f"{what}:{digest[:12]}", image_sha256=digest), "encoded"
 
         return self.cache.get("sha256:" + digest, load)
 
-    def handle(self, body: Any) -> dict[str, Any]:
+    def handle(self, body: Any, cancel: threading.Event | None = None) -> dict[str, Any]:
         """``{"image", "pos_points", "neg_points", "threshold"}`` → ``{"mask": H x W list of 0/1}``.
 
         The clicks are the positive points, then the negative ones, each in the order sent (CVAT keeps
-        the two lists apart, so their interleaving is not known).
+        the two lists apart, so their interleaving is not known). ``cancel`` set: stop before the next click.
         """
         request = parse_cvat(body)
         cached = self.features_of_bytes(request.image, "image")
         height, width = cached.features.meta.original_size
         clicks = cvat_clicks(request.points, height, width)
         key = "cvat:" + cached.features.meta.image_name
-        mask = self.replays.run(key, cached.features, clicks, lambda s: thresholded_mask(s, request.threshold))
+        mask = self.replays.run(key, cached.features, clicks, lambda s: thresholded_mask(s, request.threshold), cancel)
         return cvat_response(mask)
 
     def close(self) -> None:

@@ -5,14 +5,18 @@ Routes (JSON in and out; a refusal is a 4xx ``{"error": "<one line>"}``)::
     GET  /                         the annotator page (one self-contained HTML file)
     GET  /api/images               image list with status (done / untouched) and the model
     GET  /files/<name>             an image file as served to the page and to tools
-    POST /api/open                 {image} -> size, encode time, saved objects; pre-encodes the next images
+    POST /api/open                 {image} -> size, encode time, saved objects, revision; pre-encodes the next images
     POST /api/sessions             {image, label} -> {session}: one object of one tab
     POST /api/sessions/<id>/click  {x, y, positive} -> {mask: 1-bit PNG base64, decode_ms, clicks, area}
     POST /api/sessions/<id>/undo   (and /reset) -> the same
     DELETE /api/sessions/<id>
-    POST /api/save                 {image, objects: [{session, label} | {saved, label}]}
+    POST /api/save                 {image, revision, objects: [{session, label} | {saved, label}]} -> new revision;
+                                   409 (code stale_revision) when the image was saved since that revision
     POST /cvat/interactor          CVAT interactor contract (see :mod:`.tools`)
     GET  /health, POST /setup, POST /predict   Label Studio ML backend
+
+Every route but the page shell ``/`` passes :class:`~.guard.AccessPolicy` first (Host, token,
+same-origin writes). ``/cvat/interactor`` and ``/predict`` stop their work when the client leaves.
 
 Model work runs in a small thread pool (``click_workers``, default 1: on a small CPU, decoder runs
 that overlap only slow each other down); encoding waits run in Starlette's own pool so a click is
@@ -25,6 +29,7 @@ import asyncio
 import io
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -35,22 +40,32 @@ from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from interformer_edge.core.image_io import ImageReadError, read_rgb
 from interformer_edge.core.messages import first_line
 
-from .errors import RequestError, TooLargeError
+from .errors import ClientGoneError, RequestError, TooLargeError
+from .guard import TOKEN_COOKIE, TOKEN_QUERY, AccessPolicy, UnauthorizedError
+from .limits import JSON_LIMIT_BYTES
 from .service import Annotator, check_runtime_error
 
 log = logging.getLogger("interformer_edge.annotate")
 
-JSON_LIMIT_BYTES = 1 << 20  # the page's and Label Studio's requests are small; images come as files or base64
+DISCONNECT_POLL_SECONDS = 0.1  # how often long tool requests look whether their client is still there
+# On every answer: no MIME sniffing, no Referer (the access link carries the token), never in a frame
+# of another site (a hidden frame would let that site steer an annotator's clicks).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, code: str | None = None) -> JSONResponse:
+    body = {"error": message} if code is None else {"error": message, "code": code}
+    return JSONResponse(body, status_code=status)
 
 
 async def _read_json(request: Request, limit: int) -> Any:
@@ -66,10 +81,31 @@ async def _read_json(request: Request, limit: int) -> Any:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RequestError(f"the body is not valid JSON ({err})") from None
+    except RecursionError:
+        raise RequestError("the body's JSON is nested too deeply") from None
 
 
-def build_app(annotator: Annotator, click_workers: int = 1) -> Starlette:
-    """The Starlette app around ``annotator`` (which it closes on shutdown)."""
+async def _until_disconnect(request: Request, work: Callable[[threading.Event], Any]) -> Any:
+    """``work(cancel)`` in a worker thread; if the client disconnects first, ``cancel`` is set (the work
+    stops at its next check) and :class:`ClientGoneError` is raised."""
+    cancel = threading.Event()
+    future = asyncio.get_running_loop().run_in_executor(None, work, cancel)
+    while True:
+        done, _ = await asyncio.wait({future}, timeout=DISCONNECT_POLL_SECONDS)
+        if done:
+            return future.result()
+        if await request.is_disconnected():
+            cancel.set()
+            log.info("%s %s: the client left, its work is cancelled", request.method, request.url.path)
+            raise ClientGoneError("the client disconnected")
+
+
+def build_app(annotator: Annotator, click_workers: int = 1, policy: AccessPolicy | None = None) -> Starlette:
+    """The Starlette app around ``annotator`` (which it closes on shutdown).
+
+    ``policy``: who may use it (default: this machine's loopback names, no token).
+    """
+    policy = policy if policy is not None else AccessPolicy()
     pool = ThreadPoolExecutor(max_workers=click_workers, thread_name_prefix="annotate-click")
     page = files("interformer_edge.annotate").joinpath("static/index.html").read_text(encoding="utf-8")
     upload_limit = annotator.max_upload_bytes * 4 // 3 + JSON_LIMIT_BYTES  # base64 of the largest image
@@ -77,12 +113,23 @@ def build_app(annotator: Annotator, click_workers: int = 1) -> Starlette:
     async def on_model(fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
-    def endpoint(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+    def endpoint(handler: Callable[[Request], Any], public: bool = False) -> Callable[[Request], Any]:
         async def wrapped(request: Request) -> Response:
+            response = await answer(request)
+            response.headers.update(SECURITY_HEADERS)
+            return response
+
+        async def answer(request: Request) -> Response:
             try:
+                host = policy.check_host(request.headers)
+                if not public:
+                    policy.check_token(request.headers, request.cookies)
+                policy.check_write(request.method, request.headers, host)
                 result = await handler(request)
             except RequestError as err:
-                return _error(err.status, str(err))
+                if err.status >= 500 or isinstance(err, ClientGoneError):
+                    log.warning("%s %s: %s", request.method, request.url.path, err)
+                return _error(err.status, str(err), err.code)
             except Exception as err:  # a runtime refusal is the client's; anything else is logged, one line out
                 mapped = check_runtime_error(err)
                 if mapped is not None:
@@ -94,6 +141,22 @@ def build_app(annotator: Annotator, click_workers: int = 1) -> Starlette:
         return wrapped
 
     async def index(request: Request) -> Response:
+        offered = request.query_params.get(TOKEN_QUERY)
+        if offered is not None:  # the access link: keep the token in a cookie, take it out of the address bar
+            response = RedirectResponse("/", status_code=303)
+            if policy.token is None:  # this server needs no token: nothing to keep
+                return response
+            if not policy.token_matches(offered):
+                raise UnauthorizedError("the access link's token is wrong: open the link interformer-annotate printed")
+            response.set_cookie(
+                TOKEN_COOKIE,
+                offered,
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+                max_age=30 * 24 * 3600,
+            )
+            return response
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     async def images(request: Request) -> Any:
@@ -149,12 +212,12 @@ def build_app(annotator: Annotator, click_workers: int = 1) -> Starlette:
     async def save(request: Request) -> Any:
         body = await _read_json(request, JSON_LIMIT_BYTES)
         if not isinstance(body, dict):
-            raise RequestError('the body must be {"image": <name>, "objects": [...]}')
-        return await run_in_threadpool(annotator.save, body.get("image"), body.get("objects"))
+            raise RequestError('the body must be {"image": <name>, "objects": [...], "revision": <from /api/open>}')
+        return await run_in_threadpool(annotator.save, body.get("image"), body.get("objects"), body.get("revision"))
 
     async def cvat(request: Request) -> Any:
         body = await _read_json(request, upload_limit)
-        return await run_in_threadpool(annotator.cvat, body)
+        return await _until_disconnect(request, lambda cancel: annotator.cvat(body, cancel))
 
     async def health(request: Request) -> Any:
         return annotator.health()
@@ -164,7 +227,7 @@ def build_app(annotator: Annotator, click_workers: int = 1) -> Starlette:
 
     async def predict(request: Request) -> Any:
         body = await _read_json(request, upload_limit)  # a task may carry its image inline (data URI)
-        return await run_in_threadpool(annotator.predict, body)
+        return await _until_disconnect(request, lambda cancel: annotator.predict(body, cancel))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, f"no route {request.method} {request.url.path}")
@@ -173,7 +236,7 @@ def build_app(annotator: Annotator, click_workers: int = 1) -> Starlette:
         return _error(405, f"{request.method} is not allowed on {request.url.path}")
 
     routes = [
-        Route("/", endpoint(index)),
+        Route("/", endpoint(index, public=True)),
         Route("/api/images", endpoint(images)),
         Route("/files/{name:path}", endpoint(image_file)),
         Route("/api/open", endpoint(open_image), methods=["POST"]),

@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import io
 import logging
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,13 +36,36 @@ from .errors import ConflictError, RequestError, TooLargeError
 from .feature_cache import CachedFeatures, FeatureCache
 from .images import ImageFolder
 from .interactor import CvatInteractor
-from .saving import AnnotationStore, ObjectMask, check_label
+from .limits import MAX_CLICKS_PER_OBJECT, default_max_pixels
+from .saving import AnnotationStore, ObjectMask, check_label, stale_revision_error
 from .sessions import ReplaySessions, SessionRegistry, session_bytes
 from .tools import brush_result, keypoint_clicks, parse_context, parse_label_config
 
 log = logging.getLogger("interformer_edge.annotate")
 
 MODEL_NAME = "interformer-edge"
+LABEL_STUDIO_TIMEOUT_SECONDS = 30
+
+# Label Studio downloads: http(s) only (no file://, ftp://, data:) and no redirect handler, so a 3xx is
+# an error like any other status: a redirect could lead the token to another host.
+_NO_REDIRECTS = urllib.request.OpenerDirector()
+for _handler in (
+    urllib.request.HTTPHandler,
+    urllib.request.HTTPSHandler,
+    urllib.request.HTTPErrorProcessor,
+    urllib.request.HTTPDefaultErrorHandler,
+):
+    _NO_REDIRECTS.add_handler(_handler())
+
+
+def check_label_studio_url(url: str | None) -> str | None:
+    """``--label-studio-url`` as given, if it is an http(s) URL with a host (else a :class:`RequestError`)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RequestError(f"--label-studio-url must be an http(s) address (http://127.0.0.1:8080), not {url[:80]!r}")
+    return url
 
 
 @dataclass(frozen=True)
@@ -53,8 +77,10 @@ class Settings:
     out: Path
     features: Path | None = None  # a store written by interformer-encode (read, and filled with new encodings)
     threads: int | None = None
-    precision: str = BASE_PRECISION
-    backend: str = "auto"
+    backend: str = "auto"  # of the encoder and the decoder: auto (ONNX Runtime if installed), onnxruntime, openvino
+    variant: str = BASE_PRECISION  # the decoder file: fp32 or int8
+    compute: str = "f32"  # OpenVINO's compute type for the decoder's float layers: f32, bf16, f16, device
+    static_shapes: bool = False  # compile the decoder per image size (faster clicks, the same masks)
     max_side: int | None = None  # None: the runtime's default bound (spec.DEFAULT_MAX_SIDE); 0: full size
     recursive: bool = False
     cache_mb: int = 512
@@ -62,6 +88,7 @@ class Settings:
     idle_minutes: float = 30.0
     max_sessions: int = 64
     max_upload_mb: int = 32
+    max_pixels: int | None = None  # largest image a tool may send; None: :func:`~.limits.default_max_pixels`
     label_studio_url: str | None = None
     label_studio_token: str | None = None
 
@@ -80,7 +107,8 @@ class Annotator:
         ManifestError, InterFormerRuntimeError, RequestError: the model, options or output folder are unusable.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, decoder: Decoder | None = None) -> None:
+        """``decoder``: one already loaded (e.g. chosen by timing); else built from ``settings``."""
         self.settings = settings
         manifest = load_manifest(settings.model)
         self.encoder = Encoder(
@@ -91,24 +119,27 @@ class Annotator:
             max_side=settings.max_side,
             verify=False,
         )
-        self.decoder = Decoder(
+        self.decoder = decoder or Decoder(
             settings.model,
             settings.backend,
             settings.threads,
+            precision=settings.compute,
             manifest=manifest,
             verify=False,
-            variant=settings.precision,
+            variant=settings.variant,
+            static_shapes=settings.static_shapes,
         )
         self.model_id = self.encoder.model_id
-        self.model_version = f"{MODEL_NAME}-{self.model_id}-{settings.precision}"
+        self.model_version = f"{MODEL_NAME}-{self.model_id}-{settings.variant}"
         self.folder = ImageFolder(settings.images, settings.recursive, exclude=settings.out)
         self.store = AnnotationStore(settings.out)
         self.cache = FeatureCache(settings.cache_mb << 20, settings.prefetch)
         self.sessions = SessionRegistry(self.decoder, settings.idle_minutes * 60.0, settings.max_sessions)
         self.replays = ReplaySessions(self.decoder)
         self.max_upload_bytes = settings.max_upload_mb << 20
-        self.interactor = CvatInteractor(self.encoder, self.cache, self.replays, self.max_upload_bytes)
-        self.label_studio_url = settings.label_studio_url
+        self.max_pixels = settings.max_pixels if settings.max_pixels is not None else default_max_pixels()
+        self.interactor = CvatInteractor(self.encoder, self.cache, self.replays, self.max_upload_bytes, self.max_pixels)
+        self.label_studio_url = check_label_studio_url(settings.label_studio_url)
         self.label_studio_token = settings.label_studio_token
 
     def close(self) -> None:
@@ -180,19 +211,23 @@ class Annotator:
             "images": images,
             "done": sum(i["status"] == "done" for i in images),
             "total": len(images),
-            "model": {"id": self.model_id, "precision": self.settings.precision, "backend": self.decoder.backend},
+            "model": {"id": self.model_id, "variant": self.settings.variant, "backend": self.decoder.backend},
         }
 
     def open_image(self, name: str) -> dict[str, Any]:
-        """Make sure the image's features are ready (encoding it if needed) and queue the next ones."""
+        """Make sure the image's features are ready (encoding it if needed) and queue the next ones.
+
+        ``revision`` (0: never saved) goes back with the page's save: a save from an older revision is refused.
+        """
         name = self.folder.require(name)
         cached = self.folder_features(name)
         self.prefetch_after(name)
         meta = cached.features.meta
         height, width = meta.original_size
+        stored = self.store.load(name)  # objects and revision from one state: a save in between cannot split them
         saved = [
             {"label": obj.label, "mask": png_base64(obj.mask), "clicks": [list(c) for c in obj.clicks]}
-            for obj in self.store.objects(name)
+            for obj in stored.objects
         ]
         return {
             "name": name,
@@ -202,6 +237,7 @@ class Annotator:
             "source": cached.source,
             "encode_ms": round(cached.seconds * 1000, 1),
             "saved": saved,
+            "revision": stored.revision,
             "session_bytes": session_bytes(meta.original_size, meta.encoded_size),
         }
 
@@ -230,6 +266,8 @@ class Annotator:
                 raise RequestError(
                     f"click at x={x}, y={y} lies outside the {session.clicks.width}x{session.clicks.height} image"
                 )
+            if session.clicks.num_clicks >= MAX_CLICKS_PER_OBJECT:
+                raise ConflictError(f"an object takes at most {MAX_CLICKS_PER_OBJECT} clicks: start a new object")
             started = time.perf_counter()
             try:
                 session.clicks.add_click(y, x, positive)
@@ -261,18 +299,28 @@ class Annotator:
         self.sessions.close(session_id)
         return {"closed": session_id}
 
-    def save(self, name: Any, objects: Any) -> dict[str, Any]:
+    def save(self, name: Any, objects: Any, revision: Any) -> dict[str, Any]:
         """Save image ``name`` with ``objects``: ``[{"session": id, "label": str} | {"saved": index, "label": str}]``.
 
-        ``saved`` refers to an object already saved for the image (by its index in ``open_image``'s list).
+        ``saved`` refers to an object already saved for the image (by its index in ``open_image``'s list);
+        ``revision`` is the one ``open_image`` gave. Returns the new revision.
+
+        Raises:
+            RequestError: 409 ``stale_revision`` when the image was saved since ``revision`` (nothing
+                written); 507 when the disk refuses (nothing changed); 400/404/410 for bad objects.
         """
         if not isinstance(name, str):
             raise RequestError("image must be the image's name")
         name = self.folder.require(name)
         if not isinstance(objects, list):
             raise RequestError("objects must be a list")
+        if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+            raise RequestError("revision must be the image's revision from /api/open (an integer, 0 if never saved)")
         size = self.folder_features(name).features.meta.original_size
-        previous = self.store.objects(name)
+        stored = self.store.load(name)
+        if stored.revision != revision:  # before the sessions: "reload" is the answer, whatever else is wrong
+            raise stale_revision_error(name, stored.revision, revision)
+        previous = stored.objects  # the list the page's "saved" indexes refer to (the store re-checks the revision)
         masks = []
         for item in objects:
             if not isinstance(item, dict):
@@ -289,26 +337,27 @@ class Annotator:
                             label, np.array(clicks.mask), tuple((c.x, c.y, c.is_positive) for c in clicks.clicks)
                         )
                     )
-            elif isinstance(item.get("saved"), int) and 0 <= item["saved"] < len(previous):
+            elif type(item.get("saved")) is int and 0 <= item["saved"] < len(previous):
                 kept = previous[item["saved"]]
                 masks.append(ObjectMask(label, kept.mask, kept.clicks))
             else:
                 raise RequestError("each object needs a click session id or the index of a saved object")
         try:
-            written = self.store.save(name, size, masks)
+            result = self.store.save(name, size, masks, revision)
         except OSError as err:
             raise RequestError(f"cannot write to {self.settings.out}: {first_line(err)}", status=507) from None
         return {
             "image": name,
             "objects": len(masks),
-            "files": [str(p) for p in written],
+            "revision": result.revision,
+            "files": [str(p) for p in result.files],
             "annotations": str(self.store.json_path),
         }
 
     # -------------------------------------------------------------------------------------- CVAT
 
-    def cvat(self, body: Any) -> dict[str, Any]:
-        return self.interactor.handle(body)
+    def cvat(self, body: Any, cancel: threading.Event | None = None) -> dict[str, Any]:
+        return self.interactor.handle(body, cancel)
 
     # ------------------------------------------------------------------------------ Label Studio
 
@@ -316,14 +365,19 @@ class Annotator:
         return {"status": "UP", "model_class": "InterFormer", "model_version": self.model_version}
 
     def setup(self, body: Any) -> dict[str, Any]:
-        if isinstance(body, dict):  # older Label Studio versions hand over where to fetch uploads from
-            if not self.label_studio_url and isinstance(body.get("hostname"), str) and body["hostname"]:
-                self.label_studio_url = body["hostname"]
-            if not self.label_studio_token and isinstance(body.get("access_token"), str) and body["access_token"]:
-                self.label_studio_token = body["access_token"]
+        """Label Studio's hello. Its ``hostname`` and ``access_token`` are not taken: any client can post
+        here, and taking them would let it point our downloads, with their token, at a listener of its
+        own. Where uploads are fetched from comes from ``--label-studio-url`` only."""
+        offered = body.get("hostname") if isinstance(body, dict) else None
+        if isinstance(offered, str) and offered and offered.rstrip("/") != (self.label_studio_url or "").rstrip("/"):
+            log.info(
+                "/setup names Label Studio at %s; uploads are fetched from --label-studio-url (%s) only",
+                offered[:200],
+                self.label_studio_url or "not set",
+            )
         return {"model_version": self.model_version}
 
-    def predict(self, body: Any) -> dict[str, Any]:
+    def predict(self, body: Any, cancel: threading.Event | None = None) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise RequestError("the body must be a JSON object with tasks, label_config and params")
         tasks = body.get("tasks")
@@ -334,13 +388,16 @@ class Annotator:
             return {"results": [], "model_version": self.model_version}
         config = parse_label_config(body.get("label_config"))
         task = tasks[0]
-        reference = (task.get("data") or {}).get(config.image_key)
+        data = task.get("data")
+        if not isinstance(data, dict):
+            raise RequestError("the task's data must be an object (its fields, e.g. data.image)")
+        reference = data.get(config.image_key)
         if not isinstance(reference, str) or not reference:
             raise RequestError(f"the task has no data.{config.image_key} (the Image tag's value)")
         cached, key = self._task_features(reference)
         height, width = cached.features.meta.original_size
         clicks = keypoint_clicks(context, height, width)
-        mask = self.replays.run("ls:" + key, cached.features, clicks, lambda s: np.array(s.mask))
+        mask = self.replays.run("ls:" + key, cached.features, clicks, lambda s: np.array(s.mask), cancel)
         result_id = hashlib.sha256(f"{task.get('id')}:{clicks}".encode()).hexdigest()[:10]
         prediction = brush_result(mask, config, context.label, 1.0, self.model_version, result_id)
         return {"results": [prediction], "model_version": self.model_version}
@@ -363,7 +420,8 @@ class Annotator:
 
     def _fetch_from_label_studio(self, reference: str) -> bytes:
         """Download an upload / local-files URL from ``--label-studio-url`` with the API token, as Label
-        Studio's own backends do (``Authorization: Token <key>``); nothing is fetched from anywhere else."""
+        Studio's own backends do (``Authorization: Token <key>``); nothing is fetched from anywhere else,
+        and a redirect is not followed (it could lead the token elsewhere)."""
         parts = urlsplit(reference)
         if parts.scheme in ("http", "https") or (not parts.scheme and reference.startswith("/data/")):
             if not self.label_studio_url:
@@ -380,13 +438,17 @@ class Annotator:
                 )
         else:
             raise RequestError(f"{reference[:80]} matches no served image", status=404)
-        headers = {"Authorization": f"Token {self.label_studio_token}"} if self.label_studio_token else {}
+        request = urllib.request.Request(url)
+        if self.label_studio_token:
+            request.add_unredirected_header("Authorization", f"Token {self.label_studio_token}")
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+            with _NO_REDIRECTS.open(request, timeout=LABEL_STUDIO_TIMEOUT_SECONDS) as response:
                 data = response.read(self.max_upload_bytes + 1)
         except urllib.error.HTTPError as err:
+            log.warning("Label Studio answered %s for %s", err.code, url)
             raise RequestError(f"Label Studio answered {err.code} for {url}", status=502) from None
         except (urllib.error.URLError, OSError) as err:
+            log.warning("cannot fetch %s: %s", url, first_line(err))
             raise RequestError(f"cannot fetch {url}: {first_line(err)}", status=502) from None
         if len(data) > self.max_upload_bytes:
             raise TooLargeError(f"{url} is larger than the {self.settings.max_upload_mb} MB limit")

@@ -26,7 +26,7 @@ from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.features import ImageFeatures
 from interformer_edge.runtime.session import ClickSession
 
-from .errors import GoneError, NotFoundError
+from .errors import SESSION_GONE, ClientGoneError, GoneError, NotFoundError
 
 UNDO_CACHE = 2  # clicks whose logits stay for an undo without a decoder run (older undos rerun the decoder once)
 _FORGOTTEN_IDS = 4096  # expired ids remembered, to answer 410 instead of 404
@@ -95,7 +95,7 @@ class SessionRegistry:
                 why = self._forgotten.get(session_id)
                 if why is not None:
                     raise GoneError(f"click session {session_id} was {why}: start the object again")
-                raise NotFoundError(f"unknown click session {session_id!r}")
+                raise NotFoundError(f"unknown click session {session_id!r}", code=SESSION_GONE)
             session.last_used = time.monotonic()
             self._sessions.move_to_end(session_id)
             return session
@@ -158,8 +158,19 @@ class ReplaySessions:
         self._entries: OrderedDict[str, _Replay] = OrderedDict()
         self._lock = threading.Lock()
 
-    def run(self, key: str, features: ImageFeatures, clicks: list[Click], render: Callable[[ClickSession], T]) -> T:
-        """Bring ``key``'s session to exactly ``clicks`` and return ``render(session)`` (under its lock)."""
+    def run(
+        self,
+        key: str,
+        features: ImageFeatures,
+        clicks: list[Click],
+        render: Callable[[ClickSession], T],
+        cancel: threading.Event | None = None,
+    ) -> T:
+        """Bring ``key``'s session to exactly ``clicks`` and return ``render(session)`` (under its lock).
+
+        ``cancel`` set (the client left): :class:`ClientGoneError` before the next decoder run; the clicks
+        replayed so far stay, so a retry of the same request continues from there.
+        """
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry.session.meta.model_id != features.meta.model_id:
@@ -176,5 +187,7 @@ class ReplaySessions:
             for _ in range(len(session.clicks) - common):
                 session.undo()
             for y, x, positive in clicks[common:]:
+                if cancel is not None and cancel.is_set():
+                    raise ClientGoneError("the client disconnected")
                 session.add_click(y, x, positive)
             return render(session)

@@ -28,8 +28,15 @@ from interformer_edge.core.preprocess import resize_bilinear
 from interformer_edge.runtime.session import ClickSession
 
 from .errors import RequestError
+from .limits import MAX_CLICKS_PER_OBJECT
 from .rle import brush_rle
 from .sessions import Click
+
+
+def check_click_count(count: int) -> None:
+    """A 400 for more clicks than one object may have (each costs a decoder run)."""
+    if count > MAX_CLICKS_PER_OBJECT:
+        raise RequestError(f"{count} clicks for one object: at most {MAX_CLICKS_PER_OBJECT} are taken")
 
 
 def _point(value: Any, height: int, width: int, what: str) -> tuple[int, int]:
@@ -83,6 +90,7 @@ def parse_cvat(body: Any) -> CvatRequest:
         raise RequestError(f"threshold must be a number between 0 and 1 (exclusive), got {threshold!r}")
     if not any(positive for _, positive, _ in points):
         raise RequestError("at least one positive point is needed (min_pos_points: 1)")
+    check_click_count(len(points))
     return CvatRequest(data, points, float(threshold))
 
 
@@ -166,7 +174,7 @@ def parse_context(body: dict[str, Any]) -> KeypointContext | None:
         try:
             x, y = float(value["x"]), float(value["y"])
             this_size = (int(item["original_width"]), int(item["original_height"]))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise RequestError(
                 "a keypointlabels result needs value.x, value.y, original_width and original_height"
             ) from None
@@ -176,10 +184,14 @@ def parse_context(body: dict[str, Any]) -> KeypointContext | None:
             raise RequestError("the keypoints disagree on original_width / original_height")
         size = this_size
         labels = value.get("keypointlabels") or value.get("labels") or []
-        label = labels[0] if labels and isinstance(labels[0], str) else label
-        points.append((x, y, bool(item.get("is_positive", True))))
+        label = labels[0] if isinstance(labels, list) and labels and isinstance(labels[0], str) else label
+        positive = item.get("is_positive", True)
+        if not isinstance(positive, bool):
+            raise RequestError(f"is_positive must be true or false, got {str(positive)[:20]!r}")
+        points.append((x, y, positive))
     if not points:
         return None
+    check_click_count(len(points))
     return KeypointContext(size[0], size[1], points, label or "object")
 
 

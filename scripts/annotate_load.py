@@ -93,6 +93,12 @@ def annotator(port: int, image: dict, clicks: int, seed: int, results: dict) -> 
     results[seed] = (latencies, decode, errors, lost)
 
 
+def decoder_line(log_path: Path) -> str:
+    """The server's own 'decoder: ...' start line (what it chose and, under auto, each candidate's time)."""
+    lines = [line for line in log_path.read_text().splitlines() if line.startswith("decoder: ")]
+    return lines[0] if lines else "decoder: (not reported)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("images", type=Path, help="folder of images to serve")
@@ -101,7 +107,12 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=8, help="clicks per annotator (default 8)")
     parser.add_argument("--threads", type=int, default=0, help="server --threads (0: all cores)")
     parser.add_argument("--click-workers", type=int, default=1, help="server --click-workers")
-    parser.add_argument("--precision", default="fp32", help="server --precision")
+    parser.add_argument("--backend", default="auto", help="server --backend (default auto)")
+    parser.add_argument("--variant", default="auto", help="server --variant (default auto)")
+    parser.add_argument("--compute", default="auto", help="server --compute (default auto)")
+    parser.add_argument(
+        "--dynamic-shapes", action="store_true", help="server --dynamic-shapes (default: static shapes)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     counts = [int(n) for n in args.annotators.split(",")]
@@ -125,8 +136,13 @@ def main() -> None:
             "0",
             "--click-workers",
             str(args.click_workers),
-            "--precision",
-            args.precision,
+            "--backend",
+            args.backend,
+            "--variant",
+            args.variant,
+            "--compute",
+            args.compute,
+            "--dynamic-shapes" if args.dynamic_shapes else "--static-shapes",
             "--max-sessions",
             str(max(64, 2 * max(counts))),
         ]
@@ -152,8 +168,8 @@ def main() -> None:
                     images.append(opened)
             print(
                 f"CPU: {cpu_description()}; load average before: {os.getloadavg()[0]:.2f}; "
-                f"{len(images)} images; {args.clicks} clicks per annotator; decoder {args.precision}, "
-                f"click workers {args.click_workers}"
+                f"{len(images)} images; {args.clicks} clicks per annotator; click workers {args.click_workers}\n"
+                f"{decoder_line(log_path)}"
             )
             print(
                 f"{'N':>3} {'clicks':>6} {'p50 ms':>8} {'p99 ms':>8} {'decode p50':>10} {'errors':>6} {'lost':>4} "

@@ -84,7 +84,7 @@ def make_client(export: Path, images: Path, out: Path, **options: object):
     from interformer_edge.annotate.server import build_app
 
     annotator = Annotator(Settings(images=images, model=export, out=out, threads=2, prefetch=0, **options))
-    return TestClient(build_app(annotator))
+    return TestClient(build_app(annotator), base_url="http://127.0.0.1:8000")  # a Host the server answers to
 
 
 def png_mask(path: Path) -> np.ndarray:
@@ -108,7 +108,7 @@ def test_page_api_saves_the_runtime_mask_and_reopens_it(export: Path, runtime, p
         for x, y, positive in clicks:
             reply = client.post(f"/api/sessions/{cat}/click", json={"x": x, "y": y, "positive": positive}).json()
             assert reply["decode_ms"] > 0
-        assert client.post(f"/api/sessions/{cat}/undo").json()["clicks"] == [list(c) for c in clicks[:2]]
+        assert client.post(f"/api/sessions/{cat}/undo", json={}).json()["clicks"] == [list(c) for c in clicks[:2]]
         statuses = {i["name"]: i["status"] for i in client.get("/api/images").json()["images"]}
         assert statuses == {"chelsea.jpg": "progress", "coffee.jpg": "untouched"}
         client.post(f"/api/sessions/{rug}/click", json={"x": 20, "y": 280, "positive": True})
@@ -117,9 +117,11 @@ def test_page_api_saves_the_runtime_mask_and_reopens_it(export: Path, runtime, p
             json={
                 "image": "chelsea.jpg",
                 "objects": [{"session": cat, "label": "cat"}, {"session": rug, "label": "rug"}],
+                "revision": 0,
             },
         )
         assert saved.status_code == 200, saved.text
+        assert saved.json()["revision"] == 1
     expected_cat = runtime_mask(runtime, photos / "chelsea.jpg", clicks[:2])
     expected_rug = runtime_mask(runtime, photos / "chelsea.jpg", [(20, 280, True)])
     assert expected_cat.any() and not np.array_equal(expected_cat, expected_rug)
@@ -127,7 +129,9 @@ def test_page_api_saves_the_runtime_mask_and_reopens_it(export: Path, runtime, p
     assert np.array_equal(png_mask(out / "masks/chelsea.jpg/01_rug.png"), expected_rug)
     coco = json.loads((out / "annotations.json").read_text())
     assert [c["name"] for c in coco["categories"]] == ["cat", "rug"]
-    assert coco["images"] == [{"id": 1, "file_name": "chelsea.jpg", "width": 451, "height": 300}]
+    assert coco["images"] == [
+        {"id": 1, "file_name": "chelsea.jpg", "width": 451, "height": 300, "interformer_revision": 1}
+    ]
     first = coco["annotations"][0]
     assert np.array_equal(coco_to_mask(first["segmentation"]), expected_cat)
     assert first["area"] == int(expected_cat.sum())
@@ -144,7 +148,8 @@ def test_page_api_saves_the_runtime_mask_and_reopens_it(export: Path, runtime, p
         shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(saved[0]["mask"]))))
         assert np.array_equal(shown.astype(bool), expected_cat)
         # keep the cat, drop the rug: its PNG goes
-        client.post("/api/save", json={"image": "chelsea.jpg", "objects": [{"saved": 0, "label": "cat"}]})
+        kept = {"image": "chelsea.jpg", "objects": [{"saved": 0, "label": "cat"}], "revision": 1}
+        assert client.post("/api/save", json=kept).status_code == 200
     assert sorted(p.name for p in (out / "masks/chelsea.jpg").iterdir()) == ["00_cat.png"]
 
 
@@ -158,7 +163,8 @@ def test_large_photo_is_encoded_bounded_and_masked_at_full_size(export: Path, ru
         assert (opened["width"], opened["height"], opened["encoded"]) == (1200, 800, [267, 400])
         sid = client.post("/api/sessions", json={"image": "big.png", "label": "cup"}).json()["session"]
         client.post(f"/api/sessions/{sid}/click", json={"x": 600, "y": 400, "positive": True})
-        client.post("/api/save", json={"image": "big.png", "objects": [{"session": sid, "label": "cup"}]})
+        cup = {"image": "big.png", "objects": [{"session": sid, "label": "cup"}], "revision": 0}
+        assert client.post("/api/save", json=cup).status_code == 200
     saved = png_mask(tmp_path / "out/masks/big.png/00_cup.png")
     assert saved.shape == (800, 1200)
     assert np.array_equal(saved, runtime_mask(runtime, folder / "big.png", [(600, 400, True)], max_side=400))
@@ -189,11 +195,11 @@ def test_bad_input_gets_one_line_4xx_and_the_server_keeps_serving(export: Path, 
             (client.post("/api/open", json={"image": "broken.jpg"}), 422),
             (client.get("/files/../photos/chelsea.jpg"), 404),
             (client.post("/api/open", json={"image": "missing.jpg"}), 404),
-            (client.post("/api/open", content=b"{not json"), 400),
+            (client.post("/api/open", content=b"{not json", headers={"Content-Type": "application/json"}), 400),
             (client.post(f"/api/sessions/{sid}/click", json={"x": 451, "y": 10, "positive": True}), 400),
             (client.post(f"/api/sessions/{sid}/click", json={"x": -1, "y": 10, "positive": True}), 400),
             (client.post(f"/api/sessions/{sid}/click", json={"x": 1.5, "y": 10, "positive": True}), 400),
-            (client.post(f"/api/sessions/{sid}/undo"), 409),
+            (client.post(f"/api/sessions/{sid}/undo", json={}), 409),
             (client.post("/api/sessions/nope/click", json={"x": 1, "y": 1, "positive": True}), 404),
             (client.post("/api/sessions", json={"image": "chelsea.jpg", "label": ""}), 400),
             (
@@ -242,6 +248,7 @@ def test_bad_input_gets_one_line_4xx_and_the_server_keeps_serving(export: Path, 
             json={
                 "image": "chelsea.jpg",
                 "objects": [{"session": sid, "label": "cat"}, {"session": "expired-or-wrong", "label": "x"}],
+                "revision": 0,
             },
         )
         assert bad_save.status_code == 404

@@ -1,0 +1,462 @@
+"""interformer-annotate as a hostile client sees it: each way in that a review found open is tried again.
+
+Every refused request must leave the output folder byte-for-byte as it was. The requests are sent as
+the attacker would send them: a page on another origin (its ``Origin`` and ``Sec-Fetch-Site`` headers,
+a ``text/plain`` body that needs no CORS preflight), a rebound DNS name (another ``Host``), a client
+that rewrites Label Studio's address, crafted images, huge point lists and a client that hangs up.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from interformer_edge.annotate.guard import TOKEN_COOKIE, AccessPolicy, served_hosts
+from interformer_edge.annotate.limits import MAX_CLICKS_PER_OBJECT
+from interformer_edge.annotate.service import Annotator, Settings
+from interformer_edge.assets import PHOTOS_DIR
+
+pytestmark = pytest.mark.bundled_model
+
+LOCAL = "http://127.0.0.1:8000"
+EVIL = "http://evil.example"
+LS_CONFIG = (
+    '<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image"><Label value="Cat"/>'
+    '</BrushLabels><KeyPointLabels name="kp" toName="image" smart="true"><Label value="Cat"/></KeyPointLabels></View>'
+)
+
+
+@pytest.fixture(scope="module")
+def export(default_export: tuple[Path, str]) -> Path:
+    return default_export[0]
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("chelsea.jpg", "coffee.jpg"):
+        (folder / name).write_bytes((PHOTOS_DIR / name).read_bytes())
+    return folder
+
+
+def client_for(annotator: Annotator, policy: AccessPolicy | None = None):
+    from starlette.testclient import TestClient
+
+    from interformer_edge.annotate.server import build_app
+
+    return TestClient(build_app(annotator, policy=policy), base_url=LOCAL, follow_redirects=False)
+
+
+def annotator_for(export: Path, photos: Path, out: Path, **options: object) -> Annotator:
+    return Annotator(Settings(images=photos, model=export, out=out, threads=1, prefetch=0, **options))
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with the sha256 of its bytes."""
+    if not folder.exists():
+        return {}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def one_line_error(response) -> str:
+    error = response.json()["error"]
+    assert error and "\n" not in error and "Traceback" not in error, error
+    return error
+
+
+def keypoint(x_pct: float, y_pct: float, positive: object, width: int = 451, height: int = 300) -> dict:
+    return {
+        "type": "keypointlabels",
+        "original_width": width,
+        "original_height": height,
+        "is_positive": positive,
+        "value": {"x": x_pct, "y": y_pct, "width": 0.5, "keypointlabels": ["Cat"]},
+    }
+
+
+def predict_body(image: object, points: list[dict]) -> dict:
+    return {"tasks": [{"id": 1, "data": image}], "label_config": LS_CONFIG, "params": {"context": {"result": points}}}
+
+
+def save_one_object(client, image: str = "chelsea.jpg") -> None:
+    """A legitimate save through the page's API, so that the refused requests have something to destroy."""
+    opened = client.post("/api/open", json={"image": image}).json()
+    sid = client.post("/api/sessions", json={"image": image, "label": "cat"}).json()["session"]
+    assert client.post(f"/api/sessions/{sid}/click", json={"x": 220, "y": 150, "positive": True}).status_code == 200
+    saved = client.post(
+        "/api/save",
+        json={"image": image, "objects": [{"session": sid, "label": "cat"}], "revision": opened.get("revision", 0)},
+    )
+    assert saved.status_code == 200, saved.text
+
+
+# --------------------------------------------------------------------------- cross-site writes, rebinding
+
+
+def test_another_origin_cannot_change_saved_work(export: Path, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with client_for(annotator_for(export, photos, out)) as client:
+        save_one_object(client)
+        before = snapshot(out)
+        assert before
+        wipe = '{"image": "chelsea.jpg", "objects": [], "revision": 1}'
+        attempts = [
+            # fetch(..., {mode: "no-cors", method: "POST", body}) from another site: text/plain, no preflight
+            ({"Origin": EVIL, "Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"}, 403),
+            # the same from a browser that sends no Sec-Fetch-* headers
+            ({"Origin": EVIL, "Content-Type": "text/plain;charset=UTF-8"}, 403),
+            # another port of this machine is another origin too
+            ({"Origin": "http://127.0.0.1:9999", "Content-Type": "application/json"}, 403),
+            ({"Sec-Fetch-Site": "same-site", "Content-Type": "application/json"}, 403),
+            # a non-browser client sending a form or plain text
+            ({"Content-Type": "text/plain"}, 415),
+            ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+            ({}, 415),
+        ]
+        for headers, status in attempts:
+            response = client.post("/api/save", content=wipe.encode(), headers=headers)
+            assert response.status_code == status, (headers, response.text)
+            one_line_error(response)
+        sid = client.post("/api/sessions", json={"image": "chelsea.jpg", "label": "x"}).json()["session"]
+        gone = client.delete(f"/api/sessions/{sid}", headers={"Origin": EVIL, "Sec-Fetch-Site": "cross-site"})
+        assert gone.status_code == 403
+        assert snapshot(out) == before
+        # the page itself (same origin) still saves
+        same = client.post(
+            "/api/save",
+            content=wipe.encode(),
+            headers={"Origin": LOCAL, "Sec-Fetch-Site": "same-origin", "Content-Type": "application/json"},
+        )
+        assert same.status_code in (200, 409), same.text  # 409: the revision API refused a stale number
+
+
+def test_a_rebound_host_name_is_refused(export: Path, photos: Path, tmp_path: Path) -> None:
+    with client_for(annotator_for(export, photos, tmp_path / "out")) as client:
+        for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "[::2]:8000"):
+            response = client.get("/api/images", headers={"Host": host})
+            assert response.status_code == 400, host
+            assert "host name" in one_line_error(response)
+            assert client.get("/files/chelsea.jpg", headers={"Host": host}).status_code == 400
+        for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "LOCALHOST"):
+            assert client.get("/api/images", headers={"Host": host}).status_code == 200, host
+
+
+def test_served_host_names_of_a_network_server() -> None:
+    names = served_hosts("0.0.0.0", ["annotate.example.org"])
+    assert {"127.0.0.1", "localhost", "annotate.example.org", socket.gethostname().lower()} <= names
+    assert "evil.example" not in names
+    assert "evil.example" not in served_hosts("127.0.0.1")
+    assert AccessPolicy(frozenset({"*"})).check_host({"host": "anything.example"}) == "anything.example"
+
+
+# -------------------------------------------------------------------------------------------- the token
+
+
+def test_token_is_needed_everywhere_but_the_page_shell(export: Path, photos: Path, tmp_path: Path) -> None:
+    token = "correct-horse-battery-staple"
+    policy = AccessPolicy(served_hosts("127.0.0.1"), token)
+    with client_for(annotator_for(export, photos, tmp_path / "out"), policy) as client:
+        assert client.get("/").status_code == 200  # the shell: it shows the user what is missing
+        refused = [
+            client.get("/api/images"),
+            client.get("/files/chelsea.jpg"),
+            client.post("/api/open", json={"image": "chelsea.jpg"}),
+            client.post("/cvat/interactor", json={}),
+            client.post("/predict", json={}),
+            client.get("/health"),
+            client.get("/api/images", headers={"Authorization": "Token wrong"}),
+            client.get("/api/images", headers={"Cookie": f"{TOKEN_COOKIE}=wrong"}),
+            client.get("/api/images", headers={"Authorization": "Basic " + base64.b64encode(b"u:wrong").decode()}),
+        ]
+        for response in refused:
+            assert response.status_code == 401, response.request.url
+            assert "token" in one_line_error(response)
+        accepted = [
+            {"Authorization": f"Token {token}"},  # CVAT-style tools, curl
+            {"Authorization": f"Bearer {token}"},
+            {"Authorization": "Basic " + base64.b64encode(f"label-studio:{token}".encode()).decode()},  # Label Studio
+            {"Token": token},  # X-AnyLabeling's remote server header
+        ]
+        for headers in accepted:
+            assert client.get("/api/images", headers=headers).status_code == 200, headers
+        assert client.get("/?token=wrong").status_code == 401
+        link = client.get(f"/?token={token}")
+        assert link.status_code == 303 and link.headers["location"] == "/"  # the token leaves the address bar
+        cookie = link.headers["set-cookie"]
+        assert cookie.startswith(f"{TOKEN_COOKIE}={token};")
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict") and "Path=/" in cookie
+        client.cookies.set(TOKEN_COOKIE, token)
+        assert client.get("/api/images").status_code == 200
+        assert client.post("/api/open", json={"image": "chelsea.jpg"}).status_code == 200
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def status_of(url: str, headers: dict[str, str] | None = None) -> int:
+    """HTTP status of a GET (the server may still be starting: connection refusals are retried for 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as err:
+            return err.code
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_serving_the_network_prints_a_token_link_and_requires_it(export: Path, photos: Path, tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "INTERFORMER_ANNOTATE_TOKEN"}
+    command = [sys.executable, "-m", "interformer_edge.annotate.cli", str(photos), "-m", str(export)]
+    command += ["--host", "0.0.0.0", "--port", str(port), "--out", str(tmp_path / "out"), "--threads", "1"]
+    command += ["--backend", "onnxruntime", "--variant", "fp32", "--compute", "f32"]  # no timing at start
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        printed = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = server.stderr.readline()
+            assert line or server.poll() is None, "".join(printed)
+            printed.append(line)
+            if "?token=" in line:
+                break
+        found = re.search(r"\?token=([A-Za-z0-9_-]+)", "".join(printed))
+        assert found, "".join(printed)
+        token = found.group(1)
+        assert len(token) >= 24
+        url = f"http://127.0.0.1:{port}"
+        assert status_of(f"{url}/api/images") == 401
+        assert status_of(f"{url}/api/images", {"Authorization": f"Token {token}"}) == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+# ---------------------------------------------------------------------------------- Label Studio's URL
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A listener that records what reaches it; answers with ``answer`` (status, headers, body)."""
+
+    seen: list[tuple[str, str | None]]
+    answer: tuple[int, dict[str, str], bytes] = (200, {}, b"")
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        status, headers, body = self.answer
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def listener(answer: tuple[int, dict[str, str], bytes] = (200, {}, b"")) -> tuple[ThreadingHTTPServer, list]:
+    seen: list[tuple[str, str | None]] = []
+    handler = type("Handler", (_Recorder,), {"seen": seen, "answer": answer})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+def test_setup_cannot_point_downloads_and_the_token_elsewhere(export: Path, photos: Path, tmp_path: Path) -> None:
+    attacker, stolen = listener((200, {"Content-Type": "image/jpeg"}, (photos / "coffee.jpg").read_bytes()))
+    attacker_url = f"http://127.0.0.1:{attacker.server_port}"
+    # the real Label Studio answers every download with a redirect to the attacker
+    real, asked = listener((302, {"Location": f"{attacker_url}/x.jpg"}, b""))
+    real_url = f"http://127.0.0.1:{real.server_port}"
+    try:
+        for configured in (None, real_url):
+            annotator = annotator_for(
+                export, photos, tmp_path / "out", label_studio_url=configured, label_studio_token="the-real-key"
+            )
+            with client_for(annotator) as client:
+                setup = client.post("/setup", json={"hostname": attacker_url, "access_token": "evil", "project": "1"})
+                assert setup.status_code == 200
+                for reference in (
+                    f"{attacker_url}/data/upload/1/cat.jpg",
+                    "file:///etc/passwd",
+                    "/data/upload/1/a.jpg",
+                ):
+                    response = client.post(
+                        "/predict", json=predict_body({"image": reference}, [keypoint(50, 50, True)])
+                    )
+                    assert response.status_code in (404, 502), (reference, response.text)
+                    one_line_error(response)
+        assert stolen == []  # nothing, and no token, ever reached the attacker
+        assert asked == [("/data/upload/1/a.jpg", "Token the-real-key")]  # only the configured Label Studio
+    finally:
+        attacker.shutdown()
+        real.shutdown()
+    with pytest.raises(Exception, match="http"):
+        annotator_for(export, photos, tmp_path / "out2", label_studio_url="file:///")
+
+
+# ------------------------------------------------------------------------------------------ the folder
+
+
+def test_links_out_of_the_image_folder_are_not_served(export: Path, photos: Path, tmp_path: Path) -> None:
+    (photos / "passwd.jpg").symlink_to("/etc/passwd")
+    (photos / "alias.jpg").symlink_to(photos / "chelsea.jpg")  # a link inside the folder is fine
+    with client_for(annotator_for(export, photos, tmp_path / "out")) as client:
+        names = [i["name"] for i in client.get("/api/images").json()["images"]]
+        assert names == ["alias.jpg", "chelsea.jpg", "coffee.jpg"]
+        assert client.get("/files/passwd.jpg").status_code == 404
+        assert client.get("/files/alias.jpg").content == (photos / "chelsea.jpg").read_bytes()
+        # swapped for a link after the listing
+        (photos / "coffee.jpg").unlink()
+        (photos / "coffee.jpg").symlink_to("/etc/passwd")
+        response = client.get("/files/coffee.jpg")
+        assert response.status_code == 404 and b"root:" not in response.content
+        assert client.post("/api/open", json={"image": "coffee.jpg"}).status_code == 404
+
+
+# ----------------------------------------------------------------------------------- bounded requests
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG file that claims ``width x height`` (1-bit) and carries one empty data chunk: a few dozen bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def cvat(image: bytes, points: list[list[int]]) -> dict:
+    return {"image": base64.b64encode(image).decode(), "pos_points": points, "neg_points": [], "threshold": 0.5}
+
+
+def test_malformed_and_oversized_requests_are_one_line_4xx(export: Path, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with client_for(annotator_for(export, photos, out, max_pixels=20_000_000)) as client:
+        save_one_object(client)
+        before = snapshot(out)
+        deep = b"[" * 200_000 + b"]" * 200_000
+        json_type = {"Content-Type": "application/json"}
+        small = (photos / "coffee.jpg").read_bytes()
+        too_many = [[1 + i % 300, 1 + i // 300] for i in range(400)]
+        cases = [
+            (client.post("/api/save", content=deep, headers=json_type), 400),
+            (client.post("/predict", content=deep, headers=json_type), 400),
+            (client.post("/cvat/interactor", json=cvat(png_header_only(13_000, 13_000), [[5, 5]])), 413),
+            (client.post("/cvat/interactor", json=cvat(small, too_many)), 400),
+            (client.post("/predict", json=predict_body("x", [keypoint(50, 50, True)])), 400),
+            (client.post("/predict", json=predict_body({"image": "chelsea.jpg"}, [keypoint(50, 50, "false")])), 400),
+            (client.post("/predict", json=predict_body({"image": "chelsea.jpg"}, [keypoint(50, 50, 0)])), 400),
+            (
+                client.post(
+                    "/predict",
+                    json=predict_body(
+                        {"image": "chelsea.jpg"},
+                        [keypoint(10 + i % 80, 10, True) for i in range(MAX_CLICKS_PER_OBJECT + 1)],
+                    ),
+                ),
+                400,
+            ),
+        ]
+        for response, status in cases:
+            assert response.status_code == status, (response.request.url, response.text[:200])
+            one_line_error(response)
+        assert "13000x13000" in cases[2][0].json()["error"]
+        assert snapshot(out) == before
+        # a page session stops taking clicks at the limit, and says why
+        sid = client.post("/api/sessions", json={"image": "chelsea.jpg", "label": "x"}).json()["session"]
+        for k in range(MAX_CLICKS_PER_OBJECT):
+            reply = client.post(f"/api/sessions/{sid}/click", json={"x": 10 + k, "y": 20, "positive": k % 2 == 0})
+            assert reply.status_code == 200
+        over = client.post(f"/api/sessions/{sid}/click", json={"x": 5, "y": 5, "positive": True})
+        assert over.status_code == 409 and str(MAX_CLICKS_PER_OBJECT) in one_line_error(over)
+        assert client.get("/api/images").status_code == 200  # and the server keeps serving
+
+
+class _LiveServer:
+    """uvicorn in a thread on 127.0.0.1 (a real socket: the client can hang up)."""
+
+    def __init__(self, annotator: Annotator) -> None:
+        import uvicorn
+
+        from interformer_edge.annotate.server import build_app
+
+        self.port = free_port()
+        config = uvicorn.Config(build_app(annotator), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> int:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        return self.port
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def test_work_stops_when_the_client_hangs_up(export: Path, photos: Path, tmp_path: Path) -> None:
+    annotator = annotator_for(export, photos, tmp_path / "out")
+    runs = []
+    decoder_run = annotator.decoder.run
+
+    def slow_run(*args: object, **kwargs: object):  # a slow device: each click takes a while
+        runs.append(time.monotonic())
+        time.sleep(0.05)
+        return decoder_run(*args, **kwargs)
+
+    annotator.decoder.run = slow_run
+    points = [[20 + 6 * i, 40 + 3 * i] for i in range(MAX_CLICKS_PER_OBJECT)]
+    body = b'{"image": "%s", "pos_points": %s, "neg_points": []}' % (
+        base64.b64encode((photos / "coffee.jpg").read_bytes()),
+        str(points).encode(),
+    )
+    with _LiveServer(annotator) as port:
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(
+                b"POST /cvat/interactor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            deadline = time.monotonic() + 60
+            while len(runs) < 3:
+                assert time.monotonic() < deadline, "the decoder never ran"
+                time.sleep(0.02)
+        at_hangup = len(runs)
+        quiet_since, last = time.monotonic(), len(runs)
+        while time.monotonic() - quiet_since < 1.0:  # wait until no decoder run for a second
+            time.sleep(0.05)
+            if len(runs) != last:
+                quiet_since, last = time.monotonic(), len(runs)
+    annotator.close()
+    assert len(runs) < at_hangup + 10 < MAX_CLICKS_PER_OBJECT, (at_hangup, len(runs))
