@@ -27,6 +27,7 @@ from interformer_edge.runtime.features import FEATURE_SUFFIX, ImageFeatures
 from .decoder_choice import AUTO, DecoderChoice, choose_decoder, timing_image
 from .errors import RequestError
 from .guard import TOKEN_QUERY, AccessPolicy, is_loopback, served_hosts
+from .images import ImageFolder, folder_canvases
 
 EXIT_BAD_INPUT = 2
 TOKEN_ENV = "INTERFORMER_ANNOTATE_TOKEN"
@@ -144,13 +145,23 @@ def main(
         ),
     ] = AUTO,
     static_shapes: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--static-shapes/--dynamic-shapes",
             help="Compile the decoder for each image size (once per size, when an image is first opened): "
-            "faster clicks, the same masks.",
+            "faster clicks, the same masks. Default: static when the folder's images need at most "
+            "--static-sizes canvas sizes (more would compile again and again), else dynamic.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
+    static_sizes: Annotated[
+        int,
+        typer.Option(
+            "--static-sizes",
+            min=1,
+            help="Image sizes the static-shape decoder keeps compiled (each takes 75-200 MB at 512-1024 px).",
+        ),
+    ] = 4,
     max_side: Annotated[
         int,
         typer.Option(
@@ -259,8 +270,17 @@ def main(
     policy = AccessPolicy(served_hosts(host, allowed_host or ()), token)
     try:
         manifest = load_manifest(model)
+        if static_shapes is None:
+            canvases = folder_canvases(ImageFolder(images, recursive, exclude=out), manifest, max_side or None)
+            static_shapes = len(canvases) <= static_sizes
+            if not static_shapes:
+                print(
+                    f"interformer-annotate: dynamic shapes: the images need {len(canvases)} canvas sizes, more than "
+                    f"--static-sizes {static_sizes}",
+                    file=sys.stderr,
+                )
         choice, decoder, timings = _choose_decoder(
-            model, manifest, DecoderChoice(backend, variant, compute, static_shapes), threads or None
+            model, manifest, DecoderChoice(backend, variant, compute, static_shapes, static_sizes), threads or None
         )
         settings = Settings(
             images=images,
@@ -272,6 +292,7 @@ def main(
             variant=choice.variant,
             compute=choice.compute,
             static_shapes=choice.static_shapes,
+            static_sizes=choice.static_sizes,
             max_side=max_side,
             recursive=recursive,
             cache_mb=cache_mb,

@@ -46,6 +46,7 @@ class DecoderChoice:
     variant: str = AUTO
     compute: str = AUTO
     static_shapes: bool = True
+    static_sizes: int = 2  # with static shapes: image sizes kept compiled
 
     def describe(self) -> str:
         shapes = "static shapes" if self.static_shapes else "dynamic shapes"
@@ -63,6 +64,7 @@ class DecoderChoice:
             verify=False,
             variant=self.variant,
             static_shapes=self.static_shapes,
+            static_sizes=self.static_sizes,
         )
 
 

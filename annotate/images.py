@@ -10,8 +10,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from interformer_edge.core.dataset import IMAGE_SUFFIXES
-from interformer_edge.core.image_io import ImageReadError, to_rgb_array
+from interformer_edge.core.image_io import ImageReadError, image_size, to_rgb_array
+from interformer_edge.core.manifest import Manifest
 from interformer_edge.core.messages import first_line
+from interformer_edge.runtime.encoder import plan_canvas
 
 from .errors import NotFoundError, RequestError
 
@@ -119,6 +121,18 @@ class ImageFolder:
             if len(same) == 1:
                 return same[0]
         return None
+
+
+def folder_canvases(folder: ImageFolder, manifest: Manifest, max_side: int | None) -> set[tuple[int, int]]:
+    """The padded canvas sizes the folder's images are encoded on (read from the files' headers)."""
+    sizes = set()
+    for name in folder.names:
+        try:
+            height, width = image_size(folder.path(name))
+        except ImageReadError:
+            continue  # an unreadable file is refused when opened
+        sizes.add(plan_canvas(manifest, height, width, max_side)[1])
+    return sizes
 
 
 def decode_image(data: bytes, what: str = "upload", max_pixels: int | None = None) -> np.ndarray:

@@ -81,6 +81,7 @@ class Settings:
     variant: str = BASE_PRECISION  # the decoder file: fp32 or int8
     compute: str = "f32"  # OpenVINO's compute type for the decoder's float layers: f32, bf16, f16, device
     static_shapes: bool = False  # compile the decoder per image size (faster clicks, the same masks)
+    static_sizes: int = 2  # image sizes a static-shape decoder keeps compiled
     max_side: int | None = None  # None: the runtime's default bound (spec.DEFAULT_MAX_SIDE); 0: full size
     recursive: bool = False
     cache_mb: int = 512
@@ -128,6 +129,7 @@ class Annotator:
             verify=False,
             variant=settings.variant,
             static_shapes=settings.static_shapes,
+            static_sizes=settings.static_sizes,
         )
         self.model_id = self.encoder.model_id
         self.model_version = f"{MODEL_NAME}-{self.model_id}-{settings.variant}"

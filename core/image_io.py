@@ -32,6 +32,26 @@ def _load(source: Path | io.BytesIO, where: str) -> Image.Image:
     return image
 
 
+_EXIF_ORIENTATION = 0x0112
+_SWAPPED_ORIENTATIONS = (5, 6, 7, 8)  # the EXIF orientations that turn the picture by 90 degrees
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of an image file as :func:`read_rgb` will return it (EXIF orientation applied),
+    read from the file's header without decoding the pixels.
+
+    Raises:
+        ImageReadError: not a readable image file.
+    """
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            turned = image.getexif().get(_EXIF_ORIENTATION) in _SWAPPED_ORIENTATIONS
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(f"cannot read image {path}: {err}") from None
+    return (width, height) if turned else (height, width)
+
+
 def to_rgb_array(image: Image.Image) -> np.ndarray:
     """Any Pillow image → ``(H, W, 3)`` uint8 RGB, honouring EXIF orientation.
 

@@ -340,6 +340,7 @@ def load_graph(
     manifest: Manifest | None = None,
     variant: str = BASE_PRECISION,
     specialize: bool = False,
+    keep_sizes: int = 2,
 ) -> Graph:
     """Load one graph for inference.
 
@@ -353,7 +354,8 @@ def load_graph(
         manifest: the already loaded manifest of ``path_or_dir`` (saves reading and hashing it again).
         variant: which of the export's graphs: ``"fp32"`` (the exported one) or a quantized variant
             recorded in the manifest (``"int8"``). Ignored when a file is given.
-        specialize: compile the graph for each input size it meets (:class:`SpecializedGraph`).
+        specialize: compile the graph for each input size it meets (:class:`SpecializedGraph`), keeping the
+            last ``keep_sizes`` compiled.
 
     Raises:
         BackendError: unknown option, no installed backend for the export's formats, or load failure.
@@ -377,7 +379,7 @@ def load_graph(
             raise BackendError(f"{name} is not installed, so {path.name} cannot run")
     check_precision(name, precision)
     if specialize:
-        return SpecializedGraph(path, threads, precision, name)
+        return SpecializedGraph(path, threads, precision, name, keep=keep_sizes)
     if name == "onnxruntime":
         return OrtGraph(path, threads)
     return OvGraph(path, threads, precision)

@@ -6,18 +6,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from interformer_edge.core.cpu import check_int8_target
 from interformer_edge.core.evaluation import Roi
-from interformer_edge.core.manifest import BASE_PRECISION, Manifest, load_manifest
+from interformer_edge.core.manifest import BASE_PRECISION, Manifest
 from interformer_edge.core.spec import CONTEXT_NAMES, FEATURE_NAMES, LOGITS_OUTPUT, REF_LABEL_INPUT, ROI_INPUT
 
 from .backends import Graph, SpecializedGraph, load_graph
 from .errors import ModelMismatchError
-from .features import ImageFeatures, check_finite, check_shapes, check_sizes, model_id
+from .export import DEFAULT_COMPUTE, Export, RuntimeSettings, compute_from, open_export
+from .features import ImageFeatures, check_finite, check_shapes, check_sizes
 
 
 class Decoder:
@@ -27,50 +29,53 @@ class Decoder:
     that depends on the features only) and the decoder (run once per click by :meth:`run`).
 
     Args:
-        export_dir: folder with ``manifest.json`` and the graph files.
-        backend, threads, precision: see :func:`~.backends.load_graph`.
+        export_dir: folder with ``manifest.json`` and the graph files, or an opened :class:`~.export.Export`.
+        backend, threads, compute: see :mod:`.export` (``precision=`` is compute's old, deprecated name).
         graph_file: another decoder file of the export to run instead, relative to ``export_dir``;
             its format picks the backend (the context graph is the export's, on the same backend).
         manifest: an already loaded manifest; verify: check artifact hashes when loading it.
         variant: ``"fp32"`` (the exported decoder) or a quantized variant of the export (``"int8"``,
             written by ``interformer-quantize``); the backend then runs that variant's file.
-        static_shapes: compile the decoder for each image size it meets (the last two kept): faster
-            clicks, paid once per size when a :class:`ClickSession` opens (see
+        static_shapes: compile the decoder for each image size it meets (the last ``static_sizes``
+            kept): faster clicks, paid once per size when a :class:`ClickSession` opens (see
             :class:`~.backends.SpecializedGraph`). Off by default: a stream of differently sized
-            images (evaluation, calibration) would compile for each one.
+            images (evaluation, calibration) would compile for each one. A server whose sessions
+            use more sizes at once than it keeps compiles again and again: give it more.
     """
 
     def __init__(
         self,
-        export_dir: str | Path,
+        export_dir: str | Path | Export,
         backend: str = "auto",
         threads: int | None = None,
-        precision: str = "f32",
+        compute: str = DEFAULT_COMPUTE,
         graph_file: str | Path | None = None,
         manifest: Manifest | None = None,
         verify: bool = True,
         variant: str = BASE_PRECISION,
         static_shapes: bool = False,
+        static_sizes: int = 2,
+        *,
+        precision: str | None = None,
     ) -> None:
-        self.manifest = manifest if manifest is not None else load_manifest(export_dir, verify_hashes=verify)
+        self.export = open_export(export_dir, verify, manifest)
+        self.manifest = self.export.manifest
+        settings = RuntimeSettings(backend, threads, compute_from(compute, precision, "Decoder"))
         if graph_file is None:
+            self.graph = self.export.graph("decoder", settings, variant, static_shapes, static_sizes)
+        else:
             self.graph = load_graph(
-                export_dir,
+                self.export.root / graph_file,
                 "decoder",
                 backend,
                 threads,
-                precision,
-                manifest=self.manifest,
-                variant=variant,
+                settings.compute,
                 specialize=static_shapes,
-            )
-        else:
-            self.graph = load_graph(
-                Path(export_dir) / graph_file, "decoder", backend, threads, precision, specialize=static_shapes
+                keep_sizes=static_sizes,
             )
         # The context is always the exported FP32 graph: it runs once per image, so INT8 would buy nothing.
-        self.context = load_graph(export_dir, "context", self.graph.backend, threads, precision, manifest=self.manifest)
-        self.model_id = model_id(self.manifest)
+        self.context = self.export.graph("context", replace(settings, backend=self.graph.backend))
+        self.model_id = self.export.model_id
         quantized = self.manifest.quantized_variant("decoder", variant) if graph_file is None else None
         # The INT8 target the running variant was quantized for (None for the exported FP32 graph).
         self.target = quantized.target if quantized is not None else None

@@ -32,13 +32,13 @@ import numpy as np
 from PIL import Image
 
 from interformer_edge.core.image_io import as_rgb_array, read_rgb
-from interformer_edge.core.manifest import Manifest, load_manifest
+from interformer_edge.core.manifest import Manifest
 from interformer_edge.core.preprocess import fit_size, normalize_image, padded_shape, resize_rgb
 from interformer_edge.core.spec import DEFAULT_MAX_SIDE, FEATURE_NAMES, IMAGE_INPUT
 
-from .backends import load_graph
 from .errors import ModelMismatchError
-from .features import FeatureMeta, ImageFeatures, check_shapes, model_id, now_iso
+from .export import DEFAULT_COMPUTE, Export, RuntimeSettings, compute_from, open_export
+from .features import FeatureMeta, ImageFeatures, check_shapes, now_iso
 from .memory import check_encoder_memory
 
 ImageInput = np.ndarray | Image.Image | str | Path
@@ -48,16 +48,37 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def plan_canvas(
+    manifest: Manifest, height: int, width: int, max_side: int | None = None
+) -> tuple[tuple[int, int], tuple[int, int], float]:
+    """``(encoded_size, padded_size, scale)`` of an ``height x width`` image for this export.
+
+    The limit is the smaller of ``max_side`` (None or 0: none) and the model's ``max_image_side``
+    (rounded down to the size divisor so the padded canvas fits too); a static-size export must hold
+    the whole image on its canvas.
+    """
+    pre = manifest.preprocessing
+    limit = pre.max_image_side // pre.size_divisor * pre.size_divisor
+    side = limit if not max_side else min(max_side, limit)
+    static = manifest.static_size
+    if static is not None:  # shrink to fit inside the fixed canvas, then pad to it
+        factor = min(1.0, static[0] / height, static[1] / width, side / max(height, width))
+        encoded = (min(static[0], max(1, round(height * factor))), min(static[1], max(1, round(width * factor))))
+        return encoded, static, factor
+    enc_h, enc_w, scale = fit_size(height, width, side)
+    return (enc_h, enc_w), padded_shape(enc_h, enc_w, pre.size_divisor), scale
+
+
 class Encoder:
     """The encoder graph of one export folder, loaded once and reused for many images.
 
     Args:
-        export_dir: folder with ``manifest.json`` and the encoder file(s).
+        export_dir: folder with ``manifest.json`` and the encoder file(s), or an opened :class:`~.export.Export`.
         backend: ``"auto"`` (ONNX Runtime if installed and exported, else OpenVINO), ``"onnxruntime"``
             or ``"openvino"``.
         threads: CPU threads for the encoder (None: the backend default, all cores).
-        precision: OpenVINO precision (``"f32"`` default, ``"device"``: the CPU's default), see
-            :func:`~.backends.load_graph`.
+        compute: OpenVINO's compute type (``"f32"`` default, ``"device"``: the CPU's default), see
+            :mod:`.export`; ``precision=`` is its old, deprecated name.
         max_side: default longest side for :meth:`encode` (None: ``DEFAULT_MAX_SIDE``, 1024; 0: only the
             model's own limit).
         manifest: an already loaded manifest (skips reading and hashing the folder again).
@@ -66,22 +87,26 @@ class Encoder:
 
     def __init__(
         self,
-        export_dir: str | Path,
+        export_dir: str | Path | Export,
         backend: str = "auto",
         threads: int | None = None,
-        precision: str = "f32",
+        compute: str = DEFAULT_COMPUTE,
         max_side: int | None = None,
         manifest: Manifest | None = None,
         verify: bool = True,
+        *,
+        precision: str | None = None,
     ) -> None:
-        self.manifest = manifest if manifest is not None else load_manifest(export_dir, verify_hashes=verify)
+        self.export = open_export(export_dir, verify, manifest)
+        self.manifest = self.export.manifest
+        compute = compute_from(compute, precision, "Encoder")
         pre = self.manifest.preprocessing
         if pre.color_order not in ("RGB", "BGR") or pre.layout != "NCHW":
             raise ModelMismatchError(
                 f"unsupported preprocessing {pre.color_order}/{pre.layout}: this runtime feeds RGB or BGR NCHW"
             )
-        self.graph = load_graph(export_dir, "encoder", backend, threads, precision, manifest=self.manifest)
-        self.model_id = model_id(self.manifest)
+        self.graph = self.export.graph("encoder", RuntimeSettings(backend, threads, compute))
+        self.model_id = self.export.model_id
         self.max_side = DEFAULT_MAX_SIDE if max_side is None else max_side
 
     @property
@@ -91,22 +116,8 @@ class Encoder:
     def plan(
         self, height: int, width: int, max_side: int | None = None
     ) -> tuple[tuple[int, int], tuple[int, int], float]:
-        """``(encoded_size, padded_size, scale)`` for an ``height x width`` image.
-
-        The limit is the smaller of ``max_side`` and the model's ``max_image_side`` (rounded down
-        to the size divisor so the padded canvas fits too); a static-size export must hold the whole
-        image on its canvas.
-        """
-        pre = self.manifest.preprocessing
-        limit = pre.max_image_side // pre.size_divisor * pre.size_divisor
-        side = limit if not max_side else min(max_side, limit)
-        static = self.manifest.static_size
-        if static is not None:  # shrink to fit inside the fixed canvas, then pad to it
-            factor = min(1.0, static[0] / height, static[1] / width, side / max(height, width))
-            encoded = (min(static[0], max(1, round(height * factor))), min(static[1], max(1, round(width * factor))))
-            return encoded, static, factor
-        enc_h, enc_w, scale = fit_size(height, width, side)
-        return (enc_h, enc_w), padded_shape(enc_h, enc_w, pre.size_divisor), scale
+        """``(encoded_size, padded_size, scale)`` for an ``height x width`` image (see :func:`plan_canvas`)."""
+        return plan_canvas(self.manifest, height, width, max_side)
 
     def prepare(self, rgb: np.ndarray, encoded_size: tuple[int, int], padded_size: tuple[int, int]) -> np.ndarray:
         """``(H, W, 3)`` uint8 RGB → the encoder input ``(1, 3, Hp, Wp)`` float32 (steps 2–3 of the module doc)."""
