@@ -12,10 +12,11 @@ import secrets
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
+from interformer_edge.core.cli_kit import command_app, fail, warn
 from interformer_edge.core.dataset import IMAGE_SUFFIXES
 from interformer_edge.core.manifest import Manifest, ManifestError, load_manifest
 from interformer_edge.core.messages import first_line
@@ -29,29 +30,27 @@ from .errors import RequestError
 from .guard import TOKEN_QUERY, AccessPolicy, is_loopback, served_hosts
 from .images import ImageFolder, folder_canvases
 
-EXIT_BAD_INPUT = 2
+COMMAND = "interformer-annotate"
 TOKEN_ENV = "INTERFORMER_ANNOTATE_TOKEN"
 TIMING_SIZE = (512, 512)  # the image the decoder candidates are timed on (the benchmark's size)
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-
-def _fail(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(EXIT_BAD_INPUT)
+app = command_app()
 
 
 def _check_source(images: Path) -> None:
     if not images.exists():
-        _fail(f"{images} does not exist")
+        fail(COMMAND, f"{images} does not exist")
     if images.is_file():
         if images.suffix.lower() not in IMAGE_SUFFIXES:
-            _fail(f"{images} is not an image ({', '.join(IMAGE_SUFFIXES)})")
+            fail(COMMAND, f"{images} is not an image ({', '.join(IMAGE_SUFFIXES)})")
         return
     if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in images.rglob("*")):
         if any(images.rglob("*" + FEATURE_SUFFIX)):
-            _fail(f"{images} is a feature store without the images: pass the image folder and --features {images}")
-        _fail(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images}")
+            fail(
+                COMMAND,
+                f"{images} is a feature store without the images: pass the image folder and --features {images}",
+            )
+        fail(COMMAND, f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images}")
 
 
 def _check_writable(out: Path) -> None:
@@ -61,7 +60,7 @@ def _check_writable(out: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        _fail(f"cannot write the masks to {out} ({err.strerror or err}): choose another --out")
+        fail(COMMAND, f"cannot write the masks to {out} ({err.strerror or err}): choose another --out")
 
 
 @app.command()
@@ -248,23 +247,24 @@ def main(
 
         from .server import build_app
     except ModuleNotFoundError as err:
-        _fail(
-            f"interformer-annotate needs the serve extra ({err.name} is missing): pip install 'interformer-edge[serve]'"
+        fail(
+            COMMAND,
+            f"the serve extra is missing ({err.name} is not installed): pip install 'interformer-edge[serve]'",
         )
     from .service import Annotator, Settings
 
     _check_source(images)
     out = out if out is not None else (images if images.is_dir() else images.parent) / "annotations"
     if features is not None and not features.is_dir():
-        _fail(f"--features {features} is not a folder")
+        fail(COMMAND, f"--features {features} is not a folder")
     if features is None and images.is_dir() and any(images.glob("*" + FEATURE_SUFFIX)):
         features = images  # encoded in place (interformer-encode encode IMAGES --out IMAGES)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     if precision is not None:
-        print("interformer-annotate: --precision is deprecated, use --variant (same values)", file=sys.stderr)
+        warn(COMMAND, "--precision is deprecated, use --variant (same values)")
         variant = precision
     if token is not None and not token.strip():
-        _fail(f"--token ({TOKEN_ENV}) is empty")
+        fail(COMMAND, f"--token ({TOKEN_ENV}) is empty")
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(24)  # serving a network: never without a token
     policy = AccessPolicy(served_hosts(host, allowed_host or ()), token)
@@ -306,7 +306,7 @@ def main(
         )
         annotator = Annotator(settings, decoder)
     except (ManifestError, InterFormerRuntimeError, RequestError, ValueError) as err:
-        _fail(first_line(err))
+        fail(COMMAND, first_line(err))
     _check_writable(out)
     print(
         f"interformer-annotate: {len(annotator.folder)} images, model {annotator.model_id} → saving to {out}\n"

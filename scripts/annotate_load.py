@@ -111,7 +111,10 @@ def main() -> None:
     parser.add_argument("--variant", default="auto", help="server --variant (default auto)")
     parser.add_argument("--compute", default="auto", help="server --compute (default auto)")
     parser.add_argument(
-        "--dynamic-shapes", action="store_true", help="server --dynamic-shapes (default: static shapes)"
+        "--shapes",
+        choices=("auto", "static", "dynamic"),
+        default="auto",
+        help="server --static-shapes / --dynamic-shapes (default auto: the server's own rule)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -142,7 +145,7 @@ def main() -> None:
             args.variant,
             "--compute",
             args.compute,
-            "--dynamic-shapes" if args.dynamic_shapes else "--static-shapes",
+            *([] if args.shapes == "auto" else [f"--{args.shapes}-shapes"]),
             "--max-sessions",
             str(max(64, 2 * max(counts))),
         ]
