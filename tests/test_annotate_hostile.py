@@ -4,6 +4,25 @@ Every refused request must leave the output folder byte-for-byte as it was. The 
 the attacker would send them: a page on another origin (its ``Origin`` and ``Sec-Fetch-Site`` headers,
 a ``text/plain`` body that needs no CORS preflight), a rebound DNS name (another ``Host``), a client
 that rewrites Label Studio's address, crafted images, huge point lists and a client that hangs up.
+
+The review's table, row by row, and where each is tried (the rest of this module unless named):
+
+=====================================================  =====================================================
+another origin posts text/plain to /api/save           test_another_origin_cannot_change_saved_work
+/setup redirects Label Studio downloads and the key    test_setup_cannot_point_downloads_and_the_token_elsewhere
+OpenVINO: concurrent sessions, CVAT beside clicks      test_annotate_concurrency.py (16 annotators + tools)
+two tabs save the same image                           test_annotate_saving.py, test_annotate_browser.py
+the server restarts under an open tab                  test_annotate_browser.py (sessions re-created)
+disk full during a save                                test_annotate_saving.py (nothing changes)
+a link out of the image folder                         test_links_out_of_the_image_folder_are_not_served
+any Host header (DNS rebinding)                        test_a_rebound_host_name_is_refused
+13000x13000 PNG, 400 points, the client leaves         test_malformed_and_oversized_requests_are_one_line_4xx,
+                                                       test_work_stops_when_the_client_hangs_up
+--host 0.0.0.0 without a token                         test_serving_the_network_prints_a_token_link_and_requires_it,
+                                                       test_token_is_needed_everywhere_but_the_page_shell
+deep JSON, Label Studio "data": "x", is_positive text  test_malformed_and_oversized_requests_are_one_line_4xx
+the page's label box and unsaved work on reload        test_annotate_browser.py
+=====================================================  =====================================================
 """
 
 from __future__ import annotations
