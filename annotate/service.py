@@ -7,18 +7,14 @@ Results are plain JSON-ready dicts; refusals raise :class:`~.errors.RequestError
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import io
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 from PIL import Image
@@ -32,40 +28,18 @@ from interformer_edge.runtime.errors import ClickError, FeatureFileError, InterF
 from interformer_edge.runtime.features import FEATURE_SUFFIX, ImageFeatures, load_features, save_features
 from interformer_edge.runtime.session import ClickSession
 
-from .errors import ConflictError, RequestError, TooLargeError
+from .errors import ConflictError, RequestError
 from .feature_cache import CachedFeatures, FeatureCache
 from .images import ImageFolder
 from .interactor import CvatInteractor
+from .label_studio import LabelStudioBackend, LabelStudioClient
 from .limits import MAX_CLICKS_PER_OBJECT, default_max_pixels
 from .saving import AnnotationStore, ObjectMask, check_label, stale_revision_error
 from .sessions import ReplaySessions, SessionRegistry, session_bytes
-from .tools import brush_result, keypoint_clicks, parse_context, parse_label_config
 
 log = logging.getLogger("interformer_edge.annotate")
 
 MODEL_NAME = "interformer-edge"
-LABEL_STUDIO_TIMEOUT_SECONDS = 30
-
-# Label Studio downloads: http(s) only (no file://, ftp://, data:) and no redirect handler, so a 3xx is
-# an error like any other status: a redirect could lead the token to another host.
-_NO_REDIRECTS = urllib.request.OpenerDirector()
-for _handler in (
-    urllib.request.HTTPHandler,
-    urllib.request.HTTPSHandler,
-    urllib.request.HTTPErrorProcessor,
-    urllib.request.HTTPDefaultErrorHandler,
-):
-    _NO_REDIRECTS.add_handler(_handler())
-
-
-def check_label_studio_url(url: str | None) -> str | None:
-    """``--label-studio-url`` as given, if it is an http(s) URL with a host (else a :class:`RequestError`)."""
-    if not url:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RequestError(f"--label-studio-url must be an http(s) address (http://127.0.0.1:8080), not {url[:80]!r}")
-    return url
 
 
 @dataclass(frozen=True)
@@ -141,8 +115,14 @@ class Annotator:
         self.max_upload_bytes = settings.max_upload_mb << 20
         self.max_pixels = settings.max_pixels if settings.max_pixels is not None else default_max_pixels()
         self.interactor = CvatInteractor(self.encoder, self.cache, self.replays, self.max_upload_bytes, self.max_pixels)
-        self.label_studio_url = check_label_studio_url(settings.label_studio_url)
-        self.label_studio_token = settings.label_studio_token
+        self.label_studio = LabelStudioBackend(
+            LabelStudioClient(settings.label_studio_url, settings.label_studio_token, self.max_upload_bytes),
+            self.folder,
+            self.folder_features,
+            self._bytes_features,
+            self.replays,
+            self.model_version,
+        )
 
     def close(self) -> None:
         self.cache.close()
@@ -364,97 +344,13 @@ class Annotator:
     # ------------------------------------------------------------------------------ Label Studio
 
     def health(self) -> dict[str, Any]:
-        return {"status": "UP", "model_class": "InterFormer", "model_version": self.model_version}
+        return self.label_studio.health()
 
     def setup(self, body: Any) -> dict[str, Any]:
-        """Label Studio's hello. Its ``hostname`` and ``access_token`` are not taken: any client can post
-        here, and taking them would let it point our downloads, with their token, at a listener of its
-        own. Where uploads are fetched from comes from ``--label-studio-url`` only."""
-        offered = body.get("hostname") if isinstance(body, dict) else None
-        if isinstance(offered, str) and offered and offered.rstrip("/") != (self.label_studio_url or "").rstrip("/"):
-            log.info(
-                "/setup names Label Studio at %s; uploads are fetched from --label-studio-url (%s) only",
-                offered[:200],
-                self.label_studio_url or "not set",
-            )
-        return {"model_version": self.model_version}
+        return self.label_studio.setup(body)
 
     def predict(self, body: Any, cancel: threading.Event | None = None) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise RequestError("the body must be a JSON object with tasks, label_config and params")
-        tasks = body.get("tasks")
-        if not isinstance(tasks, list) or not tasks or not isinstance(tasks[0], dict):
-            raise RequestError("tasks must be a non-empty list of task objects")
-        context = parse_context(body)
-        if context is None:  # no click yet (Label Studio also asks when a task opens)
-            return {"results": [], "model_version": self.model_version}
-        config = parse_label_config(body.get("label_config"))
-        task = tasks[0]
-        data = task.get("data")
-        if not isinstance(data, dict):
-            raise RequestError("the task's data must be an object (its fields, e.g. data.image)")
-        reference = data.get(config.image_key)
-        if not isinstance(reference, str) or not reference:
-            raise RequestError(f"the task has no data.{config.image_key} (the Image tag's value)")
-        cached, key = self._task_features(reference)
-        height, width = cached.features.meta.original_size
-        clicks = keypoint_clicks(context, height, width)
-        mask = self.replays.run("ls:" + key, cached.features, clicks, lambda s: np.array(s.mask), cancel)
-        result_id = hashlib.sha256(f"{task.get('id')}:{clicks}".encode()).hexdigest()[:10]
-        prediction = brush_result(mask, config, context.label, 1.0, self.model_version, result_id)
-        return {"results": [prediction], "model_version": self.model_version}
-
-    def _task_features(self, reference: str) -> tuple[CachedFeatures, str]:
-        """A task's image: a served file (by name or by our own URL), else fetched from Label Studio."""
-        if reference.startswith("data:"):  # the image inline, as a data URI
-            try:
-                data = base64.b64decode(reference.split(",", 1)[1], validate=True)
-            except (IndexError, binascii.Error, ValueError):
-                raise RequestError("the task's data URI is not base64 image data") from None
-            cached = self._bytes_features(data, "task image")
-            return cached, cached.features.meta.image_name
-        name = self.folder.match(reference)
-        if name is not None:
-            return self.folder_features(name), "file:" + name
-        data = self._fetch_from_label_studio(reference)
-        cached = self._bytes_features(data, "task image")
-        return cached, cached.features.meta.image_name
-
-    def _fetch_from_label_studio(self, reference: str) -> bytes:
-        """Download an upload / local-files URL from ``--label-studio-url`` with the API token, as Label
-        Studio's own backends do (``Authorization: Token <key>``); nothing is fetched from anywhere else,
-        and a redirect is not followed (it could lead the token elsewhere)."""
-        parts = urlsplit(reference)
-        if parts.scheme in ("http", "https") or (not parts.scheme and reference.startswith("/data/")):
-            if not self.label_studio_url:
-                raise RequestError(
-                    f"{reference[:80]} is not a served image, and no --label-studio-url "
-                    "(LABEL_STUDIO_URL) is set to fetch it from",
-                    status=404,
-                )
-            base = self.label_studio_url.rstrip("/") + "/"
-            url = urljoin(base, reference)
-            if not url.startswith(base):
-                raise RequestError(
-                    f"{reference[:80]} is neither a served image nor under --label-studio-url", status=404
-                )
-        else:
-            raise RequestError(f"{reference[:80]} matches no served image", status=404)
-        request = urllib.request.Request(url)
-        if self.label_studio_token:
-            request.add_unredirected_header("Authorization", f"Token {self.label_studio_token}")
-        try:
-            with _NO_REDIRECTS.open(request, timeout=LABEL_STUDIO_TIMEOUT_SECONDS) as response:
-                data = response.read(self.max_upload_bytes + 1)
-        except urllib.error.HTTPError as err:
-            log.warning("Label Studio answered %s for %s", err.code, url)
-            raise RequestError(f"Label Studio answered {err.code} for {url}", status=502) from None
-        except (urllib.error.URLError, OSError) as err:
-            log.warning("cannot fetch %s: %s", url, first_line(err))
-            raise RequestError(f"cannot fetch {url}: {first_line(err)}", status=502) from None
-        if len(data) > self.max_upload_bytes:
-            raise TooLargeError(f"{url} is larger than the {self.settings.max_upload_mb} MB limit")
-        return data
+        return self.label_studio.predict(body, cancel)
 
 
 def check_runtime_error(err: BaseException) -> RequestError | None:
