@@ -161,6 +161,22 @@ def main(
             help="Image sizes the static-shape decoder keeps compiled (each takes 75-200 MB at 512-1024 px).",
         ),
     ] = 4,
+    decode: Annotated[
+        str,
+        typer.Option(
+            help="Where clicks are answered: browser (the page runs the click decoder with onnxruntime-web; the "
+            "server only encodes each image once) or server (every click is a request). A page may ask for the "
+            "other with ?decode=server or ?decode=browser; without WebAssembly it falls back to the server.",
+        ),
+    ] = "browser",
+    check_saves: Annotated[
+        bool,
+        typer.Option(
+            "--check-saves/--no-check-saves",
+            help="Replay the clicks of each object decoded in a browser when it is saved, and refuse a mask that "
+            "disagrees with the server's decoder (IoU below 0.9).",
+        ),
+    ] = True,
     max_side: Annotated[
         int,
         typer.Option(
@@ -303,6 +319,8 @@ def main(
             max_pixels=max_pixels or None,
             label_studio_url=label_studio_url,
             label_studio_token=label_studio_token,
+            decode=decode,
+            check_saves=check_saves,
         )
         annotator = Annotator(settings, decoder)
     except (ManifestError, InterFormerRuntimeError, RequestError, ValueError) as err:
@@ -310,7 +328,7 @@ def main(
     _check_writable(out)
     print(
         f"interformer-annotate: {len(annotator.folder)} images, model {annotator.model_id} → saving to {out}\n"
-        f"decoder: {_decoder_line(choice, timings)}\n"
+        f"decoder: {_decoder_line(choice, timings)}; clicks answered in the {annotator.browser.mode}\n"
         f"tool images up to {annotator.max_pixels / 1e6:.1f} MP; open {_page_url(host, port, token)}",
         file=sys.stderr,
     )

@@ -59,7 +59,7 @@ class DecoderChoice:
             export_dir,
             self.backend,
             threads,
-            precision=self.compute,
+            compute=self.compute,
             manifest=manifest,
             verify=False,
             variant=self.variant,

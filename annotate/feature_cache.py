@@ -64,6 +64,11 @@ class FeatureCache:
 
     # ------------------------------------------------------------------------------------- public
 
+    def peek(self, key: str) -> CachedFeatures | None:
+        """The cached entry of ``key`` if there is one (nothing is loaded, the LRU order is kept)."""
+        with self._lock:
+            return self._entries.get(key)
+
     def cached(self, key: str) -> bool:
         with self._lock:
             return key in self._entries

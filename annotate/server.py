@@ -14,6 +14,9 @@ Routes (JSON in and out; a refusal is a 4xx ``{"error": "<one line>"}``)::
                                    409 (code stale_revision) when the image was saved since that revision
     POST /cvat/interactor          CVAT interactor contract (see :mod:`.tools`)
     GET  /health, POST /setup, POST /predict   Label Studio ML backend
+    GET  /api/model                the decoder and click settings for a page that decodes clicks itself
+    GET  /api/features/<name>      the image's decoder inputs, one binary payload (:mod:`.browser_decode`)
+    GET  /model/<sha>/decoder.onnx, /static/ort/<version>/<file>   the decoder and onnxruntime-web
 
 Every route but the page shell ``/`` passes :class:`~.guard.AccessPolicy` first (Host, token,
 same-origin writes). ``/cvat/interactor`` and ``/predict`` stop their work when the client leaves.
@@ -34,19 +37,21 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from interformer_edge.core.image_io import ImageReadError, read_rgb
 from interformer_edge.core.messages import first_line
 
-from .errors import ClientGoneError, RequestError, TooLargeError
+from .browser_decode import MEDIA_TYPES, MODEL_ROUTE, ORT_WEB_ROUTE
+from .errors import ClientGoneError, NotFoundError, RequestError, TooLargeError
 from .guard import TOKEN_COOKIE, TOKEN_QUERY, AccessPolicy, UnauthorizedError
 from .limits import JSON_LIMIT_BYTES
 from .service import Annotator, check_runtime_error
@@ -60,7 +65,13 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": "frame-ancestors 'none'",
+    # Cross-origin isolation: the page's decoder may use threads (SharedArrayBuffer), and no other site can
+    # embed what this server hands out.
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
 }
+IMMUTABLE = "public, max-age=31536000, immutable"  # URLs that carry a version or a content hash
 
 
 def _error(status: int, message: str, code: str | None = None) -> JSONResponse:
@@ -229,6 +240,31 @@ def build_app(annotator: Annotator, click_workers: int = 1, policy: AccessPolicy
         body = await _read_json(request, upload_limit)  # a task may carry its image inline (data URI)
         return await _until_disconnect(request, lambda cancel: annotator.predict(body, cancel))
 
+    async def model(request: Request) -> Any:
+        return annotator.browser.info()
+
+    async def features(request: Request) -> Response:
+        name = request.path_params["name"]
+        known = annotator.payload_etag(name)  # no encoding for a revalidation of a cached image
+        if known is not None and request.headers.get("if-none-match") == known:
+            return Response(status_code=304, headers={"ETag": known, "Cache-Control": "private, no-cache"})
+        etag, payload = await run_in_threadpool(annotator.feature_payload, name)
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+        return Response(payload, media_type="application/octet-stream", headers=headers)
+
+    async def decoder_file(request: Request) -> Response:
+        file = annotator.browser.file
+        if file is None or request.path_params["digest"] != file.digest:
+            raise NotFoundError(f"no decoder {request.path_params['digest']!r} here")
+        return FileResponse(file.path, media_type=MEDIA_TYPES[".onnx"], headers={"Cache-Control": IMMUTABLE})
+
+    async def ort_file(request: Request) -> Response:
+        ort_web, name = annotator.browser.ort_web, request.path_params["file"]
+        if ort_web is None or request.path_params["version"] != ort_web.version or name not in ort_web.files:
+            raise NotFoundError(f"no {name!r} of onnxruntime-web {request.path_params['version']!r} here")
+        media = MEDIA_TYPES[Path(name).suffix]
+        return FileResponse(ort_web.files[name], media_type=media, headers={"Cache-Control": IMMUTABLE})
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, f"no route {request.method} {request.url.path}")
 
@@ -246,6 +282,10 @@ def build_app(annotator: Annotator, click_workers: int = 1, policy: AccessPolicy
         Route("/api/sessions/{sid}/reset", endpoint(reset), methods=["POST"]),
         Route("/api/sessions/{sid}", endpoint(close_session), methods=["DELETE"]),
         Route("/api/save", endpoint(save), methods=["POST"]),
+        Route("/api/model", endpoint(model)),
+        Route("/api/features/{name:path}", endpoint(features)),
+        Route(MODEL_ROUTE + "/{digest}/decoder.onnx", endpoint(decoder_file)),
+        Route(ORT_WEB_ROUTE + "/{version}/{file}", endpoint(ort_file)),
         Route("/cvat/interactor", endpoint(cvat), methods=["POST"]),
         Route("/health", endpoint(health)),
         Route("/setup", endpoint(setup), methods=["POST"]),

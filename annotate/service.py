@@ -28,6 +28,7 @@ from interformer_edge.runtime.errors import ClickError, FeatureFileError, InterF
 from interformer_edge.runtime.features import FEATURE_SUFFIX, ImageFeatures, load_features, save_features
 from interformer_edge.runtime.session import ClickSession
 
+from .browser_decode import BrowserSide
 from .errors import ConflictError, RequestError
 from .feature_cache import CachedFeatures, FeatureCache
 from .images import ImageFolder
@@ -66,6 +67,8 @@ class Settings:
     max_pixels: int | None = None  # largest image a tool may send; None: :func:`~.limits.default_max_pixels`
     label_studio_url: str | None = None
     label_studio_token: str | None = None
+    decode: str = "browser"  # where clicks are answered by default: "browser" (the page's own decoder) or "server"
+    check_saves: bool = True  # replay a browser-decoded object's clicks on save and refuse a mask that disagrees
 
 
 def png_base64(mask: np.ndarray) -> str:
@@ -98,7 +101,7 @@ class Annotator:
             settings.model,
             settings.backend,
             settings.threads,
-            precision=settings.compute,
+            compute=settings.compute,
             manifest=manifest,
             verify=False,
             variant=settings.variant,
@@ -123,6 +126,8 @@ class Annotator:
             self.replays,
             self.model_version,
         )
+
+        self.browser = BrowserSide(manifest, self.decoder, self.model_id, settings.decode, settings.check_saves)
 
     def close(self) -> None:
         self.cache.close()
@@ -223,6 +228,21 @@ class Annotator:
             "session_bytes": session_bytes(meta.original_size, meta.encoded_size),
         }
 
+    # ------------------------------------------------------------------------- decoding in the page
+
+    def payload_etag(self, name: str) -> str | None:
+        """The validator of ``name``'s payload when its features are cached (None: not yet encoded)."""
+        cached = self.cache.peek("file:" + self.folder.require(name))
+        return self.browser.etag(cached.features) if cached is not None else None
+
+    def feature_payload(self, name: str) -> tuple[str, bytes]:
+        """``GET /api/features/<name>``: the image's decoder inputs for the page (encoding it first if needed;
+        the next images are queued for encoding, as when the page opens an image)."""
+        name = self.folder.require(name)
+        features = self.folder_features(name).features
+        self.prefetch_after(name)
+        return self.browser.etag(features), self.browser.payload(name, features)
+
     def new_session(self, name: str, label: Any) -> dict[str, Any]:
         name = self.folder.require(name)
         label = check_label(label)
@@ -319,11 +339,15 @@ class Annotator:
                             label, np.array(clicks.mask), tuple((c.x, c.y, c.is_positive) for c in clicks.clicks)
                         )
                     )
+            elif "clicks" in item:  # decoded in the browser: its clicks and the mask it showed
+                masks.append(self.browser.checked_object(item, self.folder_features(name).features))
             elif type(item.get("saved")) is int and 0 <= item["saved"] < len(previous):
                 kept = previous[item["saved"]]
                 masks.append(ObjectMask(label, kept.mask, kept.clicks))
             else:
-                raise RequestError("each object needs a click session id or the index of a saved object")
+                raise RequestError(
+                    "each object needs a click session id, its clicks and mask, or the index of a saved object"
+                )
         try:
             result = self.store.save(name, size, masks, revision)
         except OSError as err:

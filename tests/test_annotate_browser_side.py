@@ -1,0 +1,147 @@
+"""The server's part when the page decodes clicks itself: what it downloads, and how its saves are checked.
+
+The payload is read back with the module's own reader, but its tensors are compared with the decoder's
+per-image inputs computed here, and the files with the export's and the vendored package's bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from interformer_edge.annotate.browser_decode import read_payload
+from interformer_edge.annotate.service import Annotator, Settings
+from interformer_edge.assets import PHOTOS_DIR
+from interformer_edge.runtime import ClickSession, Decoder, Encoder
+
+pytestmark = pytest.mark.bundled_model
+
+
+@pytest.fixture(scope="module")
+def export(default_export: tuple[Path, str]) -> Path:
+    return default_export[0]
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("chelsea.jpg", "coffee.jpg"):
+        (folder / name).write_bytes((PHOTOS_DIR / name).read_bytes())
+    return folder
+
+
+def client_for(export: Path, photos: Path, out: Path, **options: object):
+    from starlette.testclient import TestClient
+
+    from interformer_edge.annotate.server import build_app
+
+    settings = Settings(images=photos, model=export, out=out, threads=1, prefetch=0, **options)
+    return TestClient(build_app(Annotator(settings)), base_url="http://127.0.0.1:8000")
+
+
+def png_b64(mask: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_the_page_gets_the_decoder_runtime_and_each_images_inputs(export: Path, photos: Path, tmp_path: Path) -> None:
+    with client_for(export, photos, tmp_path / "out") as client:
+        info = client.get("/api/model").json()
+        assert info["decode"] == "browser"
+        assert info["inputs"]["ref_label"] == "ref_label" and info["clicks"]["inner_radius"] > 0
+        decoder = client.get(info["decoder"]["url"])
+        assert decoder.status_code == 200 and decoder.content == (export / "decoder.onnx").read_bytes()
+        assert "immutable" in decoder.headers["cache-control"]
+        assert client.get("/model/0000000000000000/decoder.onnx").status_code == 404
+        base = info["ort"]["base"]
+        vendored = Path(__file__).parents[1] / "annotate/static/vendor/onnxruntime-web"
+        for name, media in (
+            ("ort.wasm.min.mjs", "text/javascript"),
+            ("ort-wasm-simd-threaded.wasm", "application/wasm"),
+        ):
+            answer = client.get(base + name)
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith(media)
+            assert answer.content == (vendored / name).read_bytes()
+            assert "immutable" in answer.headers["cache-control"]
+        record = json.loads((vendored / "version.json").read_text())
+        assert base == f"/static/ort/{record['version']}/"
+        assert client.get(f"/static/ort/0.0.1/{name}").status_code == 404  # another version: no stale file
+        assert client.get(base + "version.json").status_code == 404  # only the runtime's files
+        for name, digest in record["files"].items():
+            assert hashlib.sha256((vendored / name).read_bytes()).hexdigest() == digest
+
+        page = client.get("/")  # cross-origin isolated, so the decoder may use threads
+        assert page.headers["cross-origin-opener-policy"] == "same-origin"
+        assert page.headers["cross-origin-embedder-policy"] == "require-corp"
+
+        payload = client.get("/api/features/chelsea.jpg")
+        assert payload.status_code == 200 and payload.headers["content-type"] == "application/octet-stream"
+        header, tensors = read_payload(payload.content)
+        encoder, decoder_ = Encoder(export, threads=1), Decoder(export, threads=1)
+        features = encoder.encode(photos / "chelsea.jpg")
+        expected = decoder_.image_inputs(features)
+        assert header["original_size"] == [300, 451] and header["padded_size"] == list(features.meta.padded_size)
+        assert [t["name"] for t in header["tensors"]] == ["feat0", "ctx0", "ctx1", "ctx2", "ctx3"]
+        for name, values in tensors.items():
+            assert values.shape == expected[name].shape, name
+            assert np.array_equal(values, expected[name].astype(np.float16)), name
+        # float16 halves float32's bytes; the data is all there is besides a small header
+        assert len(payload.content) < sum(v.nbytes for v in expected.values()) // 2 + 4096
+        again = client.get("/api/features/chelsea.jpg", headers={"If-None-Match": payload.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        assert client.get("/api/features/../etc/passwd").status_code == 404
+
+
+def test_a_saved_browser_object_is_the_pages_mask_checked_by_its_clicks(
+    export: Path, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    clicks = [[220, 150, True], [60, 40, False]]
+    session = ClickSession(Decoder(export, threads=1), Encoder(export, threads=1).encode(photos / "chelsea.jpg"))
+    for x, y, positive in clicks:
+        session.add_click(y, x, positive)
+    mask = np.array(session.mask)
+    assert mask.any()
+    with client_for(export, photos, out) as client:
+        forged = np.zeros_like(mask)
+        forged[:100, :100] = True
+        refusals = [
+            ({"label": "cat", "clicks": clicks, "mask": png_b64(forged)}, 422),  # not what the clicks give
+            ({"label": "cat", "clicks": clicks, "mask": png_b64(mask[:, :-1])}, 400),  # another size
+            ({"label": "cat", "clicks": [[9999, 1, True]], "mask": png_b64(mask)}, 400),
+            ({"label": "cat", "clicks": [[1, 1, "yes"]], "mask": png_b64(mask)}, 400),
+            ({"label": "cat", "clicks": clicks, "mask": "@@"}, 400),
+        ]
+        for item, status in refusals:
+            answer = client.post("/api/save", json={"image": "chelsea.jpg", "revision": 0, "objects": [item]})
+            assert answer.status_code == status, (item["clicks"], answer.text)
+            assert "\n" not in answer.json()["error"]
+        assert not (out / "annotations.json").exists() and not list(out.rglob("*.png"))
+        saved = client.post(
+            "/api/save",
+            json={
+                "image": "chelsea.jpg",
+                "revision": 0,
+                "objects": [{"label": "cat", "clicks": clicks, "mask": png_b64(mask)}],
+            },
+        )
+        assert saved.status_code == 200, saved.text
+        assert np.array_equal(np.asarray(Image.open(out / "masks/chelsea.jpg/00_cat.png")) > 127, mask)
+        document = json.loads((out / "annotations.json").read_text())
+        assert document["annotations"][0]["interformer_clicks"] == clicks
+
+
+def test_server_mode_when_asked(export: Path, photos: Path, tmp_path: Path) -> None:
+    with client_for(export, photos, tmp_path / "out", decode="server") as client:
+        assert client.get("/api/model").json()["decode"] == "server"
+        sid = client.post("/api/sessions", json={"image": "chelsea.jpg", "label": "cat"}).json()["session"]
+        assert client.post(f"/api/sessions/{sid}/click", json={"x": 220, "y": 150, "positive": True}).status_code == 200
