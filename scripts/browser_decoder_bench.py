@@ -1,0 +1,163 @@
+"""Click decoder speed in the browser (onnxruntime-web, WebAssembly) beside native ONNX Runtime, in one run.
+
+Serves a small page (cross-origin isolated, so WebAssembly threads work) with the vendored
+onnxruntime-web, loads each decoder file of an export in headless chromium, and times one decoder run
+per click on the per-image inputs of one 512x512 photo (``--size``), at 1 and 2 threads; native ONNX
+Runtime runs the same graph with the same inputs and threads, the two taking turns so that the machine's
+load drifts over both. Also reports the per-image payload size (float16) and whether WebNN is offered.
+
+    python scripts/browser_decoder_bench.py -m interformer_export --runs 20
+
+Needs the serve and dev extras (Playwright) and Debian's chromium (/usr/bin/chromium).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import re
+import statistics
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+
+from interformer_edge.annotate.browser_decode import PAYLOAD_TENSORS, feature_payload, load_ort_web
+from interformer_edge.core.spec import LOGITS_OUTPUT, REF_LABEL_INPUT
+from interformer_edge.runtime.decoder import Decoder
+from interformer_edge.runtime.encoder import Encoder
+from interformer_edge.runtime.export import open_export
+
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+
+PAGE = """<!doctype html><meta charset="utf-8"><script type="module">
+import * as ort from "./ort/ort.wasm.min.mjs";
+ort.env.wasm.wasmPaths = "/ort/";
+window.bench = async (model, threads, runs, inputs) => {
+  ort.env.wasm.numThreads = threads;
+  const started = performance.now();
+  const session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"] });
+  const createMs = performance.now() - started;
+  const feeds = {};
+  for (const [name, spec] of Object.entries(inputs)) {
+    const data = new (spec.type === "uint8" ? Uint8Array : Float32Array)(spec.length);
+    if (spec.type !== "uint8") { for (let i = 0; i < data.length; i++) { data[i] = Math.sin(i * 0.37) * 0.5; } }
+    else { data.fill(2); data.fill(4, spec.length / 2 - 64, spec.length / 2 + 64); }
+    feeds[name] = new ort.Tensor(spec.type, data, spec.shape);
+  }
+  const times = [];
+  for (let k = 0; k < runs + 1; k++) {
+    const t0 = performance.now();
+    await session.run(feeds);
+    if (k) { times.push(performance.now() - t0); }
+  }
+  await session.release();
+  return { createMs, times, isolated: crossOriginIsolated, webnn: "ml" in navigator };
+};
+</script>"""
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    def end_headers(self) -> None:
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        super().end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def cpu_description() -> str:
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    flags = sorted(set(re.findall(r"\b(avx512_vnni|avx_vnni|avx2|asimddp)\b", text)))
+    return f"{found.group(1) if found else platform.processor()} ({os.cpu_count()} cores; {' '.join(flags)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-m", "--model", type=Path, required=True, help="export folder")
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per row (after one untimed)")
+    parser.add_argument("--size", default="512x512", help="HxW of the image (default 512x512)")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    height, width = (int(v) for v in args.size.lower().split("x"))
+    export = open_export(args.model)
+    variants = export.manifest.precisions("decoder")
+    features = Encoder(export, threads=2, max_side=0).encode(np.full((height, width, 3), 128, np.uint8))
+    inputs = Decoder(export, threads=2).image_inputs(features)
+    ref = np.full((1, 1, *features.meta.padded_size), 2, np.uint8)
+    payload = feature_payload("bench", export.model_id, features, inputs)
+    spec = {
+        name: {"type": "float32", "shape": list(inputs[name].shape), "length": inputs[name].size}
+        for name in PAYLOAD_TENSORS
+    }
+    spec[REF_LABEL_INPUT] = {"type": "uint8", "shape": list(ref.shape), "length": ref.size}
+
+    site = Path(os.environ.get("TMPDIR", "/tmp")) / f"browser-bench-{os.getpid()}"
+    (site / "ort").mkdir(parents=True, exist_ok=True)
+    (site / "index.html").write_text(PAGE)
+    for name, path in load_ort_web().files.items():
+        (site / "ort" / name).write_bytes(path.read_bytes())
+    for variant in variants:
+        (site / f"decoder.{variant}.onnx").write_bytes(
+            export.manifest.graph_path("decoder", "onnx", variant).read_bytes()
+        )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.2f}; image {width}x{height}")
+    print(f"payload per image (float16): {len(payload) / 1e6:.2f} MB")
+    rows = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{server.server_port}/index.html")
+        page.wait_for_function("typeof window.bench === 'function'")
+        for variant in variants:
+            for threads in (int(t) for t in args.threads.split(",")):
+                native = Decoder(export, "onnxruntime", threads, variant=variant)
+                feed = native.graph_inputs(inputs, ref, None)
+                web_times, native_times, created = [], [], None
+                for _ in range(2):  # two rounds, the engines taking turns
+                    result = page.evaluate(
+                        "([m, t, r, i]) => window.bench(m, t, r, i)",
+                        [f"decoder.{variant}.onnx", threads, args.runs // 2, spec],
+                    )
+                    web_times += result["times"]
+                    created = created or result
+                    native.graph.run(feed)
+                    for _ in range(args.runs // 2):
+                        started = time.perf_counter()
+                        native.graph.run(feed)[LOGITS_OUTPUT]
+                        native_times.append((time.perf_counter() - started) * 1000)
+                web, nat = statistics.median(web_times), statistics.median(native_times)
+                rows.append(
+                    {
+                        "variant": variant,
+                        "threads": threads,
+                        "wasm_p50_ms": web,
+                        "native_p50_ms": nat,
+                        "ratio": web / nat,
+                        "session_ms": created["createMs"],
+                    }
+                )
+                print(
+                    f"{variant:>5} {threads} thread(s): browser WASM p50 {web:7.1f} ms   native ONNX Runtime p50 "
+                    f"{nat:7.1f} ms   ratio {web / nat:4.2f}x   (session created in {created['createMs']:.0f} ms; "
+                    f"isolated {created['isolated']}, WebNN offered {created['webnn']})"
+                )
+        browser.close()
+    server.shutdown()
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
