@@ -1,4 +1,3 @@
-# Over 400 lines on purpose: the official click protocol in one module, to be read side by side with the official code.
 """Click encoding for InterFormer: reference labels, their updates, the zoom-in roi and the automatic clicker.
 
 This is the one implementation the toolkit uses (runtime, export checks, evaluation). numpy only.

@@ -7,9 +7,10 @@ way (``tests/test_layering.py`` enforces it):
 * ``core``: constants, click protocol, evaluation, manifest, host facts; imports no other folder.
 * ``runtime``: on-device inference (ONNX Runtime / OpenVINO), feature store, ``interformer-encode``;
   imports ``core`` only.
-* ``models``, ``training``: the PyTorch port and its synthetic training; import ``core``.
-* ``export``, ``quantize``, ``bench``: workstation tools; import ``core``, ``runtime``, ``models``
-  (and ``export`` for ``quantize`` and ``bench``).
+* ``models``: the PyTorch port; imports ``core``. ``training``: its synthetic training; imports ``core``,
+  ``models``.
+* ``export``: imports ``core``, ``runtime``, ``models``. ``quantize``: imports ``core``, ``runtime`` (it uses
+  exported graphs). ``bench``: imports ``core``, ``runtime``, and ``models``/``export`` only inside functions.
 * ``annotate``: the web annotator and its CVAT / Label Studio endpoints; imports ``core``, ``runtime``.
 """
 

@@ -1,5 +1,10 @@
-"""Test-wide settings: deterministic; two threads, or one per worker when pytest-xdist runs two workers
-(the CI machine has two cores: ``scripts/test.sh`` runs ``-n 2``)."""
+"""Test-wide settings and the export fixtures: deterministic; two threads, or one per worker when pytest-xdist
+runs two workers (the CI machine has two cores: ``scripts/test.sh`` runs ``-n 2``).
+
+Works without torch (the lean install, e.g. ``scripts/arm64/run_tests.py``): torch is imported only where it
+is needed, the export fixtures then copy prebuilt exports, and tests that need torch are skipped
+(``lean_install.py``). A test whose own code imports torch is marked ``torch``.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
-from filelock import FileLock
 
-# Helpers that live beside the tests (golden_weights.py) are imported by name.
+# Helpers that live beside the tests (golden_weights.py, lean_install.py) are imported by name.
 sys.path.insert(0, str(Path(__file__).parent))
+from lean_install import has_prebuilt, imports_torch, installed, prebuilt_export, skip_reason
+
+HAVE_TORCH = installed("torch")
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
-torch.set_num_threads(1 if XDIST_WORKER else 2)
-torch.manual_seed(0)
+if HAVE_TORCH:
+    import torch
+
+    torch.set_num_threads(1 if XDIST_WORKER else 2)
+    torch.manual_seed(0)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Runs before ``-m`` deselects: ``-m "not torch"`` sees these markers.
+    for item in items:
+        if imports_torch(item):
+            item.add_marker(pytest.mark.torch)
+        # Per test, not in the fixtures: a session-scoped fixture cannot see the requesting test's markers.
+        reason = None if HAVE_TORCH else skip_reason(item)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
@@ -25,6 +45,8 @@ def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path
     a folder beside the workers' own temporary roots (under a file lock), the others reuse it."""
     if XDIST_WORKER is None:
         return build(factory.mktemp(name))
+    from filelock import FileLock  # a dependency of torch, which every build here needs
+
     shared = factory.getbasetemp().parent / f"shared-{name}"
     with FileLock(str(shared) + ".lock"):
         done = shared / ".built"
@@ -51,6 +73,8 @@ def small_checkpoint(path: Path, neck: str, seed: int = 0, click_sensitive: bool
     Otherwise (the exporter's accuracy tests) N(0, 0.2) and the preset's own table size.
     """
     from dataclasses import replace
+
+    import torch
 
     from interformer_edge.models import build_interformer, preset
 
@@ -91,6 +115,8 @@ def export_for_runtime(checkpoint: Path, out_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def light_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Export folder of a small Light-neck model (no refine stages, no roi input)."""
+    if not HAVE_TORCH:
+        return prebuilt_export("light", tmp_path_factory)
     return built_once(
         tmp_path_factory,
         "runtime_light",
@@ -101,6 +127,8 @@ def light_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Export folder of a small Tiny-neck model (refine stages: roi input, zoom-in)."""
+    if not HAVE_TORCH:
+        return prebuilt_export("tiny", tmp_path_factory)
     return built_once(
         tmp_path_factory,
         "runtime_tiny",
@@ -113,8 +141,28 @@ def default_export(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fix
     """The bundled default model exported, or (until it is bundled) the small Light model; and which one it is."""
     from interformer_edge.assets import DEFAULT_CHECKPOINT
 
+    if not HAVE_TORCH:
+        if has_prebuilt("default"):
+            return prebuilt_export("default", tmp_path_factory), "default"
+        return request.getfixturevalue("light_export"), "random small light"
     if not DEFAULT_CHECKPOINT.is_file():
         return request.getfixturevalue("light_export"), "random small light"
     return built_once(
         tmp_path_factory, "runtime_default", lambda root: export_for_runtime(DEFAULT_CHECKPOINT, root / "export")
     ), "default"
+
+
+# ------------------------------------------------------------------ stored features
+
+
+@pytest.fixture(scope="module")
+def stored_features(light_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A feature-store file of one small random photo ("photo.png", 70x90), encoded with ``light_export``."""
+    import numpy as np
+
+    from interformer_edge.runtime.encoder import Encoder
+    from interformer_edge.runtime.features import save_features
+
+    photo = np.random.default_rng(5).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    path = tmp_path_factory.mktemp("store") / "photo.png.npz"
+    return save_features(Encoder(light_export, threads=1).encode(photo, name="photo.png"), path)

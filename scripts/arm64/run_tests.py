@@ -14,15 +14,17 @@ Selection, when ``torch`` is not importable (the lean install):
   ``.export``, ``.quantize``, ``.training``): those are installed by ``pip install .`` but need the
   ``workstation`` extra (torch, scipy, scikit-image ...), which the lean install does not promise.
   ``--include-workstation`` keeps the torch-free ones;
-* if importing ``conftest.py`` fails with ``No module named 'torch'`` (checked by running it in a
-  subprocess; any other error is left for pytest to report), pytest gets ``--noconftest`` plus
-  ``-p lean_plugin`` (scripts/arm64/lean_plugin.py: torch-free stand-ins for conftest's export
-  fixtures, fed by ``$INTERFORMER_TEST_EXPORTS``; see there). The tests directory is still put on
-  ``sys.path`` by pytest's default ``prepend`` import mode;
-* ``-m "not torch"`` is always passed, so tests marked ``@pytest.mark.torch`` are deselected.
+* ``-m "not torch"`` is passed, so tests marked ``torch`` (conftest marks each test whose own code
+  imports torch) are deselected.
+
+``tests/conftest.py`` itself needs no torch: without it, its export fixtures (``light_export``,
+``tiny_export``, ``default_export``) copy prebuilt exports from ``$INTERFORMER_TEST_EXPORTS`` (built on a
+host with torch by make_test_exports.py) or skip the test; it also skips the bundled model's tests (unless
+a prebuilt ``default/`` is there) and tests whose own code imports a missing workstation-only module
+(``tests/lean_install.py``).
 
 Files that use ``pytest.importorskip("torch")`` are collected and skipped by pytest itself. Nothing
-else is skipped: a torch-free test that fails to import (e.g. because a runtime module imports
+else is left out: a torch-free test that fails to import (e.g. because a runtime module imports
 torch) is a real failure. The test files are never modified.
 """
 
@@ -31,7 +33,6 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
-import subprocess
 import sys
 from pathlib import Path
 
@@ -59,21 +60,6 @@ def module_level_imports(path: Path) -> set[str]:
 
     visit(tree.body)
     return names
-
-
-def conftest_needs_torch(conftest: Path) -> bool:
-    """Importing ``conftest`` (in a fresh interpreter) fails only because torch is missing."""
-    code = (
-        "import runpy, sys\n"
-        f"sys.path.insert(0, {str(conftest.parent)!r})\n"
-        "try:\n"
-        f"    runpy.run_path({str(conftest)!r})\n"
-        "except ModuleNotFoundError as exc:\n"
-        "    sys.exit(3 if (exc.name or '').split('.')[0] == 'torch' else 0)\n"
-        "except BaseException:\n"
-        "    sys.exit(0)\n"
-    )
-    return subprocess.run([sys.executable, "-c", code], check=False).returncode == 3
 
 
 def skip_reason(path: Path, local: dict[str, Path], workstation: bool, seen: set[Path] | None = None) -> str | None:
@@ -117,17 +103,13 @@ def main() -> int:
     local = {p.stem: p for p in tests_dir.glob("*.py")}
     test_files = sorted(tests_dir.glob("test_*.py"))
 
-    pytest_args = ["-q", "-p", "no:cacheprovider", "-m", "not torch"]
+    pytest_args = ["-q", "-p", "no:cacheprovider"]
     selected: list[Path] = []
     if have_torch:
         print("run_tests: torch is installed; running every test file")
         selected = test_files
     else:
-        conftest = tests_dir / "conftest.py"
-        if conftest.exists() and conftest_needs_torch(conftest):
-            print(f"run_tests: {conftest} cannot be imported without torch -> --noconftest -p lean_plugin")
-            pytest_args += ["--noconftest", "-p", "lean_plugin"]
-            sys.path.insert(0, str(Path(__file__).resolve().parent))
+        pytest_args += ["-m", "not torch"]
         for path in test_files:
             reason = skip_reason(path, local, workstation=not args.include_workstation)
             if reason:
