@@ -125,7 +125,7 @@ class ProgressReporter:
     """Steps with a known or unknown number of units; bars on a terminal, lines otherwise.
 
     ``step(name, total)`` ends the previous step and returns a callback taking the number of units
-    done so far (the interface of ``quantize.pipeline.Progress``); ``note(text)`` prints a line
+    done so far (the interface ``interformer_edge.quantize.run_quantize`` takes); ``note(text)`` prints a line
     between the bars. Use it as a context manager: leaving it ends the last step.
 
     Args:

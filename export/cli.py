@@ -10,17 +10,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from interformer_edge.core.cli_kit import EXIT_BAD_INPUT, EXIT_GATE_FAILED, command_app, fail, warn
 from interformer_edge.core.peak_memory import peak_rss_bytes
+from interformer_edge.core.progress import cli_console
 from interformer_edge.core.sizes import parse_size
 from interformer_edge.core.spec import DEFAULT_OPSET, GRAPH_FORMATS, MANIFEST_NAME
 
 from .parity import DEFAULT_ABS_TOLERANCE, DEFAULT_MIN_MASK_AGREEMENT, DEFAULT_SIZES, GateSettings, parity_table
 from .pipeline import ExportError, ExportOptions, ExportResult, run_export
 
-EXIT_GATE_FAILED = 3  # distinct from 1, which is what an unexpected crash exits with
-EXIT_BAD_INPUT = 2
+COMMAND = "interformer-export"
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = command_app()
 
 
 def _sizes_text(sizes: tuple[tuple[int, int], ...]) -> str:
@@ -141,18 +142,13 @@ def main(
     Exit status: 0 ok; 2 bad input (nothing is written); 3 parity gate failed (files and manifest are
     written, the manifest records the failure); 1 a crash.
     """
-    out_console = Console(width=None if Console().is_terminal else 132)
-    err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 132)
-
-    def fail(message: str) -> typer.Exit:
-        err_console.print(f"interformer-export: error: {message}", markup=False, highlight=False, soft_wrap=True)
-        return typer.Exit(EXIT_BAD_INPUT)
-
+    out_console = cli_console()
+    err_console = cli_console(stderr=True)
     try:
         static_size = parse_size(static) if static else None
         sizes = _size_list(parity_sizes) if parity_sizes else ((static_size,) if static_size else DEFAULT_SIZES)
     except ValueError as err:  # a malformed or unsupported size
-        raise fail(str(err)) from None
+        fail(COMMAND, err, EXIT_BAD_INPUT)
     options = ExportOptions(
         checkpoint=checkpoint,
         arch=arch,
@@ -166,19 +162,14 @@ def main(
         gate=GateSettings(sizes=sizes, abs_tolerance=tolerance, min_mask_agreement=min_mask_agreement, threads=threads),
     )
     if unsafe_load:
-        err_console.print(
-            "interformer-export: warning: --unsafe-load unpickles arbitrary Python objects; "
-            "only use it for checkpoints you trust",
-            markup=False,
-            highlight=False,
-        )
+        warn(COMMAND, "--unsafe-load unpickles arbitrary Python objects; only use it for checkpoints you trust")
     try:
         result = _run_with_progress(options, err_console, quiet)
     except ExportError as err:
-        raise fail(str(err)) from None
+        fail(COMMAND, err, EXIT_BAD_INPUT)
 
     for note in result.warnings:
-        err_console.print(f"interformer-export: warning: {note}", markup=False, highlight=False)
+        warn(COMMAND, note)
     report = result.manifest.parity
     if not quiet or not report.passed:
         out_console.print(parity_table(report, only_failures=quiet))
@@ -188,7 +179,7 @@ def main(
     out_console.print(f"manifest: {result.out_dir / MANIFEST_NAME}", highlight=False)
     if not report.passed:
         err_console.print(
-            f"interformer-export: parity gate FAILED ({len(report.failures())} checks); "
+            f"{COMMAND}: parity gate FAILED ({len(report.failures())} checks); "
             "the files are written and the manifest records the failure",
             highlight=False,
         )

@@ -169,7 +169,7 @@ class PatchMerging(nn.Module):
         moments = F.avg_pool2d(moments, 3, stride=2, padding=1, count_include_pad=True)  # (B, 2, h, w)
         mean, mean_square = moments[:, :1], moments[:, 1:]
         # E[v²] - E[v]² rounds to a slightly negative number for a constant patch. (INT8 keeps this
-        # whole block float: see quantize.pipeline.DEFAULT_KEEP_FLOAT.)
+        # whole block float: see quantize.options.DEFAULT_KEEP_FLOAT.)
         std = torch.sqrt((mean_square - mean.pow(2)).clamp(min=0.0) + self.norm.eps)
         kernel = (self.reduction.weight * self.norm.weight).reshape(-1, channels, 3, 3)  # (C_out, C, 3, 3)
         projected = F.conv2d(x, kernel, stride=2, padding=1)  # (B, C_out, h, w)

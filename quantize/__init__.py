@@ -1,13 +1,17 @@
 """Workstation side: the INT8 click decoder (ONNX Runtime static QDQ, OpenVINO NNCF), calibrated on
-simulated click sessions and gated on held-out ones against FP32.
+simulated click sessions and gated on held-out ones against FP32. It runs the exported graphs: no torch.
 
 Public API: :func:`run_quantize` with :class:`QuantizeOptions` → :class:`QuantizeResult`; bad input
-raises :class:`QuantizeError`. The CLI is ``interformer-quantize`` (:mod:`.cli`). Modules:
-:mod:`.calibration` (click-session inputs), :mod:`.onnxrt` and :mod:`.nncf_ov` (the two quantizers),
-:mod:`.gate` (accuracy gate), :mod:`.sensitivity` (which layers to keep float), :mod:`.pipeline`.
+raises :class:`QuantizeError`. The CLI is ``interformer-quantize`` (:mod:`.cli`). Modules, in step
+order: :mod:`.options` (what a run takes), :mod:`.inputs` (calibration samples from :mod:`.calibration`,
+FP32 references from :mod:`.gate`), :mod:`.candidates` (one backend: :mod:`.onnxrt` or :mod:`.nncf_ov`
+with the scheme of :mod:`.targets`, the gate, :mod:`.sensitivity` when it fails), :mod:`.latency`,
+:mod:`.install`; :mod:`.results` (what a run gives) and :mod:`.pipeline` (the order).
 """
 
 from .gate import GateResult, GateThresholds
-from .pipeline import QuantizeError, QuantizeOptions, QuantizeResult, run_quantize
+from .options import QuantizeError, QuantizeOptions
+from .pipeline import run_quantize
+from .results import QuantizeResult
 
 __all__ = ["GateResult", "GateThresholds", "QuantizeError", "QuantizeOptions", "QuantizeResult", "run_quantize"]

@@ -8,33 +8,22 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from interformer_edge.core.cli_kit import EXIT_GATE_FAILED, command_app, fail, warn
 from interformer_edge.core.progress import ProgressReporter, cli_console
 from interformer_edge.core.sizes import parse_size
 from interformer_edge.core.spec import EVAL_MAX_CLICKS
 from interformer_edge.runtime.backends import BACKENDS
 
-from . import pipeline
 from .gate import DEFAULT_MAX_NOC90_DELTA, DEFAULT_MIN_IOU, GateThresholds
-from .pipeline import (
-    METHODS,
-    PATCH_MERGING_LAYERS,
-    STAGE0_BOTTLENECK_LAYERS,
-    QuantizeError,
-    QuantizeOptions,
-    QuantizeResult,
-    run_quantize,
-)
+from .options import METHODS, PATCH_MERGING_LAYERS, STAGE0_BOTTLENECK_LAYERS, QuantizeError, QuantizeOptions
+from .pipeline import run_quantize
+from .results import QuantizeResult
 from .targets import DEFAULT_TARGET, TARGETS
 
-EXIT_BAD_INPUT = 2
-EXIT_GATE_FAILED = 3
+COMMAND = "interformer-quantize"
 _DEFAULTS = QuantizeOptions(export_dir=Path("interformer_export"))
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-
-class _Progress(ProgressReporter, pipeline.Progress):
-    """The pipeline's progress hooks: bars on a terminal, progress lines in a log (see core/progress.py)."""
+app = command_app()
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -81,7 +70,7 @@ def summary_table(result: QuantizeResult) -> Table:
             str(len(o.float_layers)),
             "[green]pass[/]" if o.passed else "[red]FAIL[/]",
         )
-        if o.device_default is not None:  # the same file as it runs with the device's default precision
+        if o.device_default is not None:  # the same file as it runs with the device's default compute type
             d = o.device_default.result
             table.add_row(
                 o.backend,
@@ -98,10 +87,10 @@ def summary_table(result: QuantizeResult) -> Table:
 
 
 def device_default_warnings(result: QuantizeResult) -> list[str]:
-    """One line per installed INT8 decoder that fails the gate when run with the device's default precision."""
+    """One line per installed INT8 decoder that fails the gate when run with the device's default compute type."""
     return [
         f"the {o.backend} INT8 decoder FAILED the gate with the device's default {o.device_default.computes_in} "
-        "float layers (installed: it passed in f32, the runtime's default); do not run it with precision=device "
+        "float layers (installed: it passed in f32, the runtime's default); do not run it with compute=device "
         "on this host"
         for o in result.outcomes
         if o.passed and o.device_default is not None and not o.device_default.result.passed
@@ -220,9 +209,9 @@ def main(
     most sensitive layers (measured one at a time) kept in float and is retried. Passing files are written
     beside the FP32 ones (decoder.int8.onnx, decoder.int8.xml/.bin) and recorded in manifest.json with the
     calibration settings and gate results; use them with Decoder(export, variant="int8"). Where OpenVINO's
-    device default precision is not f32 (bf16 on AVX512-BF16/AMX CPUs), the OpenVINO INT8 decoder is also
-    gated as it runs with that precision for its float layers (precision=device); recorded, and a warning
-    if it fails.
+    device default compute type is not f32 (bf16 on AVX512-BF16/AMX CPUs), the OpenVINO INT8 decoder is
+    also gated as it runs with that type for its float layers (compute=device); recorded, and a warning if
+    it fails.
 
     Exit status: 0 every backend passed; 2 bad input (nothing written); 3 the gate failed on a backend
     (its files are not installed; passing backends are); 1 a crash.
@@ -254,25 +243,21 @@ def main(
         if quiet:
             result = run_quantize(options)
         else:
-            with _Progress(err) as progress:
+            with ProgressReporter(err) as progress:
                 result = run_quantize(options, progress)
     except QuantizeError as error:
-        err.print(f"interformer-quantize: error: {error}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(COMMAND, error)
     for problem in result.problems:
-        err.print(f"interformer-quantize: skipped {problem}", markup=False, highlight=False)
+        err.print(f"{COMMAND}: skipped {problem}", markup=False, highlight=False)
     out.print(summary_table(result))
     for o in result.outcomes:
         out.print(f"{o.backend}: kept float: {', '.join(o.float_layers) or 'nothing'}", highlight=False)
     for warning in device_default_warnings(result):
-        err.print(f"interformer-quantize: warning: {warning}", highlight=False)
+        warn(COMMAND, warning)
     out.print(f"done in {result.seconds:.0f} s; manifest: {result.export_dir / 'manifest.json'}", highlight=False)
     if not result.passed:
         failed = ", ".join(o.backend for o in result.outcomes if not o.passed)
-        err.print(
-            f"interformer-quantize: accuracy gate FAILED on {failed}; those INT8 files were not installed",
-            highlight=False,
-        )
+        err.print(f"{COMMAND}: accuracy gate FAILED on {failed}; those INT8 files were not installed", highlight=False)
         raise typer.Exit(EXIT_GATE_FAILED)
 
 

@@ -66,7 +66,8 @@ class GateObject:
 
 @dataclass
 class ReferenceSession:
-    """The FP32 session of one object: its result and, per click, the decoder inputs and mask."""
+    """The FP32 session of one object: its result and, per click, the decoder inputs (``ref_label``
+    ``(H, W)`` uint8 at the image size, roi on the padded canvas or None) and the ``(H, W)`` bool mask."""
 
     obj: GateObject
     result: SessionResult
@@ -103,9 +104,6 @@ class GateResult:
         return data
 
 
-Progress = Callable[[int], None]
-
-
 def _predictor(decoder: Decoder, obj: GateObject) -> ClickSession:
     return ClickSession(decoder, obj.features)
 
@@ -126,9 +124,10 @@ class _Recording:
 
 
 def reference_sessions(
-    decoder: Decoder, objects: Sequence[GateObject], clicks: int, progress: Progress | None = None
+    decoder: Decoder, objects: Sequence[GateObject], clicks: int, progress: Callable[[int], None] | None = None
 ) -> list[ReferenceSession]:
-    """Run the FP32 sessions and keep what the candidates are compared on."""
+    """Run the FP32 sessions and keep what the candidates are compared on; ``progress`` is called with the
+    number of objects done."""
     references = []
     for index, obj in enumerate(objects):
         recording = _Recording(_predictor(decoder, obj))
@@ -166,9 +165,10 @@ def evaluate(
     references: Sequence[ReferenceSession],
     clicks: int,
     thresholds: GateThresholds = GateThresholds(),
-    progress: Progress | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> GateResult:
-    """Measure ``candidate`` against the FP32 ``references`` (see the module docstring)."""
+    """Measure ``candidate`` against the FP32 ``references`` (see the module docstring); ``progress`` is
+    called with the number of objects done."""
     per_click: list[list[float]] = [[] for _ in range(clicks)]
     own: list[SessionResult] = []
     for index, ref in enumerate(references):

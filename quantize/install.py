@@ -6,65 +6,58 @@ import os
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from interformer_edge.core.manifest import (
-    Manifest,
-    QuantizedGraph,
-    artifact_names,
-    load_manifest,
-    with_quantized,
-    write_manifest,
-)
+from interformer_edge.core.manifest import QuantizedGraph, artifact_names, with_quantized, write_manifest
 from interformer_edge.runtime.backends import FORMAT_OF
+from interformer_edge.runtime.export import Export, open_export
 
+from .results import BackendOutcome
 from .targets import get_target
-
-if TYPE_CHECKING:
-    from .pipeline import BackendOutcome
 
 
 def install_variant(
-    export_dir: Path,
+    export: Export,
     work: Path,
-    manifest: Manifest,
     outcomes: list[BackendOutcome],
     calib_record: dict[str, Any],
-    precision: str,
-) -> Manifest:
-    """Move the passing files from ``work`` into ``export_dir`` and record them as the decoder's
-    ``precision`` variant; the manifest is rewritten last (atomically).
+    variant: str,
+) -> Export:
+    """Move the passing files from ``work`` into the export folder and record them as the decoder's
+    ``variant`` (``int8``); the manifest is rewritten last (atomically). Returns the export as it is now
+    (the same one when no backend passed).
 
-    Files of an earlier INT8 variant are dropped from the manifest *before* being replaced, so that at
-    no moment does the manifest describe a file that is being overwritten.
+    Files of an earlier variant of that name are dropped from the manifest *before* being replaced, so
+    that at no moment does the manifest describe a file that is being overwritten.
     """
     passing = [o for o in outcomes if o.passed]
     if not passing:
-        return manifest
-    previous = [q for q in manifest.quantized if (q.graph, q.precision) == ("decoder", precision)]
+        return export
+    root, manifest = export.root, export.manifest
+    previous = [q for q in manifest.quantized if (q.graph, q.precision) == ("decoder", variant)]
+    stale = {n for q in previous for fmt, name in q.files.items() for n in artifact_names(name, fmt)}
     if previous:
-        stale = {n for q in previous for fmt, name in q.files.items() for n in artifact_names(name, fmt)}
         manifest = replace(
             manifest,
             quantized=tuple(q for q in manifest.quantized if q not in previous),
             files=tuple(f for f in manifest.files if f.name not in stale),
         )
-        write_manifest(manifest, export_dir)
+        write_manifest(manifest, root)
     files = {}
     moved = set()
     for outcome in passing:
         fmt = FORMAT_OF[outcome.backend]
         for name in artifact_names(outcome.file, fmt):
             if (work / name).is_file():
-                os.replace(work / name, export_dir / name)
+                os.replace(work / name, root / name)
                 moved.add(name)
         files[fmt] = outcome.file
-    for name in (stale if previous else set()) - moved:  # an earlier INT8 file this run did not replace
-        (export_dir / name).unlink(missing_ok=True)
+    for name in stale - moved:  # an earlier file of this variant that this run did not replace
+        (root / name).unlink(missing_ok=True)
     target = get_target(calib_record["target"])
-    variant = QuantizedGraph(
+    quantized = QuantizedGraph(
         graph="decoder",
-        precision=precision,
+        precision=variant,
         files=files,
         calibration=calib_record,
         gates={o.backend: o.record() for o in outcomes},
@@ -72,6 +65,5 @@ def install_variant(
         target=target.name,
         covers=target.covers,
     )
-    updated = with_quantized(manifest, variant, export_dir)
-    write_manifest(updated, export_dir)
-    return load_manifest(export_dir, verify_hashes=False)
+    write_manifest(with_quantized(manifest, quantized, root), root)
+    return open_export(root, verify_hashes=False)

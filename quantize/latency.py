@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from interformer_edge.core.manifest import Manifest
 from interformer_edge.core.spec import (
     FEATURE_CHANNELS,
     FEATURE_NAMES,
@@ -22,11 +21,13 @@ from interformer_edge.core.spec import (
 from interformer_edge.core.timing import TimingPolicy, measure
 from interformer_edge.runtime.backends import Graph, load_graph
 from interformer_edge.runtime.decoder import context_inputs
+from interformer_edge.runtime.export import Export, RuntimeSettings
 
 
 def latency_inputs(context: Graph, size: tuple[int, int], uses_roi: bool, seed: int = 0) -> dict[str, np.ndarray]:
-    """Decoder inputs of a ``size`` canvas for timing: random features through the ``context`` graph,
-    one positive click in the middle."""
+    """Decoder inputs of a ``size`` (H, W) canvas for timing: random features ``(1, C, H/s, W/s)`` through
+    the ``context`` graph, ``ref_label`` ``(1, 1, H, W)`` uint8 with one positive click in the middle, and
+    with ``uses_roi`` the whole canvas as ``roi`` ``(1, 4)`` int64."""
     height, width = size
     rng = np.random.default_rng(seed)
     features = {
@@ -43,15 +44,14 @@ def latency_inputs(context: Graph, size: tuple[int, int], uses_roi: bool, seed: 
 
 
 def compare_latency(
-    manifest: Manifest, backend: str, int8_path: Path, size: tuple[int, int], threads: int | None, runs: int, seed: int
+    export: Export, backend: str, int8_path: Path, size: tuple[int, int], threads: int | None, runs: int, seed: int
 ) -> dict[str, Any]:
-    """Quick in-process decoder latency, FP32 vs INT8 (ms, median of exactly ``runs``), at ``size``."""
-    root = manifest.root
-    if root is None:
-        raise ValueError("the manifest was not loaded from a folder")
-    context = load_graph(root, "context", backend, threads, manifest=manifest)
-    feed = latency_inputs(context, size, manifest.zoom_in.uses_roi, seed)
-    fp32 = load_graph(root, "decoder", backend, threads, manifest=manifest)
+    """Quick in-process decoder latency of ``export``'s FP32 decoder vs the INT8 file ``int8_path`` on
+    ``backend`` (ms, median of exactly ``runs``), at ``size`` (H, W)."""
+    settings = RuntimeSettings(backend, threads)
+    context = export.graph("context", settings)
+    feed = latency_inputs(context, size, export.manifest.zoom_in.uses_roi, seed)
+    fp32 = export.graph("decoder", settings)
     int8 = load_graph(int8_path, backend=backend, threads=threads)
     result: dict[str, Any] = {"size": "{}x{}".format(*size), "threads": threads or "default"}
     for name, graph in (("fp32", fp32), ("int8", int8)):

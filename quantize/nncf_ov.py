@@ -23,8 +23,7 @@ from interformer_edge.core.spec import OPENVINO_RT_INFO_SECTION as RT_INFO_SECTI
 NNCF_METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
 # As on ONNX Runtime, only convolutions and matrix products get integer inputs. NNCF would also
 # quantize the inputs of residual additions, resizes and concatenations; on the bundled model that
-# cost accuracy (mean mask IoU vs FP32 0.958 instead of 0.982, 12 held-out objects x 8 clicks) and
-# gains nothing in size.
+# cost accuracy and gained nothing in size (docs/int8.md).
 FLOAT_OP_TYPES: tuple[str, ...] = ("Add", "Interpolate", "Concat")
 
 

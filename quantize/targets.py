@@ -8,16 +8,10 @@ range, which decides whether x86 CPUs without VNNI stay accurate (see :mod:`inte
   AVX2 kernels (``vpmaddubsw``) compute what VNNI and ARM compute. ONNX Runtime: ``reduce_range``;
   OpenVINO/NNCF: ``overflow_fix=enable`` on every layer.
 * ``vnni``: full 8-bit weights, and int8 activations on ONNX Runtime (s8s8): faster on x86 VNNI/AMX
-  (measured below) and one more bit of weight precision, but wrong on x86 without VNNI, where pair
-  sums saturate (mean mask IoU vs FP32 0.84 instead of 0.97 on the small test model under an
-  emulated AVX2 CPU).
+  and one more bit of weight precision, but wrong on x86 without VNNI, where pair sums saturate.
 
-Measured on the small random test model (12 held-out clicks, mean mask IoU vs FP32; VNNI host /
-the same files on an emulated AVX2 CPU): ONNX Runtime u8s8 full range 0.973 / 0.836, u8s8 7-bit
-0.967 / 0.967, u8u8 0.970 / 0.970, s8s8 0.973 / 0.836; OpenVINO full range 0.972 / 0.818, NNCF's
-default first-layer fix 0.972 / 0.868, fix on every layer 0.971 / 0.972. Decoder p50 of the default
-model at 512x512, 2 threads, on the VNNI host (one process, alternating): ONNX Runtime FP32 96 ms,
-u8s8 7-bit 107, u8s8 full 107, s8s8 87, u8u8 149; OpenVINO FP32 122, 7-bit 90, full range 71.
+The measurements behind both choices (accuracy on VNNI, emulated and real AVX2 hosts; speed of each
+scheme): ``docs/int8-targets.md``.
 """
 
 from __future__ import annotations

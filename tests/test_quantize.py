@@ -16,13 +16,24 @@ from quantize_helpers import calibration_and_heldout, copy_export, snapshot
 from rich.console import Console
 from typer.testing import CliRunner
 
+from interformer_edge.core.cli_kit import EXIT_BAD_INPUT
 from interformer_edge.core.cpu import CPU_CLASSES, host_cpu
 from interformer_edge.core.evaluation import iou
 from interformer_edge.core.manifest import load_manifest
 from interformer_edge.core.spec import LOGITS_RESIZE_SCOPE, REF_FOREGROUND, REF_UNKNOWN
-from interformer_edge.quantize import GateThresholds, QuantizeOptions, calibration, gate, onnxrt, pipeline, run_quantize
-from interformer_edge.quantize.cli import EXIT_BAD_INPUT, app, device_default_warnings, summary_table
-from interformer_edge.quantize.pipeline import DEFAULT_KEEP_FLOAT, QuantizeResult
+from interformer_edge.quantize import (
+    GateThresholds,
+    QuantizeOptions,
+    QuantizeResult,
+    calibration,
+    candidates,
+    gate,
+    onnxrt,
+    run_quantize,
+)
+from interformer_edge.quantize.cli import app, device_default_warnings, summary_table
+from interformer_edge.quantize.options import DEFAULT_KEEP_FLOAT
+from interformer_edge.quantize.results import BackendOutcome, DeviceDefaultGate
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
 from interformer_edge.runtime.backends import BACKENDS
 
@@ -200,10 +211,10 @@ def _gate_result(mean_iou: float, passed: bool) -> gate.GateResult:
 
 
 def test_a_device_default_gate_failure_is_shown_and_warned_but_installs_nonetheless(tmp_path: Path) -> None:
-    def outcome(backend: str, device: pipeline.DeviceDefaultGate | None) -> pipeline.BackendOutcome:
-        return pipeline.BackendOutcome(backend, "f", True, _gate_result(0.995, True), [], [], device_default=device)
+    def outcome(backend: str, device: DeviceDefaultGate | None) -> BackendOutcome:
+        return BackendOutcome(backend, "f", True, _gate_result(0.995, True), [], [], device_default=device)
 
-    failing = pipeline.DeviceDefaultGate("bf16", _gate_result(0.912, False))
+    failing = DeviceDefaultGate("bf16", _gate_result(0.912, False))
     result = QuantizeResult(
         tmp_path,
         [outcome("onnxruntime", None), outcome("openvino", failing)],
@@ -214,7 +225,7 @@ def test_a_device_default_gate_failure_is_shown_and_warned_but_installs_nonethel
     )
     assert result.passed  # the f32 verdicts decide what is installed
     (warning,) = device_default_warnings(result)
-    assert "openvino" in warning and "bf16" in warning and "precision=device" in warning
+    assert "openvino" in warning and "bf16" in warning and "compute=device" in warning
     console = Console(width=250, record=True)
     console.print(summary_table(result))
     rows = [line for line in console.export_text().splitlines() if "openvino" in line]
@@ -222,7 +233,7 @@ def test_a_device_default_gate_failure_is_shown_and_warned_but_installs_nonethel
     assert "not measured" in rows[0]  # no latency check (--latency-runs 0)
     assert outcome("openvino", failing).record()["device_default"]["computes_in"] == "bf16"
 
-    passing = pipeline.DeviceDefaultGate("bf16", _gate_result(0.99, True))
+    passing = DeviceDefaultGate("bf16", _gate_result(0.99, True))
     assert not device_default_warnings(
         QuantizeResult(tmp_path, [outcome("openvino", passing)], result.calibration, [], None, 1.0)  # type: ignore[arg-type]
     )
@@ -234,17 +245,17 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(
     export = copy_export(light_export, tmp_path)
     calib, heldout = folders
     # A host whose OpenVINO default is bf16, whatever this CPU's is (here the "device" runs may compute in
-    # f32: the point is that the second gate runs, on the precision="device" decoder, and is recorded).
+    # f32: the point is that the second gate runs, on the compute="device" decoder, and is recorded).
     asked: list[str] = []
-    real_decoder = pipeline.Decoder
+    real_decoder = candidates.Decoder
 
     def recording_decoder(*args: object, **kwargs: object) -> Decoder:
         decoder = real_decoder(*args, **kwargs)  # type: ignore[arg-type]
-        asked.append(f"{decoder.backend}:{args[3] if len(args) > 3 else kwargs.get('precision', 'f32')}")
+        asked.append(f"{decoder.backend}:{args[3] if len(args) > 3 else kwargs.get('compute', 'f32')}")
         return decoder
 
-    monkeypatch.setattr(pipeline, "openvino_device_precision", lambda: "bf16")
-    monkeypatch.setattr(pipeline, "Decoder", recording_decoder)
+    monkeypatch.setattr(candidates, "openvino_device_precision", lambda: "bf16")
+    monkeypatch.setattr(candidates, "Decoder", recording_decoder)
     # The mechanics, not the accuracy of random weights: a gate no numerics can fail (an inverted decoder
     # scores < 0.5, see above; these INT8 decoders score 0.96-0.98 on VNNI and emulated AVX2 alike).
     options = QuantizeOptions(
@@ -276,7 +287,7 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(
     # Its figures, not their level: on a real bf16 host this gate computes in bf16, elsewhere in f32.
     assert device["computes_in"] == "bf16" and device["objects"] == 3 and 0 <= device["mean_iou_vs_fp32"] <= 1
     assert isinstance(device["passed"], bool) and device["noc90_fp32"] == variant.gates["openvino"]["noc90_fp32"]
-    assert "device_default" not in variant.gates["onnxruntime"]  # ONNX Runtime has no precision hint
+    assert "device_default" not in variant.gates["onnxruntime"]  # ONNX Runtime has no compute type
     assert "openvino:device" in asked and "onnxruntime:device" not in asked
     assert variant.calibration["method"] == "minmax" and variant.calibration["samples"] >= 4
     # The default target: 7-bit weights, accurate on every CPU class; recorded with the build host.

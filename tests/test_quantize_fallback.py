@@ -9,7 +9,8 @@ import pytest
 from quantize_helpers import calibration_and_heldout, copy_export, snapshot
 from typer.testing import CliRunner
 
-from interformer_edge.quantize.cli import EXIT_GATE_FAILED, app
+from interformer_edge.core.cli_kit import EXIT_GATE_FAILED
+from interformer_edge.quantize.cli import app
 
 
 @pytest.fixture(scope="module")

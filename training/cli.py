@@ -11,11 +11,14 @@ from typing import Annotated
 import typer
 
 from interformer_edge.core.atomic import write_atomic
+from interformer_edge.core.cli_kit import EXIT_BAD_INPUT, command_app, fail
+from interformer_edge.core.progress import ProgressReporter, cli_console
 
 from .trainer import LOG_NAME, Trainer, TrainSettings
 
-app = typer.Typer(
-    add_completion=False,
+COMMAND = "interformer-train"
+
+app = command_app(
     no_args_is_help=True,
     help="Train a small InterFormer on CPU with synthetic data, or evaluate a checkpoint.",
 )
@@ -26,7 +29,7 @@ app = typer.Typer(
 _DEFAULT = TrainSettings()
 
 
-@app.command()
+@app.command(short_help="Train on synthetic data; resumable from RUN_DIR/last.pth.")
 def train(
     run_dir: Annotated[
         Path, typer.Option("--run-dir", help="Folder for logs and checkpoints; an existing run resumes.")
@@ -97,7 +100,7 @@ def train(
     log(f"wrote {path}")
 
 
-@app.command()
+@app.command(short_help="NoC@85/90 and mIoU@1/3/5 of a checkpoint, in PyTorch.")
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to evaluate (official layout).")],
     dataset: Annotated[Path | None, typer.Option(help="GrabCut-layout folder; default: bundled held-out set.")] = None,
@@ -108,15 +111,6 @@ def evaluate(
 ) -> None:
     """NoC@85/90 and mIoU@1/3/5 of a checkpoint with the automatic clicker, in PyTorch."""
     import torch
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     from interformer_edge.assets import HELDOUT_DIR
     from interformer_edge.core.dataset import open_dataset
@@ -128,22 +122,16 @@ def evaluate(
     try:
         model = load_interformer(checkpoint)
     except CheckpointError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        fail(COMMAND, err, EXIT_BAD_INPUT)
     data = open_dataset(dataset or HELDOUT_DIR, limit=limit or None)
     results = []
-    # The bar goes to stderr: stdout carries only the summary.
-    with Progress(
-        TextColumn("evaluating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    ) as progress:
-        for sample in progress.track(data, total=len(data)):
+    # Progress goes to stderr: stdout carries only the summary.
+    with ProgressReporter(cli_console(stderr=True)) as progress:
+        tick = progress.step("evaluating", len(data))
+        for index, sample in enumerate(data):
             predictor = TorchPredictor(model, sample.image)
             results.append(run_session(predictor, sample.mask, clicks, zoom_in=model.cfg.has_refine))
+            tick(index + 1)
     for problem in data.problems:
         typer.echo(f"skipped {problem}", err=True)
     summary = summarize(results)
