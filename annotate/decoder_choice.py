@@ -23,7 +23,14 @@ import numpy as np
 
 from interformer_edge.core.cpu import host_cpu
 from interformer_edge.core.manifest import BASE_PRECISION, Manifest
-from interformer_edge.runtime.backends import BACKENDS, FORMAT_OF, installed_backends, openvino_device_precision
+from interformer_edge.runtime.backends import (
+    BACKENDS,
+    DEFAULT_COMPUTE,
+    DEVICE_COMPUTE,
+    FORMAT_OF,
+    installed_backends,
+    openvino_device_precision,
+)
 from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.features import ImageFeatures
 from interformer_edge.runtime.session import ClickSession
@@ -31,8 +38,6 @@ from interformer_edge.runtime.session import ClickSession
 log = logging.getLogger("interformer_edge.annotate")
 
 AUTO = "auto"
-F32 = "f32"
-DEVICE_COMPUTE = "device"
 TIMED_CLICKS = 5  # after one untimed click; the median decides
 # Clicks of the timing run, as fractions of the image (y, x, positive): a plausible object and a correction.
 _TIMING_CLICKS = ((0.5, 0.5, True), (0.3, 0.35, False), (0.6, 0.55, True))
@@ -89,10 +94,14 @@ def candidates(manifest: Manifest, asked: DecoderChoice) -> list[DecoderChoice]:
             gate = None if variant == BASE_PRECISION else _int8_gate(manifest, variant, backend)
             if asked.variant == AUTO and variant != BASE_PRECISION and gate is None:
                 continue  # not gated for this backend or this CPU class
-            computes = [asked.compute] if asked.compute != AUTO else [F32]
+            computes = [asked.compute] if asked.compute != AUTO else [DEFAULT_COMPUTE]
             if asked.compute == AUTO and backend == "openvino" and gate is not None:
                 device = gate.get("device_default")
-                if isinstance(device, dict) and device.get("passed") is True and openvino_device_precision() != F32:
+                if (
+                    isinstance(device, dict)
+                    and device.get("passed") is True
+                    and openvino_device_precision() != DEFAULT_COMPUTE
+                ):
                     computes.append(DEVICE_COMPUTE)
             for compute in computes:
                 found.append(replace(asked, backend=backend, variant=variant, compute=compute))

@@ -8,7 +8,9 @@ Public API (imported lazily, so importing the package stays cheap)::
     save_features(features, path) / load_features(path, expected_model_id=None)
     Decoder(export_dir, backend="auto", threads=None)
     ClickSession(decoder, features)  .add_click(y, x, positive) / .undo() / .reset() / .mask / .predict
-    load_graph(path_or_dir, graph, backend, threads, precision) -> Graph with .run(inputs) -> outputs
+    open_export(export_dir) -> Export  .encoder(RuntimeSettings(backend, threads, compute)) / .decoder(...)
+    load_graph(path_or_dir, graph, backend, threads, compute) -> Graph with .run(inputs) -> outputs
+    encode_folder(source, store, EncodeSettings(model), workers=2) -> EncodeResult  (a folder into a feature store)
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ _EXPORTS = {
     "read_meta": "features",
     "model_id": "features",
     "load_graph": "backends",
+    "open_export": "export",
+    "Export": "export",
+    "RuntimeSettings": "export",
+    "encode_folder": "encode_run",
+    "EncodeResult": "encode_run",
+    "EncodeRunError": "encode_run",
+    "EncodeSettings": "encode_image",
     "InterFormerRuntimeError": "errors",
     "BackendError": "errors",
     "FeatureFileError": "errors",

@@ -39,7 +39,10 @@ Backend = Literal["auto", "onnxruntime", "openvino"]
 BACKENDS: tuple[str, ...] = ("onnxruntime", "openvino")  # "auto" tries them in this order
 # Manifest format name of each backend's files.
 FORMAT_OF: dict[str, str] = {"onnxruntime": "onnx", "openvino": "openvino"}
-PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16", "device")
+# OpenVINO's compute type for float layers (the word every CLI and the API use, see :mod:`.export`).
+COMPUTE_TYPES: tuple[str, ...] = ("f32", "bf16", "f16", "device")
+DEFAULT_COMPUTE = "f32"  # exact: pinned, since OpenVINO picks bf16 by itself on CPUs that have it
+DEVICE_COMPUTE = "device"  # whatever the CPU computes in by default
 
 
 class Graph(Protocol):
@@ -300,8 +303,8 @@ def _backend_of_file(path: Path) -> str:
 
 def check_precision(backend: str, precision: str) -> None:
     """Raise :class:`BackendError` for a precision the backend cannot honour."""
-    if precision not in PRECISIONS:
-        raise BackendError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    if precision not in COMPUTE_TYPES:
+        raise BackendError(f"unknown precision {precision!r}; use {', '.join(COMPUTE_TYPES)}")
     if backend == "onnxruntime" and precision not in ("f32", "device"):
         raise BackendError(f"onnxruntime runs graphs in their own precision; {precision!r} needs openvino")
 

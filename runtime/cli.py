@@ -5,12 +5,11 @@ Encode a folder once (several processes, resumable), then answer clicks in real 
     interformer-encode encode photos/ --model export/ --out features/ --workers 2
     interformer-encode click features/cat.jpg.npz --model export/ --at 120,200 --at 40,300,neg --out mask.png
 
-The same from Python::
+The same from Python (:func:`~.encode_run.encode_folder` is the ``encode`` command)::
 
-    from interformer_edge.runtime import ClickSession, Decoder, Encoder, load_features, save_features
+    from interformer_edge.runtime import ClickSession, Decoder, EncodeSettings, encode_folder
 
-    encoder = Encoder("export/", threads=2)
-    save_features(encoder.encode("cat.jpg", max_side=1024), "features/cat.jpg.npz")
+    encode_folder("photos/", "features/", EncodeSettings("export/"), workers=2)
     session = ClickSession(Decoder("export/", threads=2), "features/cat.jpg.npz")
     mask = session.add_click(120, 200)                  # (H, W) bool, positive click at y=120, x=200
     mask = session.add_click(40, 300, positive=False)
@@ -23,45 +22,48 @@ match; anything else is encoded again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import typer
 from PIL import Image
-from rich.console import Console
-from rich.markup import escape
 
 from interformer_edge.core.atomic import atomic_target
-from interformer_edge.core.manifest import Manifest, ManifestError, load_manifest
+from interformer_edge.core.cli_kit import EXIT_FAILURES, EXIT_OK, command_app, fail, warn
+from interformer_edge.core.manifest import ManifestError
 from interformer_edge.core.progress import ProgressReporter, cli_console
 from interformer_edge.core.spec import DEFAULT_MAX_SIDE
 
-from .backends import check_precision, choose_backend
-from .encode_jobs import Job, Outcome, encode_here, encode_in_pool, list_jobs, summary_table, threads_per_worker
+from .encode_image import EncodeSettings
+from .encode_run import ENGINES, EncodeRunError, encode_folder
+from .encode_summary import print_summary
 from .errors import InterFormerRuntimeError
-from .features import STORAGE_DTYPES, model_id
-from .signals import exit_status, interrupt_on_sigterm, signal_name
+from .export import RuntimeSettings, open_export
+from .features import STORAGE_DTYPES
+from .signals import exit_status
 
-if TYPE_CHECKING:
-    from .ray_engine import RayCluster
+COMMAND = "interformer-encode"
 
-
-EXIT_FAILURES = 1  # some images could not be encoded (the others were)
-EXIT_BAD_INPUT = 2  # nothing was done
-EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT); SIGTERM exits with 143
-
-app = typer.Typer(
-    add_completion=False,
+app = command_app(
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
     help=(
         "Encode images once into a feature store (float16 .npz files, one per image), then segment them "
         "with clicks in real time from the stored features. Torch-free: numpy + ONNX Runtime or OpenVINO."
     ),
 )
+
+_DEPRECATED_PRECISION = typer.Option(
+    "--precision", hidden=True, show_default=False, help="Deprecated spelling of --compute."
+)
+
+
+def _compute(compute: str, precision: str | None) -> str:
+    """``--compute``, or the value of its old spelling ``--precision`` (with a warning line)."""
+    if precision is None:
+        return compute
+    warn(COMMAND, "--precision is deprecated, use --compute")
+    return precision
 
 
 # ------------------------------------------------------------------------------------------ encode
@@ -122,13 +124,14 @@ def encode(
     backend: Annotated[
         str, typer.Option(help="auto (ONNX Runtime if available, else OpenVINO), onnxruntime or openvino.")
     ] = "auto",
-    precision: Annotated[
+    compute: Annotated[
         str,
         typer.Option(
-            help="OpenVINO precision: f32 (default; exact), bf16, f16, or device "
-            "(the CPU's default, bf16 on recent x86)."
+            help="OpenVINO's compute type for the encoder's float layers: f32 (default; exact), bf16, f16, "
+            "or device (the CPU's default, bf16 on recent x86)."
         ),
     ] = "f32",
+    precision: Annotated[str | None, _DEPRECATED_PRECISION] = None,
     dtype: Annotated[
         str, typer.Option(help="Storage type of the features: float16 (half the size) or float32.")
     ] = "float16",
@@ -143,7 +146,7 @@ def encode(
         typer.Option(
             help="local (processes on this machine) or ray (a Ray cluster: Ray "
             "Data reads the images, an actor pool encodes them; needs the "
-            "\\[ray] extra). With ray, SOURCE may also be a list file (.txt) "
+            "[ray] extra). With ray, SOURCE may also be a list file (.txt) "
             "of paths or URIs, one a line, readable by every node."
         ),
     ] = "local",
@@ -168,155 +171,36 @@ def encode(
     Exit status: 0 all images encoded or up to date; 1 some images failed (the rest were encoded);
     2 bad arguments or model (nothing done); 130 Ctrl-C, 143 SIGTERM (finished files are kept).
     """
-    console = cli_console(stderr=True)
-    _check_options(console, engine, dtype, source)
-    manifest = _load_model(console, model, backend, precision)
-    jobs = _find_jobs(console, source, out, recursive, engine)
-    if not jobs:
-        console.print(f"no images found in {source}")
-        raise typer.Exit(0)
-    workers = min(workers, len(jobs))
-    if engine == "ray":
-        cluster, threads = _connect_cluster(console, address, workers, threads)
-    else:
-        cluster, threads = None, threads_per_worker(workers, threads)
-    console.print(
-        f"model {model_id(manifest)} · {len(jobs)} images · {workers} worker(s) × {threads} thread(s) → {out}"
-    )
-    init_args = (str(model), backend, threads, precision, max_side, dtype, force)  # max_side 0: full size
-
-    started = time.perf_counter()
-    outcomes, interrupted, exit_code = _run(console, jobs, init_args, workers, batch, cluster)
-    _print_summary(outcomes, len(jobs), time.perf_counter() - started, interrupted)
-    if interrupted:
-        raise typer.Exit(exit_code)
-    if any(o.status == "failed" for o in outcomes):
-        raise typer.Exit(EXIT_FAILURES)
-
-
-# ----------------------------------------------------------------------------------- encode: steps
-
-
-def _bad_input(console: Console, message: str) -> typer.Exit:
-    """Print ``message`` (console markup) as an error; returns the exit (nothing was done) for the caller to raise."""
-    console.print(f"[red]error:[/] {message}")
-    return typer.Exit(EXIT_BAD_INPUT)
-
-
-def _check_options(console: Console, engine: str, dtype: str, source: Path) -> None:
-    if engine not in ("local", "ray"):
-        raise _bad_input(console, "--engine must be local or ray")
+    compute = _compute(compute, precision)
+    if engine not in ENGINES:
+        fail(COMMAND, f"--engine must be {' or '.join(ENGINES)}")
     if dtype not in STORAGE_DTYPES:
-        raise _bad_input(console, f"--dtype must be one of {', '.join(STORAGE_DTYPES)}")
-    if not source.exists():
-        raise _bad_input(console, f"{escape(str(source))} does not exist")
-
-
-def _load_model(console: Console, model: Path, backend: str, precision: str) -> Manifest:
-    """The model's manifest, its artifacts hashed once, here, not in each worker; the backend and
-    precision are checked too, so a bad choice fails before any worker starts."""
+        fail(COMMAND, f"--dtype must be one of {', '.join(STORAGE_DTYPES)}")
+    settings = EncodeSettings(model, RuntimeSettings(backend, threads or None, compute), max_side, dtype, force)
+    console = cli_console(stderr=True)
     try:
-        manifest = load_manifest(model)
-        check_precision(choose_backend(manifest, "encoder", backend), precision)
-    except (ManifestError, InterFormerRuntimeError) as err:
-        raise _bad_input(console, escape(str(err))) from None
-    return manifest
-
-
-def _find_jobs(console: Console, source: Path, out: Path, recursive: bool, engine: str) -> list[Job]:
-    """The images of the run: a folder or one image; with the Ray engine also a list file."""
-    if engine == "ray":
-        from .ray_engine import RayEngineError, is_list_file, list_file_jobs
-
-        try:
-            return list_file_jobs(source, out) if is_list_file(source) else list_jobs(source, out, recursive)
-        except RayEngineError as err:
-            raise _bad_input(console, escape(str(err))) from None
-    from .ray_engine import is_list_file  # the file-kind check only: no ray is imported
-
-    if is_list_file(source):
-        raise _bad_input(
-            console,
-            f"{escape(str(source))} is an image list: lists are read by --engine ray; "
-            "give the local engine a folder or one image",
-        )
-    return list_jobs(source, out, recursive)
-
-
-def _connect_cluster(console: Console, address: str, actors: int, threads: int) -> tuple[RayCluster, int]:
-    """The Ray cluster of the run (one clear line if it cannot be reached) and the threads of each actor."""
-    from .ray_engine import RayEngineError, connect
-
-    try:
-        cluster = connect(address or None, console)
-        return cluster, cluster.threads_per_actor(actors, threads)
-    except RayEngineError as err:
-        raise _bad_input(console, escape(str(err))) from None
-
-
-def _run(
-    console: Console,
-    jobs: list[Job],
-    init_args: tuple[Any, ...],
-    workers: int,
-    batch: int,
-    cluster: RayCluster | None,
-) -> tuple[list[Outcome], str | bool, int]:
-    """Encode ``jobs`` on ``cluster``, else locally (in this process for one worker, else in a process
-    pool), with progress on ``console``. Returns the outcomes, what interrupted the run (False: nothing)
-    and the exit status of that interrupt (0 if none)."""
-    outcomes: list[Outcome] = []
-    with ProgressReporter(console) as progress, interrupt_on_sigterm():
-        tick = progress.step("encoding", len(jobs))
-
-        def record(done: list[Outcome]) -> None:
-            outcomes.extend(done)
-            for outcome in done:
-                if outcome.status == "failed":
-                    progress.note(f"failed {outcome.name}: {outcome.message}")
-            tick(len(outcomes))
-
-        try:
-            if cluster is not None:
-                _encode_on_cluster(console, cluster, jobs, init_args, workers, batch, record)
-            elif workers == 1:
-                encode_here(jobs, init_args, record)
-            else:
-                encode_in_pool(jobs, workers, batch, init_args, record, progress)
-        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (see runtime/signals.py)
-            return outcomes, signal_name(stop), exit_status(stop)
-        except BrokenProcessPool:
-            raise _bad_input(console, "a worker could not start or died (its error is printed above)") from None
-    return outcomes, False, 0
-
-
-def _encode_on_cluster(
-    console: Console,
-    cluster: RayCluster,
-    jobs: list[Job],
-    init_args: tuple[Any, ...],
-    actors: int,
-    batch: int,
-    record: Callable[[list[Outcome]], None],
-) -> None:
-    from .ray_engine import RayEngineError
-
-    try:
-        for done in cluster.encode(jobs, *init_args, actors=actors, batch_size=batch):
-            record(done)
-    except RayEngineError as err:
-        raise _bad_input(console, escape(str(err))) from None
-    finally:
-        cluster.close()
-
-
-def _print_summary(outcomes: list[Outcome], total: int, seconds: float, interrupted: str | bool) -> None:
-    """The summary is the command's result: stdout (progress and live failures: stderr)."""
-    report = cli_console()
-    report.print(summary_table(outcomes, total, seconds, interrupted))
-    for outcome in outcomes:
-        if outcome.status == "failed":
-            report.print(f"failed: {outcome.name}: {outcome.message}", markup=False, highlight=False)
+        with ProgressReporter(console) as progress:
+            result = encode_folder(
+                source,
+                out,
+                settings,
+                engine=engine,
+                workers=workers,
+                batch=batch,
+                recursive=recursive,
+                address=address or None,
+                progress=progress,
+            )
+    except EncodeRunError as err:
+        fail(COMMAND, err)
+    if not result.total:
+        console.print(f"no images found in {source}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_OK)
+    print_summary(result, cli_console())  # the command's result: stdout (progress and live failures: stderr)
+    if result.interrupted:
+        raise typer.Exit(exit_status(result.interrupted))
+    if result.failed:
+        raise typer.Exit(EXIT_FAILURES)
 
 
 # ------------------------------------------------------------------------------------------- click
@@ -349,7 +233,10 @@ def click(
     ] = Path("mask.png"),
     threads: Annotated[int, typer.Option("--threads", "-t", min=0, help="Decoder CPU threads; 0: all.")] = 0,
     backend: Annotated[str, typer.Option(help="auto, onnxruntime or openvino.")] = "auto",
-    precision: Annotated[str, typer.Option(help="OpenVINO precision: f32, bf16, f16 or device.")] = "f32",
+    compute: Annotated[
+        str, typer.Option(help="OpenVINO's compute type for the decoder's float layers: f32, bf16, f16 or device.")
+    ] = "f32",
+    precision: Annotated[str | None, _DEPRECATED_PRECISION] = None,
     zoom_in: Annotated[
         bool | None,
         typer.Option(
@@ -358,13 +245,13 @@ def click(
     ] = None,
 ) -> None:
     """Replay clicks on stored features and save the mask; prints the time of each click."""
-    from .decoder import Decoder
     from .session import ClickSession
 
+    compute = _compute(compute, precision)
     console = cli_console()
     clicks = [_parse_click(text) for text in at]
     try:
-        decoder = Decoder(model, backend=backend, threads=threads or None, precision=precision)
+        decoder = open_export(model).decoder(RuntimeSettings(backend, threads or None, compute))
         session = ClickSession(decoder, features, zoom_in=zoom_in)
         for y, x, positive in clicks:
             started = time.perf_counter()
@@ -374,16 +261,12 @@ def click(
                 f"{(time.perf_counter() - started) * 1000:.1f} ms"
             )
     except (ManifestError, InterFormerRuntimeError) as err:
-        console.print(f"[red]error:[/] {escape(str(err))}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(COMMAND, err)
     try:  # all or nothing, and a missing or unwritable folder is one line, not a traceback
         with atomic_target(out) as tmp:
             Image.fromarray(np.where(session.mask, 255, 0).astype(np.uint8)).save(tmp, format="PNG")
     except OSError as err:
-        console.print(
-            f"[red]error:[/] cannot write {escape(str(out))}: {escape(str(err.strerror or err))}", highlight=False
-        )
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(COMMAND, f"cannot write {out}: {err.strerror or err}")
     console.print(f"wrote {out} ({session.width}x{session.height}, {decoder.backend})")
 
 

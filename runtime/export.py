@@ -24,15 +24,13 @@ from typing import TYPE_CHECKING
 
 from interformer_edge.core.manifest import BASE_PRECISION, Manifest, load_manifest
 
+from .backends import COMPUTE_TYPES, DEFAULT_COMPUTE, DEVICE_COMPUTE
 from .features import model_id
+
+__all__ = ["COMPUTE_TYPES", "DEFAULT_COMPUTE", "DEVICE_COMPUTE", "Export", "RuntimeSettings", "open_export"]
 
 if TYPE_CHECKING:
     from .backends import Graph
-    from .decoder import Decoder
-    from .encoder import Encoder
-
-COMPUTE_TYPES: tuple[str, ...] = ("f32", "bf16", "f16", "device")
-DEFAULT_COMPUTE = "f32"
 
 
 @dataclass(frozen=True)
@@ -84,8 +82,8 @@ class Export:
         self,
         settings: RuntimeSettings = RuntimeSettings(),
         max_side: int | None = None,
-    ) -> Encoder:
-        """The image encoder (``max_side``: see :class:`~.encoder.Encoder`)."""
+    ):  # -> Encoder: not imported at module level, where it would tie encoder.py and this module in a cycle
+        """The image encoder, an :class:`~.encoder.Encoder` (``max_side``: see there)."""
         from .encoder import Encoder
 
         return Encoder(self, settings.backend, settings.threads, settings.compute, max_side=max_side)
@@ -96,8 +94,8 @@ class Export:
         variant: str = BASE_PRECISION,
         static_shapes: bool = False,
         static_sizes: int = 2,
-    ) -> Decoder:
-        """The click side (context and decoder graphs) in ``variant`` (see :class:`~.decoder.Decoder`)."""
+    ):  # -> Decoder (see encoder())
+        """The click side (context and decoder graphs) in ``variant``, a :class:`~.decoder.Decoder`."""
         from .decoder import Decoder
 
         return Decoder(

@@ -25,12 +25,15 @@ def signal_number(interrupt: KeyboardInterrupt) -> int:
     return int(signal.SIGTERM) if isinstance(interrupt, Terminated) else int(signal.SIGINT)
 
 
-def exit_status(interrupt: KeyboardInterrupt) -> int:
-    """The shell convention: 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM)."""
-    return 128 + signal_number(interrupt)
+def exit_status(interrupt: KeyboardInterrupt | str) -> int:
+    """The shell convention: 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM); ``interrupt``
+    is the interrupt or the signal's name (:func:`signal_name`)."""
+    number = int(signal.Signals[interrupt]) if isinstance(interrupt, str) else signal_number(interrupt)
+    return 128 + number
 
 
 def signal_name(interrupt: KeyboardInterrupt) -> str:
+    """``"SIGINT"`` or ``"SIGTERM"``."""
     return signal.Signals(signal_number(interrupt)).name
 
 

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from encode_checks import help_rows
 from PIL import Image
 from typer.testing import CliRunner
 
+from interformer_edge.core.cli_kit import EXIT_FAILURES, EXIT_INTERRUPTED
 from interformer_edge.core.manifest import load_manifest
-from interformer_edge.runtime.cli import EXIT_FAILURES, EXIT_INTERRUPTED, app
+from interformer_edge.runtime.cli import app
 from interformer_edge.runtime.features import load_features, model_id, read_meta
 
 IMAGES = 50
@@ -150,7 +152,8 @@ def test_encode_redoes_changed_images_and_other_settings(light_export: Path, tin
     [
         (["--dtype", "int8"], "--dtype"),
         (["--backend", "tensorrt"], "unknown backend"),
-        (["--backend", "onnxruntime", "--precision", "bf16"], "needs openvino"),
+        (["--backend", "onnxruntime", "--compute", "bf16"], "needs openvino"),
+        (["--backend", "onnxruntime", "--precision", "bf16"], "needs openvino"),  # the deprecated spelling
     ],
 )
 def test_encode_refuses_bad_options_before_starting(
@@ -158,6 +161,7 @@ def test_encode_refuses_bad_options_before_starting(
 ) -> None:
     result = CliRunner().invoke(app, encode_args(tmp_path, light_export, tmp_path / "store", *args))
     assert result.exit_code == 2 and message in result.output
+    assert result.stderr.splitlines()[-1].startswith("interformer-encode: error: "), result.stderr
     assert not (tmp_path / "store").exists()
     result = CliRunner().invoke(app, encode_args(tmp_path, tmp_path, tmp_path / "store"))
     assert result.exit_code == 2 and "manifest" in result.output
@@ -192,6 +196,22 @@ def test_click_command_writes_mask_at_original_size(light_export: Path, tmp_path
         app, ["click", str(tmp_path / "store" / "cat.png.npz"), "--model", str(light_export), "--at", "45,0"]
     )
     assert result.exit_code == 2 and "outside" in result.output
+    assert result.stderr.strip() == "interformer-encode: error: click (45, 0) lies outside the 45x60 image"
+
+
+def test_the_old_precision_spelling_still_works_with_one_warning_line(light_export: Path, tmp_path: Path) -> None:
+    image = tmp_path / "cat.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(image)
+    runner, store = CliRunner(), tmp_path / "store"
+    warning = "interformer-encode: warning: --precision is deprecated, use --compute"
+    result = runner.invoke(app, encode_args(image, light_export, store, "--precision", "f32"))
+    assert result.exit_code == 0 and result.stderr.splitlines()[0] == warning, result.output
+    assert result.stderr.count("warning") == 1 and (store / "cat.png.npz").is_file()
+    click = ["click", str(store / "cat.png.npz"), "--model", str(light_export), "--at", "5,5"]
+    result = runner.invoke(app, [*click, "--out", str(tmp_path / "mask.png"), "--precision", "f32"])
+    assert result.exit_code == 0 and result.stderr.strip() == warning, result.output
+    result = runner.invoke(app, [*click, "--out", str(tmp_path / "mask.png"), "--compute", "f32"])
+    assert result.exit_code == 0 and not result.stderr, result.stderr
 
 
 def test_help_explains_every_flag() -> None:
@@ -205,15 +225,17 @@ def test_help_explains_every_flag() -> None:
             "--batch",
             "--max-side",
             "--backend",
-            "--precision",
+            "--compute",
             "--dtype",
             "--recursive",
             "--force",
         ],
-        "click": ["--model", "--at", "--out", "--threads", "--backend", "--precision", "--zoom-in"],
+        "click": ["--model", "--at", "--out", "--threads", "--backend", "--compute", "--zoom-in"],
     }.items():
-        result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"})
         assert result.exit_code == 0
+        rows = help_rows(result.output)
         for flag in flags:
-            line = next(line for line in result.output.splitlines() if flag in line)
-            assert len(line.split(flag, 1)[1].strip(" │")) > 10, f"{command} {flag} has no explanation"
+            assert len(rows.get(flag, "")) > 10, f"{command} {flag} has no explanation"
+        assert "--precision" not in result.output  # deprecated: accepted, not shown
+        assert max(len(line) for line in result.output.splitlines()) <= 80, "help wider than the terminal"

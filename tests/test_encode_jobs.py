@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from encode_helpers import encode_command, image_folder, summary_rows
 
-from interformer_edge.core.spec import DEFAULT_MAX_SIDE
-from interformer_edge.runtime import encode_jobs
+from interformer_edge.runtime import EncodeSettings, RuntimeSettings, encode_jobs
 from interformer_edge.runtime.features import load_features
 from interformer_edge.runtime.store import lock_path
 
@@ -25,7 +24,7 @@ def test_a_claimed_image_is_left_to_its_owner_and_a_stale_claim_is_taken_over(
 ) -> None:
     folder, store = image_folder(tmp_path, 2, 40), tmp_path / "store"
     jobs = encode_jobs.list_jobs(folder, store, recursive=False)
-    encode_jobs.init_worker(str(light_export), "auto", 1, "f32", DEFAULT_MAX_SIDE, "float16", False, in_pool=False)
+    encode_jobs.init_worker(EncodeSettings(light_export, RuntimeSettings("auto", 1, "f32")), in_pool=False)
     store.mkdir()
     live = lock_path(jobs[0].target)  # held by this very process: alive
     live.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}))
@@ -46,7 +45,7 @@ def test_a_crash_on_one_image_is_one_line_with_its_kind_and_the_run_goes_on(
 ) -> None:
     folder, store = image_folder(tmp_path, 2, 40), tmp_path / "store"
     jobs = encode_jobs.list_jobs(folder, store, recursive=False)
-    encode_jobs.init_worker(str(light_export), "auto", 1, "f32", DEFAULT_MAX_SIDE, "float16", False, in_pool=False)
+    encode_jobs.init_worker(EncodeSettings(light_export, RuntimeSettings("auto", 1, "f32")), in_pool=False)
     store.mkdir()
     encode = encode_jobs._ENCODER.encode
 

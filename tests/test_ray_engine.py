@@ -13,13 +13,16 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from encode_checks import assert_same_store_files, help_rows
 from PIL import Image
 from typer.testing import CliRunner
 
-from interformer_edge.core.spec import DEFAULT_MAX_SIDE
-from interformer_edge.runtime.cli import EXIT_BAD_INPUT, EXIT_FAILURES, app
-from interformer_edge.runtime.encode_jobs import list_jobs
+from interformer_edge.core.cli_kit import EXIT_BAD_INPUT, EXIT_FAILURES
+from interformer_edge.runtime.cli import app
+from interformer_edge.runtime.encode_image import EncodeSettings, Job, Outcome
+from interformer_edge.runtime.export import RuntimeSettings
 from interformer_edge.runtime.features import load_features
+from interformer_edge.runtime.image_sources import list_jobs
 
 ray = pytest.importorskip("ray")  # the [ray] extra: installed by scripts/setup.sh; absent from the lean install
 
@@ -77,16 +80,6 @@ def counts(output: str) -> tuple[int, int, int]:
     return int(rows["encoded"]), int(rows["skipped (up to date)"]), int(rows["failed"])
 
 
-def assert_same_store_files(store: Path, reference: Path, names: list[str]) -> None:
-    """Each store file holds the reference's maps bit for bit and the same metadata (but its time and digest)."""
-    for name in names:
-        ours, theirs = load_features(store / name), load_features(reference / name)
-        for key, array in theirs.maps.items():
-            assert ours.maps[key].dtype == array.dtype and np.array_equal(ours.maps[key], array), (name, key)
-        differing = {key for key, value in vars(theirs.meta).items() if getattr(ours.meta, key) != value}
-        assert differing <= {"created", "content_sha256"}, (name, differing)
-
-
 def test_unreachable_cluster_is_one_line_and_nothing_written(light_export: Path, tmp_path: Path) -> None:
     import socket
 
@@ -97,7 +90,10 @@ def test_unreachable_cluster_is_one_line_and_nothing_written(light_export: Path,
     for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
         code, output = encode(folder, light_export, tmp_path / "store", "--engine", "ray", "--address", address)
         assert code == EXIT_BAD_INPUT and "Traceback" not in output, output
-        assert output.strip().splitlines()[-1] == f"error: cannot reach a Ray cluster at {address}: Connection refused"
+        assert (
+            output.strip().splitlines()[-1]
+            == f"interformer-encode: error: cannot reach a Ray cluster at {address}: Connection refused"
+        )
     with socket.socket() as listening:  # Ray Client is refused before connecting, with what to do instead
         listening.bind(("127.0.0.1", 0))
         listening.listen()
@@ -115,7 +111,8 @@ def test_without_ray_the_engine_names_the_extra_and_the_local_engine_works(
     code, output = encode(folder, light_export, tmp_path / "store", "--engine", "ray")
     assert code == EXIT_BAD_INPUT and "Traceback" not in output, output
     assert (
-        output.strip().splitlines()[-1] == "error: the Ray engine needs the [ray] extra: pip install "
+        output.strip().splitlines()[-1]
+        == "interformer-encode: error: the Ray engine needs the [ray] extra: pip install "
         '"interformer-edge[ray]"'
     )
     code, output = encode(folder, light_export, tmp_path / "store")
@@ -129,7 +126,7 @@ def test_without_ray_the_engine_names_the_extra_and_the_local_engine_works(
 def test_ray_engine_survives_a_crashing_actor_resumes_and_writes_the_local_engines_files(
     light_export: Path, tmp_path: Path, local_ray: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from interformer_edge.runtime import ray_engine
+    from interformer_edge.runtime import ray_cluster, ray_engine
 
     folder = make_images(tmp_path / "photos")
     local, store = tmp_path / "local", tmp_path / "store"
@@ -140,8 +137,8 @@ def test_ray_engine_survives_a_crashing_actor_resumes_and_writes_the_local_engin
     poison = "img05.png"
 
     class DiesWhileWriting(ray_engine.EncoderActor):
-        def encode_row(self, rgb: np.ndarray, name: str, sha256: str, target: Path) -> str:
-            if name == poison:
+        def encode_row(self, job: Job, rgb: np.ndarray, sha256: str) -> Outcome:
+            if job.name == poison:
 
                 def write_half(file: object, **arrays: np.ndarray) -> None:
                     file.write(b"PK\x03\x04 half a zip")
@@ -149,26 +146,15 @@ def test_ray_engine_survives_a_crashing_actor_resumes_and_writes_the_local_engin
                     os._exit(1)
 
                 np.savez = write_half  # in this actor's process only, which dies in it
-            return super().encode_row(rgb, name, sha256, target)
+            return super().encode_row(job, rgb, sha256)
 
     monkeypatch.setattr(ray_engine, "ACTOR_TASK_RETRIES", 0)  # a retry would crash again: keep the test short
-    cluster = ray_engine.connect(None)
+    assert not ray_cluster.connect(None).owned  # the module's Ray instance, kept as it is
     jobs = list_jobs(folder, store, recursive=False)
+    settings = EncodeSettings(light_export, RuntimeSettings(threads=1))
     outcomes = [
         outcome
-        for batch in cluster.encode(
-            jobs,
-            str(light_export),
-            "auto",
-            1,
-            "f32",
-            DEFAULT_MAX_SIDE,
-            "float16",
-            False,
-            actors=2,
-            batch_size=4,
-            actor_class=DiesWhileWriting,
-        )
+        for batch in ray_engine.encode_on_ray(jobs, settings, actors=2, batch_size=4, actor_class=DiesWhileWriting)
         for outcome in batch
     ]
     assert sorted(o.name for o in outcomes) == sorted(job.name for job in jobs)  # one outcome per image
@@ -202,7 +188,7 @@ def test_ray_engine_survives_a_crashing_actor_resumes_and_writes_the_local_engin
 
 def test_image_lists_name_images_from_their_common_folder_and_uris_are_read(tmp_path: Path) -> None:
     from interformer_edge.core.image_io import ImageReadError
-    from interformer_edge.runtime.ray_engine import list_file_jobs, read_image_bytes
+    from interformer_edge.runtime.image_sources import list_file_jobs, read_image_bytes
 
     for sub in ("a", "b"):
         (tmp_path / "photos" / sub).mkdir(parents=True)
@@ -228,25 +214,22 @@ def test_image_lists_name_images_from_their_common_folder_and_uris_are_read(tmp_
 
 
 def test_the_engine_module_imports_neither_ray_nor_torch() -> None:
+    modules = ("cli", "encode_run", "ray_cluster", "ray_engine", "image_sources")
     code = (
-        "import sys, interformer_edge.runtime.cli, interformer_edge.runtime.ray_engine; "
+        f"import sys; {'; '.join(f'import interformer_edge.runtime.{name}' for name in modules)}; "
         "bad = [m for m in ('ray', 'torch', 'interformer_edge.models') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_help_explains_the_ray_flags() -> None:
-    result = CliRunner().invoke(app, ["encode", "--help"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(app, ["encode", "--help"], env={"COLUMNS": "80"})
     assert result.exit_code == 0
+    rows = help_rows(result.output)
     for flag, words in {
         "--engine": "local (processes",
         "--address": "the cluster to use",
         "--actors": "Encoders running",
         "--batch-size": "Images handed",
     }.items():
-        line = next(
-            line
-            for line in result.output.splitlines()  # the row that declares the flag
-            if flag in line.strip("│ ").split(" ", 1)[0].split(",")
-        )
-        assert words in line, f"{flag}: {line}"
+        assert words in rows.get(flag, ""), f"{flag}: {rows.get(flag)}"
