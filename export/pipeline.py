@@ -89,7 +89,7 @@ class ExportResult:
         return self.manifest.parity.passed
 
 
-Progress = Callable[[str], None]
+StepStarted = Callable[[str], None]  # told each step's name as it starts (the CLI shows it as progress)
 
 
 def validate(options: ExportOptions) -> None:
@@ -144,7 +144,7 @@ class _Steps:
     """Times named steps, notes the process's peak RSS after each, and tells the progress callback
     when one starts."""
 
-    def __init__(self, progress: Progress | None) -> None:
+    def __init__(self, progress: StepStarted | None) -> None:
         self.progress = progress
         self.seconds: dict[str, float] = {}
         self.peak_rss: dict[str, int] = {}
@@ -197,7 +197,7 @@ class _Graphs:
         return {**onnx_export.graph_metadata(role, self.metadata, *self.signatures[role]), "opset": str(self.opset)}
 
 
-def run_export(options: ExportOptions, progress: Progress | None = None) -> ExportResult:
+def run_export(options: ExportOptions, progress: StepStarted | None = None) -> ExportResult:
     """Export, gate and install; see the module docstring. Raises :class:`ExportError` on bad input."""
     validate(options)
     started = time.perf_counter()
