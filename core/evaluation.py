@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .clicker import next_click
 from .clicks import (
     Click,
     add_click,
     initial_ref_label,
-    next_click,
     update_ref_label_with_prediction,
     zoom_roi,
 )

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from interformer_edge.core.clicks import TRAIN_FIRST_CLICK_INNER_K, TRAIN_LATER_CLICK_INNER_K, random_click
+from interformer_edge.core.clicker import TRAIN_FIRST_CLICK_INNER_K, TRAIN_LATER_CLICK_INNER_K, random_click
 from interformer_edge.core.dataset import IMAGE_SUFFIXES, open_dataset
 from interformer_edge.core.evaluation import Roi
 from interformer_edge.core.image_io import ImageReadError, read_rgb

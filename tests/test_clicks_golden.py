@@ -26,12 +26,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from interformer_edge.core.clicker import click_candidates, next_click
 from interformer_edge.core.clicks import (
     Click,
-    click_candidates,
     clicks_to_ref_label,
     merge_ref_labels,
-    next_click,
     update_ref_label_with_prediction,
     zoom_roi,
 )

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from interformer_edge.core.clicks import (
-    TRAIN_FIRST_CLICK_INNER_K,
-    TRAIN_LATER_CLICK_INNER_K,
-    Click,
-    add_click,
-    initial_ref_label,
-    random_click,
-    update_ref_label_with_prediction,
-)
+from interformer_edge.core.clicker import TRAIN_FIRST_CLICK_INNER_K, TRAIN_LATER_CLICK_INNER_K, random_click
+from interformer_edge.core.clicks import Click, add_click, initial_ref_label, update_ref_label_with_prediction
 
 
 def sample_num_clicks(rng: np.random.Generator, max_clicks: int = 20, gamma: float = 0.6) -> int:
