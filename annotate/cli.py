@@ -18,11 +18,12 @@ import typer
 
 from interformer_edge.core.cli_kit import command_app, fail, warn
 from interformer_edge.core.dataset import IMAGE_SUFFIXES
-from interformer_edge.core.manifest import Manifest, ManifestError, load_manifest
+from interformer_edge.core.manifest import ManifestError
 from interformer_edge.core.messages import first_line
 from interformer_edge.core.spec import DEFAULT_MAX_SIDE
 from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.errors import InterFormerRuntimeError
+from interformer_edge.runtime.export import Export, RuntimeSettings, open_export
 from interformer_edge.runtime.features import FEATURE_SUFFIX, ImageFeatures
 
 from .decoder_choice import AUTO, DecoderChoice, choose_decoder, timing_image
@@ -285,9 +286,9 @@ def main(
         token = secrets.token_urlsafe(24)  # serving a network: never without a token
     policy = AccessPolicy(served_hosts(host, allowed_host or ()), token)
     try:
-        manifest = load_manifest(model)
+        export = open_export(model)
         if static_shapes is None:
-            canvases = folder_canvases(ImageFolder(images, recursive, exclude=out), manifest, max_side or None)
+            canvases = folder_canvases(ImageFolder(images, recursive, exclude=out), export.manifest, max_side or None)
             static_shapes = len(canvases) <= static_sizes
             if not static_shapes:
                 print(
@@ -296,7 +297,7 @@ def main(
                     file=sys.stderr,
                 )
         choice, decoder, timings = _choose_decoder(
-            model, manifest, DecoderChoice(backend, variant, compute, static_shapes, static_sizes), threads or None
+            export, DecoderChoice(backend, variant, compute, static_shapes, static_sizes), threads or None
         )
         settings = Settings(
             images=images,
@@ -322,7 +323,7 @@ def main(
             decode=decode,
             check_saves=check_saves,
         )
-        annotator = Annotator(settings, decoder)
+        annotator = Annotator(settings, decoder, export)
     except (ManifestError, InterFormerRuntimeError, RequestError, ValueError) as err:
         fail(COMMAND, first_line(err))
     _check_writable(out)
@@ -342,17 +343,15 @@ def main(
 
 
 def _choose_decoder(
-    model: Path, manifest: Manifest, asked: DecoderChoice, threads: int | None
+    export: Export, asked: DecoderChoice, threads: int | None
 ) -> tuple[DecoderChoice, Decoder, dict[DecoderChoice, float]]:
     """The decoder to serve (timed among the gated candidates when a field is ``auto``)."""
-    from interformer_edge.runtime.encoder import Encoder
 
     def features() -> ImageFeatures:
         print("interformer-annotate: timing the gated click decoders to pick the fastest…", file=sys.stderr)
-        encoder = Encoder(model, threads=threads, manifest=manifest, verify=False)
-        return encoder.encode(timing_image(TIMING_SIZE), name="timing")
+        return export.encoder(RuntimeSettings(threads=threads)).encode(timing_image(TIMING_SIZE), name="timing")
 
-    return choose_decoder(model, manifest, asked, threads, features)
+    return choose_decoder(export, asked, threads, features)
 
 
 def _decoder_line(choice: DecoderChoice, timings: dict[DecoderChoice, float]) -> str:

@@ -17,7 +17,6 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +31,7 @@ from interformer_edge.runtime.backends import (
     openvino_device_precision,
 )
 from interformer_edge.runtime.decoder import Decoder
+from interformer_edge.runtime.export import Export, RuntimeSettings
 from interformer_edge.runtime.features import ImageFeatures
 from interformer_edge.runtime.session import ClickSession
 
@@ -59,18 +59,9 @@ class DecoderChoice:
         compute = f", {shown} compute" if self.backend == "openvino" else ""
         return f"{self.backend} {self.variant} ({shapes}{compute})"
 
-    def load(self, export_dir: str | Path, manifest: Manifest, threads: int | None) -> Decoder:
-        return Decoder(
-            export_dir,
-            self.backend,
-            threads,
-            compute=self.compute,
-            manifest=manifest,
-            verify=False,
-            variant=self.variant,
-            static_shapes=self.static_shapes,
-            static_sizes=self.static_sizes,
-        )
+    def load(self, export: Export, threads: int | None) -> Decoder:
+        settings = RuntimeSettings(self.backend, threads, self.compute)
+        return export.decoder(settings, self.variant, self.static_shapes, self.static_sizes)
 
 
 def _int8_gate(manifest: Manifest, variant: str, backend: str) -> dict | None:
@@ -125,8 +116,7 @@ def median_click_ms(decoder: Decoder, features: ImageFeatures) -> float:
 
 
 def choose_decoder(
-    export_dir: str | Path,
-    manifest: Manifest,
+    export: Export,
     asked: DecoderChoice,
     threads: int | None,
     features: Callable[[], ImageFeatures],
@@ -138,6 +128,7 @@ def choose_decoder(
     Raises:
         ValueError: no configuration matches what was asked.
     """
+    manifest = export.manifest
     found = candidates(manifest, asked)
     if not found:
         raise ValueError(
@@ -146,12 +137,12 @@ def choose_decoder(
             f"the export's decoders: {', '.join(manifest.precisions('decoder'))})"
         )
     if len(found) == 1:
-        return found[0], found[0].load(export_dir, manifest, threads), {}
+        return found[0], found[0].load(export, threads), {}
     image = features()
     timings: dict[DecoderChoice, float] = {}
     decoders: dict[DecoderChoice, Decoder] = {}
     for choice in found:
-        decoders[choice] = choice.load(export_dir, manifest, threads)
+        decoders[choice] = choice.load(export, threads)
         timings[choice] = median_click_ms(decoders[choice], image)
         log.info("decoder %s: %.1f ms per click", choice.describe(), timings[choice])
     best = min(timings, key=timings.__getitem__)

@@ -20,15 +20,16 @@ import numpy as np
 from PIL import Image
 
 from interformer_edge.core.image_io import ImageReadError
-from interformer_edge.core.manifest import BASE_PRECISION, load_manifest
+from interformer_edge.core.manifest import BASE_PRECISION
 from interformer_edge.core.messages import first_line
 from interformer_edge.runtime.decoder import Decoder
-from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.errors import ClickError, FeatureFileError, InterFormerRuntimeError, ModelMismatchError
+from interformer_edge.runtime.export import Export, RuntimeSettings, open_export
 from interformer_edge.runtime.features import FEATURE_SUFFIX, ImageFeatures, load_features, save_features
 from interformer_edge.runtime.session import ClickSession
 
 from .browser_decode import BrowserSide
+from .decoder_choice import DecoderChoice
 from .errors import ConflictError, RequestError
 from .feature_cache import CachedFeatures, FeatureCache
 from .images import ImageFolder
@@ -70,6 +71,9 @@ class Settings:
     decode: str = "browser"  # where clicks are answered by default: "browser" (the page's own decoder) or "server"
     check_saves: bool = True  # replay a browser-decoded object's clicks on save and refuse a mask that disagrees
 
+    def decoder_choice(self) -> DecoderChoice:
+        return DecoderChoice(self.backend, self.variant, self.compute, self.static_shapes, self.static_sizes)
+
 
 def png_base64(mask: np.ndarray) -> str:
     """A mask for the page: 1-bit PNG, base64 (a few KB where raw bits would be ``H W / 8`` bytes)."""
@@ -85,29 +89,13 @@ class Annotator:
         ManifestError, InterFormerRuntimeError, RequestError: the model, options or output folder are unusable.
     """
 
-    def __init__(self, settings: Settings, decoder: Decoder | None = None) -> None:
-        """``decoder``: one already loaded (e.g. chosen by timing); else built from ``settings``."""
+    def __init__(self, settings: Settings, decoder: Decoder | None = None, export: Export | None = None) -> None:
+        """``decoder``: one already loaded (e.g. chosen by timing), else built from ``settings``; ``export``:
+        ``settings.model`` already opened."""
         self.settings = settings
-        manifest = load_manifest(settings.model)
-        self.encoder = Encoder(
-            settings.model,
-            settings.backend,
-            settings.threads,
-            manifest=manifest,
-            max_side=settings.max_side,
-            verify=False,
-        )
-        self.decoder = decoder or Decoder(
-            settings.model,
-            settings.backend,
-            settings.threads,
-            compute=settings.compute,
-            manifest=manifest,
-            verify=False,
-            variant=settings.variant,
-            static_shapes=settings.static_shapes,
-            static_sizes=settings.static_sizes,
-        )
+        export = export if export is not None else open_export(settings.model)
+        self.encoder = export.encoder(RuntimeSettings(settings.backend, settings.threads), settings.max_side)
+        self.decoder = decoder or settings.decoder_choice().load(export, settings.threads)
         self.model_id = self.encoder.model_id
         self.model_version = f"{MODEL_NAME}-{self.model_id}-{settings.variant}"
         self.folder = ImageFolder(settings.images, settings.recursive, exclude=settings.out)
@@ -127,7 +115,7 @@ class Annotator:
             self.model_version,
         )
 
-        self.browser = BrowserSide(manifest, self.decoder, self.model_id, settings.decode, settings.check_saves)
+        self.browser = BrowserSide(export.manifest, self.decoder, self.model_id, settings.decode, settings.check_saves)
 
     def close(self) -> None:
         self.cache.close()

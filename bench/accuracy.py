@@ -31,6 +31,7 @@ from interformer_edge.core.progress import Countdown
 from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.features import ImageFeatures
 
+from .accuracy_results import AccuracyRow, Evaluation, ObjectCurves, Parity, Scores
 from .configs import BenchConfig
 
 # (H, W) uint8 reference label at the image size, roi on the padded canvas or None → (2, H, W) float32 logits.
@@ -88,20 +89,18 @@ class _Tally:
         self.sum_abs += float(diff.sum()) if finite else float("inf")
         self.values += diff.size
 
-    def parity(self) -> dict[str, Any]:
+    def parity(self) -> Parity:
         flat = [v for per_click in self.parity_ious for v in per_click]
-        if not flat:
-            return {}
-        return {
-            "clicks_compared": self.compared,
-            "mask_iou_mean": float(np.mean(flat)),
-            "mask_iou_min": float(np.min(flat)),
-            "mask_iou_per_click": [float(np.mean(v)) for v in self.parity_ious],
-            "identical_masks": self.identical / self.compared,
-            "pixel_agreement": self.agreement / self.compared,
-            "logit_max_abs_diff": self.max_abs,
-            "logit_mean_abs_diff": self.sum_abs / max(1, self.values),
-        }
+        return Parity(
+            clicks_compared=self.compared,
+            mask_iou_mean=float(np.mean(flat)),
+            mask_iou_min=float(np.min(flat)),
+            mask_iou_per_click=[float(np.mean(v)) for v in self.parity_ious],
+            identical_masks=self.identical / self.compared,
+            pixel_agreement=self.agreement / self.compared,
+            logit_max_abs_diff=self.max_abs,
+            logit_mean_abs_diff=self.sum_abs / max(1, self.values),
+        )
 
 
 def usable_samples(dataset: EvalDataset, limit: int | None) -> Iterator[Sample]:
@@ -122,37 +121,37 @@ def evaluate(
     zoom_start: int,
     progress: Callable[[str], None] | None = None,
     total: int | None = None,
-) -> dict[str, Any]:
-    """Run the protocol of the module docstring; returns rows per configuration and per-object curves.
-    ``total``: how many samples to expect, for the progress lines' count and estimate."""
+) -> Evaluation:
+    """Run the protocol of the module docstring: a row per configuration (none when there was no object)
+    and the per-object curves. ``total``: how many samples to expect, for the progress lines' count and
+    estimate."""
     everyone = [reference, *others]
     tallies = {p.config.name: _Tally() for p in everyone}
-    per_object: list[dict[str, Any]] = []
+    per_object: list[ObjectCurves] = []
     countdown = Countdown(total) if total else None
     for number, sample in enumerate(samples, start=1):
         if progress is not None:
             position = countdown(number - 1) if countdown is not None else str(number)
             progress(f"object {position}: {sample.name} ({sample.image.shape[0]}x{sample.image.shape[1]})")
         curves = _evaluate_object(sample, everyone, tallies, clicks, zoom_in, zoom_start)
-        per_object.append({"name": sample.name, "size": list(sample.mask.shape), "ious": curves})
-
+        per_object.append(ObjectCurves(sample.name, list(sample.mask.shape), curves))
     rows = []
-    ref_quality = _quality(tallies[reference.config.name].sessions, clicks)
-    for participant in everyone:
-        tally = tallies[participant.config.name]
-        quality = _quality(tally.sessions, clicks)
-        delta = {k: quality[k] - ref_quality[k] for k in quality if k.startswith(("miou@", "noc@"))} if quality else {}
-        rows.append(
-            {
-                **participant.config.to_dict(),
-                "reference": participant is reference,
-                "parity": tally.parity(),
-                "quality": quality,
-                "delta_vs_reference": delta,
-                "seconds": round(tally.seconds, 2),
-            }
-        )
-    return {"reference": reference.config.name, "objects": len(per_object), "rows": rows, "per_object": per_object}
+    if per_object:
+        ref_quality = _quality(tallies[reference.config.name].sessions, clicks)
+        for participant in everyone:
+            tally = tallies[participant.config.name]
+            quality = _quality(tally.sessions, clicks)
+            rows.append(
+                AccuracyRow(
+                    participant.config,
+                    participant is reference,
+                    tally.parity(),
+                    quality,
+                    quality.minus(ref_quality),
+                    round(tally.seconds, 2),
+                )
+            )
+    return Evaluation(reference.config.name, len(per_object), rows, per_object)
 
 
 def _evaluate_object(
@@ -202,9 +201,5 @@ def _evaluate_object(
     return curves
 
 
-def _quality(sessions: list[SessionResult], clicks: int) -> dict[str, Any]:
-    if not sessions:
-        return {}
-    summary = summarize(sessions, at_clicks=[k for k in MIOU_AT_CLICKS if k <= clicks])
-    summary.pop("sessions", None)
-    return summary
+def _quality(sessions: list[SessionResult], clicks: int) -> Scores:
+    return Scores.from_json(summarize(sessions, at_clicks=[k for k in MIOU_AT_CLICKS if k <= clicks]))

@@ -1,125 +1,44 @@
-"""``interformer-bench``: latency, memory, size and interactive accuracy of an export on this machine."""
+"""``interformer-bench``: latency, memory, size and interactive accuracy of an export on this machine.
+
+The command line only reads flags into :class:`~.options.BenchFlags`, has them checked
+(:func:`~.options.check_flags`), runs :func:`~.run.run_benchmark` and shows the result.
+"""
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
-import time
-from dataclasses import replace
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from interformer_edge.core.atomic import write_atomic
-from interformer_edge.core.manifest import Manifest, ManifestError, load_manifest
-from interformer_edge.core.sizes import parse_size
-from interformer_edge.core.spec import EVAL_MAX_CLICKS, MANIFEST_NAME
+from interformer_edge.core.cli_kit import EXIT_OK, command_app, fail, warn
+from interformer_edge.core.progress import cli_console
+from interformer_edge.core.spec import EVAL_MAX_CLICKS
 from interformer_edge.core.timing import DEFAULT_BUDGET_S, DEFAULT_MIN_RUNS, DEFAULT_WARMUP, TimingPolicy
-from interformer_edge.runtime.backends import installed_backends
 
-from .configs import check_backends, default_precisions, known_precisions, openvino_facts, plan_configs
-from .machine import usable_cores
-from .plots import write_plots
-from .report import failure_text, headline, print_report, to_json, to_markdown
-from .suite import PARTS, BenchOptions, run_bench
+from .default_export import export_folder
+from .options import DEFAULT_LIMIT, DEFAULT_MEMORY_CLICKS, PARTS, BadInputError, BenchFlags, check_flags, plan_rows
+from .report import print_report
+from .result import BenchResult
+from .run import run_benchmark
+from .steps import silent, step_lines
 
-EXIT_FAILURES = 1  # some configuration failed to load or run; the report is written and lists it
-EXIT_BAD_INPUT = 2  # nothing was measured or written
-DEFAULT_EXPORT_DIR = Path("interformer_export")  # where a plain `interformer-export` writes
+COMMAND = "interformer-bench"
 DEFAULT_OUT = Path("interformer_bench")
 DEFAULT_SIZES = "512x512"
-# Accuracy objects by default: the first 20 of the bundled held-out set keep a full default bench of
-# the bundled model (5 configurations with INT8, 20 clicks each) at about 3 minutes on 2 quiet cores
-# and under 10 with a training job beside it; --limit 0 runs all 100.
-DEFAULT_LIMIT = 20
-REPORT_JSON, REPORT_MD = "report.json", "report.md"
+ROWS_HELP = (
+    "Comma-separated rows, each a decoder variant and the type OpenVINO computes float layers in: fp32 (the "
+    "exported decoder; OpenVINO pinned to f32), int8 (the quantized decoder), bf16 / fp16 (OpenVINO computing "
+    "in that type, where the CPU supports it), default (what OpenVINO picks by itself: bf16 on AVX512-BF16/AMX "
+    "x86, f16 on Cortex-A76), int8-default (the int8 decoder, float layers in that default). Default: every "
+    "decoder variant of the export, each also with OpenVINO's default."
+)
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-
-class BadInputError(Exception):
-    """A one-line reason to refuse the run before measuring anything."""
-
-
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def parse_threads(text: str) -> tuple[int, ...]:
-    values = _split(text)
-    if not values or not all(v.isdigit() and int(v) >= 1 for v in values):
-        raise BadInputError(f"--threads {text!r}: expected positive integers such as 1,2,4")
-    return tuple(dict.fromkeys(int(v) for v in values))
-
-
-def parse_sizes(text: str, manifest: Manifest) -> tuple[tuple[int, int], ...]:
-    """``"512x512,320x480"`` → sizes the export can run: multiples of its size divisor, within its
-    maximum side, and only its own size for a static-size export."""
-    pre = manifest.preprocessing
-    sizes = []
-    for part in _split(text):
-        try:
-            size = parse_size(part, pre.size_divisor, pre.max_image_side)
-        except ValueError as err:
-            raise BadInputError(str(err)) from None
-        if manifest.static_size is not None and size != manifest.static_size:
-            raise BadInputError(
-                f"size {part}: this is a static-size export; it only runs "
-                f"{manifest.static_size[0]}x{manifest.static_size[1]}"
-            )
-        sizes.append(size)
-    if not sizes:
-        raise BadInputError("--sizes is empty")
-    return tuple(dict.fromkeys(sizes))
-
-
-def check_writable(out: Path) -> None:
-    """Refuse an output folder that cannot be created or written, before a long run rather than after."""
-    if out.exists() and not out.is_dir():
-        raise BadInputError(f"--out {out} exists and is not a folder")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise BadInputError(f"--out {out}: {probe} is not writable")
-
-
-def resolve_export(artifact_dir: Path | None, console: Console, quiet: bool) -> Path:
-    """The folder to benchmark; with no argument, ``./interformer_export``, exported from the bundled
-    default checkpoint first if it does not exist (needs torch)."""
-    if artifact_dir is not None:
-        return artifact_dir
-    folder = DEFAULT_EXPORT_DIR
-    if folder.exists() and (folder / MANIFEST_NAME).exists():
-        return folder
-    if folder.exists() and any(folder.iterdir()):
-        raise BadInputError(f"{folder} exists but holds no {MANIFEST_NAME}; pass an export folder")
-    try:
-        from interformer_edge.export.pipeline import ExportError, ExportOptions, run_export
-    except ImportError as err:
-        raise BadInputError(
-            f"no export at ./{folder} and torch is not installed ({err.name or err}) to make one: run "
-            "interformer-export on a workstation and pass the folder it writes"
-        ) from None
-    if not quiet:
-        console.print(f"no export at ./{folder}: exporting the bundled default model there first", highlight=False)
-    try:
-        with console.status("exporting the bundled default model…"):
-            run_export(ExportOptions(out_dir=folder))
-    except ExportError as err:
-        raise BadInputError(f"exporting the bundled default model failed: {err}") from None
-    return folder
-
-
-def _default_dataset() -> Path | None:
-    try:
-        from interformer_edge.assets import HELDOUT_DIR
-    except ImportError:
-        return None
-    return Path(HELDOUT_DIR) if Path(HELDOUT_DIR, "img").is_dir() else None
+app = command_app()
 
 
 @app.command()
@@ -138,15 +57,8 @@ def main(
             help="Comma-separated backends: onnxruntime, openvino. Default: every installed one.", show_default=False
         ),
     ] = None,
-    precisions: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated rows: fp32 (OpenVINO pinned to f32), int8 (the quantized decoder), bf16 / fp16 "
-            "(OpenVINO hint, where the CPU supports it), default (what OpenVINO picks by itself: bf16 on "
-            "AVX512-BF16/AMX x86, f16 on Cortex-A76). Default: every decoder precision of the export + default.",
-            show_default=False,
-        ),
-    ] = None,
+    rows: Annotated[str | None, typer.Option(help=ROWS_HELP, show_default=False)] = None,
+    precisions: Annotated[str | None, typer.Option(hidden=True, help="--rows' old name.")] = None,
     threads: Annotated[
         str | None,
         typer.Option(help="Comma-separated thread counts. Default: 1 and the usable cores.", show_default=False),
@@ -180,7 +92,7 @@ def main(
     warmup: Annotated[int, typer.Option(min=0, help="Untimed warm-up runs per measurement.")] = DEFAULT_WARMUP,
     memory_clicks: Annotated[
         int, typer.Option(min=1, help="Clicks the fresh memory-probe process serves after encoding one photo.")
-    ] = 20,
+    ] = DEFAULT_MEMORY_CLICKS,
     parts: Annotated[str, typer.Option(help="Comma-separated parts to run: latency, memory, accuracy.")] = ",".join(
         PARTS
     ),
@@ -231,159 +143,59 @@ def main(
     Exit status: 0 done; 1 some configuration failed to load or run (the report is written and says
     which), or a crash; 2 bad input (nothing measured or written).
     """
-    console = Console(width=None if Console().is_terminal else 140)
-    err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 140)
-    command = "interformer-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    console, err_console = cli_console(), cli_console(stderr=True)
+    if precisions is not None:
+        warn(COMMAND, "--precisions is deprecated, use --rows")
+        rows = rows if rows is not None else precisions
+    flags = BenchFlags(
+        export_dir=artifact_dir,
+        backends=backends,
+        rows=rows,
+        threads=threads,
+        sizes=sizes,
+        dataset=dataset,
+        clicks=clicks,
+        limit=limit,
+        timing=TimingPolicy(warmup=warmup, min_runs=runs, budget_s=budget),
+        memory_clicks=memory_clicks,
+        parts=parts,
+        baseline=baseline,
+        emulated=emulated,
+        out=out,
+        static_shapes=static_shapes,
+        command=f"{COMMAND} " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
     try:
-        options, manifest = _options(
-            artifact_dir,
-            backends,
-            precisions,
-            threads,
-            sizes,
-            dataset,
-            clicks,
-            limit,
-            TimingPolicy(warmup=warmup, min_runs=runs, budget_s=budget),
-            memory_clicks,
-            parts,
-            baseline,
-            emulated,
-            out,
-            command,
-            err_console,
-            quiet,
-        )
-        options = replace(options, static_shapes=static_shapes)
+        options = check_flags(flags, lambda folder: export_folder(folder, err_console, quiet))
+        plan = plan_rows(options)
     except BadInputError as err:
-        err_console.print(f"interformer-bench: error: {err}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(COMMAND, err)
     if emulated:
         err_console.print(f"[bold yellow]{emulated}[/]", highlight=False)
-    report = _run_with_progress(options, manifest, err_console, quiet)
-    report["headline"] = headline(report)
-    out.mkdir(parents=True, exist_ok=True)
-    plots, note = write_plots(report, out)
-    if note:
-        report.setdefault("notes", []).append(note)
-    report["outputs"] = [REPORT_JSON, REPORT_MD, *plots]
-    write_atomic(out / REPORT_JSON, to_json(report))
-    write_atomic(out / REPORT_MD, to_markdown(report, plots))
+    with nullcontext(silent) if quiet else step_lines(err_console) as say:
+        result = run_benchmark(options, plan, say)
+    show(result, out, console, err_console, quiet)
+    if result.exit_status != EXIT_OK:
+        raise typer.Exit(result.exit_status)
+
+
+def show(result: BenchResult, out: Path, console: Console, err_console: Console, quiet: bool) -> None:
+    """The report in the terminal (with ``quiet``: the headline, and dataset problems and failures on
+    stderr), then which files were written."""
+    report = result.report
     if quiet:
-        if report.get("headline"):
-            console.print(report["headline"]["text"], highlight=False)
-        for problem in (report.get("accuracy") or {}).get("problems", []):
+        if report.headline:
+            console.print(report.headline.text, highlight=False)
+        for problem in report.accuracy.problems if report.accuracy else []:
             err_console.print(f"dataset problem (skipped, not counted): {problem}", highlight=False)
-        for failure in report["failures"]:
-            err_console.print(f"failed: {failure_text(failure)}", highlight=False)
+        for failure in report.failures:
+            err_console.print(f"failed: {failure.text()}", highlight=False)
     else:
         print_report(report, console)
     console.print(
-        f"wrote {', '.join(str(out / name) for name in report['outputs'])} ({report['seconds']['total']:.0f} s)",
+        f"wrote {', '.join(str(out / name) for name in report.outputs)} ({report.seconds['total']:.0f} s)",
         highlight=False,
     )
-    if report["failures"]:
-        raise typer.Exit(EXIT_FAILURES)
-
-
-def _options(
-    artifact_dir: Path | None,
-    backends: str | None,
-    precisions: str | None,
-    threads: str | None,
-    sizes: str,
-    dataset: Path | None,
-    clicks: int,
-    limit: int,
-    timing: TimingPolicy,
-    memory_clicks: int,
-    parts: str,
-    baseline: bool,
-    emulated: str | None,
-    out: Path,
-    command: str,
-    console: Console,
-    quiet: bool,
-) -> tuple[BenchOptions, Manifest]:
-    """Check every flag and the export (raises :class:`BadInputError`), in the order a user would fix them."""
-    wanted_parts = tuple(_split(parts))
-    unknown = [p for p in wanted_parts if p not in PARTS]
-    if unknown or not wanted_parts:
-        raise BadInputError(f"--parts {parts!r}: choose from {', '.join(PARTS)}")
-    thread_counts = parse_threads(threads) if threads else tuple(dict.fromkeys((1, usable_cores())))
-    installed = installed_backends()
-    backend_names = tuple(_split(backends)) if backends else tuple(installed)
-    problem = check_backends(backend_names, installed) if backend_names else "no inference backend is installed"
-    if problem:
-        raise BadInputError(problem)
-    check_writable(out)
-    if "accuracy" in wanted_parts:
-        dataset = dataset if dataset is not None else _default_dataset()
-        if dataset is None:
-            raise BadInputError(
-                "no dataset: the bundled held-out set is missing; pass --dataset or drop accuracy from --parts"
-            )
-        if not (dataset / "img").is_dir():
-            raise BadInputError(
-                f"--dataset {dataset} is not a dataset folder (expected {dataset / 'img'}, gt/, list/val.txt)"
-            )
-    folder = resolve_export(artifact_dir, console, quiet)
-    try:
-        manifest = load_manifest(folder)
-    except ManifestError as err:
-        raise BadInputError(str(err)) from None
-    size_list = parse_sizes(sizes, manifest)
-    names = tuple(dict.fromkeys(_split(precisions))) if precisions else tuple(default_precisions(manifest))
-    known = known_precisions(manifest)
-    bad = [n for n in names if n not in known]
-    if bad or not names:
-        raise BadInputError(
-            f"--precisions {precisions!r}: unknown {', '.join(bad) or 'empty'}; choose from {', '.join(known)}"
-        )
-    ov = openvino_facts() if "openvino" in backend_names else None
-    configs, skipped = plan_configs(manifest, backend_names, names, ov)
-    if not configs:
-        reasons = "; ".join(f"{s.backend} {s.precision}: {s.reason}" for s in skipped)
-        raise BadInputError(f"nothing to benchmark ({reasons})")
-    options = BenchOptions(
-        export_dir=folder,
-        backends=backend_names,
-        precisions=names,
-        threads=thread_counts,
-        sizes=size_list,
-        dataset=dataset if "accuracy" in wanted_parts else None,
-        clicks=clicks,
-        limit=limit or None,
-        timing=timing,
-        parts=wanted_parts,
-        baseline=baseline,
-        emulated=emulated or None,
-        memory_clicks=memory_clicks,
-        command=command,
-    )
-    return options, manifest
-
-
-def _run_with_progress(options: BenchOptions, manifest: Manifest, console: Console, quiet: bool) -> dict[str, Any]:
-    """Run the bench with its steps on stderr: a live status line on a terminal, one line per step
-    (elapsed time first) when stderr goes to a log file."""
-    if quiet:
-        return run_bench(options, manifest)
-    started = time.perf_counter()
-    if not console.is_terminal:
-
-        def line(step: str) -> None:
-            console.print(
-                f"[{time.perf_counter() - started:5.0f} s] {step}", markup=False, highlight=False, soft_wrap=True
-            )
-
-        return run_bench(options, manifest, line)
-    with console.status("starting…") as status:
-
-        def progress(step: str) -> None:
-            status.update(f"[{time.perf_counter() - started:5.0f} s] {step}…")
-
-        return run_bench(options, manifest, progress)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""PNG plots of a report: latency per configuration, and IoU vs clicks per precision.
+"""PNG plots of a report: latency per row, and IoU vs clicks per row.
 
 matplotlib is optional (the ``plots`` extra): without it :func:`write_plots` draws nothing and says so.
 Each PNG is rendered to a temporary file in the output folder and renamed into place.
@@ -12,10 +12,14 @@ from typing import Any
 
 from interformer_edge.core.atomic import atomic_target
 
-from .report import row_name
+from .configs import PYTORCH
+from .report_model import Report
+from .tables import row_name
 
 LATENCY_PNG = "latency.png"
 IOU_PNG = "iou_vs_clicks.png"
+BACKEND_COLORS = {PYTORCH: "#888888", "onnxruntime": "#1f77b4"}
+OTHER_COLOR = "#ff7f0e"
 
 
 def matplotlib_problem() -> str | None:
@@ -24,7 +28,7 @@ def matplotlib_problem() -> str | None:
     return None
 
 
-def write_plots(report: dict[str, Any], out_dir: Path) -> tuple[list[str], str | None]:
+def write_plots(report: Report, out_dir: Path) -> tuple[list[str], str | None]:
     """Draw the plots the report has data for into ``out_dir``: ``(file names, note or None)``."""
     problem = matplotlib_problem()
     if problem:
@@ -33,36 +37,33 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> tuple[list[str], str |
 
     matplotlib.use("Agg")  # files only; never a display
     written = []
-    if report.get("latency"):
+    if report.latency:
         _save(_latency_figure(report), out_dir / LATENCY_PNG)
         written.append(LATENCY_PNG)
-    acc = report.get("accuracy") or {}
-    if any(r.get("quality", {}).get("iou_curve") for r in acc.get("rows", [])):
+    if report.accuracy and any(r.quality.iou_curve for r in report.accuracy.rows):
         _save(_iou_figure(report), out_dir / IOU_PNG)
         written.append(IOU_PNG)
     return written, None
 
 
-def _title(report: dict[str, Any], what: str) -> str:
-    machine = report["machine"]
-    title = f"{what} — {machine['cpu_model']} ({machine['architecture']})"
-    return f"{title}\n{machine['emulated']}" if machine.get("emulated") else title
+def _title(report: Report, what: str) -> str:
+    machine = report.machine
+    title = f"{what} — {machine.cpu_model} ({machine.architecture})"
+    return f"{title}\n{machine.emulated}" if machine.emulated else title
 
 
-def _latency_figure(report: dict[str, Any]) -> Any:
+def _latency_figure(report: Report) -> Any:
     """Horizontal bars: decoder per click and encoder per image (p50, whiskers to p90), one bar pair per row."""
     import matplotlib.pyplot as plt
 
-    rows = report["latency"]
-    labels = [f"{row_name(r)} · {r['threads']}t · {r['size']}" for r in rows]
+    rows = report.latency or []
+    labels = [f"{row_name(r.config)} · {r.threads}t · {r.size}" for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.42 * len(rows) + 1.8), sharey=True)
     for ax, graph, unit in zip(axes, ("decoder", "encoder"), ("per click", "per image"), strict=True):
-        p50 = [r[graph]["p50_ms"] for r in rows]
-        p90 = [r[graph]["p90_ms"] - r[graph]["p50_ms"] for r in rows]
-        colors = [
-            "#888888" if r["backend"] == "pytorch" else "#1f77b4" if r["backend"] == "onnxruntime" else "#ff7f0e"
-            for r in rows
-        ]
+        stats = [r.encoder if graph == "encoder" else r.decoder for r in rows]
+        p50 = [s.p50_ms for s in stats]
+        p90 = [s.p90_ms - s.p50_ms for s in stats]
+        colors = [BACKEND_COLORS.get(r.config.backend, OTHER_COLOR) for r in rows]
         ax.barh(range(len(rows)), p50, xerr=[[0] * len(rows), p90], color=colors, capsize=2)
         for y, (value, whisker) in enumerate(zip(p50, p90, strict=True)):
             ax.text(value + whisker, y, f"  {value:.1f}", va="center", fontsize=8)
@@ -75,18 +76,19 @@ def _latency_figure(report: dict[str, Any]) -> Any:
     return fig
 
 
-def _iou_figure(report: dict[str, Any]) -> Any:
+def _iou_figure(report: Report) -> Any:
     """Mean IoU after each click, one line per configuration."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    acc = report["accuracy"]
+    acc = report.accuracy
+    rows = acc.rows if acc else []
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for row in acc["rows"]:
-        curve = row.get("quality", {}).get("iou_curve")
+    for row in rows:
+        curve = row.quality.iou_curve
         if curve:
-            style = "--" if row.get("reference") else "-"
-            label = row_name(row) + (" (reference)" if row.get("reference") else "")
+            style = "--" if row.reference else "-"
+            label = row_name(row.config) + (" (reference)" if row.reference else "")
             ax.plot(range(1, len(curve) + 1), curve, style, marker=".", label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("clicks")
@@ -94,7 +96,7 @@ def _iou_figure(report: dict[str, Any]) -> Any:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(_title(report, f"IoU vs clicks, {acc['objects']} objects"), fontsize=10)
+    ax.set_title(_title(report, f"IoU vs clicks, {acc.objects if acc else 0} objects"), fontsize=10)
     fig.tight_layout()
     return fig
 

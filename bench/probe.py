@@ -1,7 +1,7 @@
 """Memory probe: a fresh process that loads one configuration, encodes one photo and serves clicks,
 then prints its peak RSS (and RSS after each stage) as one JSON line.
 
-    python -m interformer_edge.bench.probe EXPORT_DIR --backend onnxruntime --variant int8 --hint f32 \\
+    python -m interformer_edge.bench.probe EXPORT_DIR --backend onnxruntime --variant int8 --compute f32 \\
         --threads 2 --size 512x512 --clicks 20
 
 A fresh process per configuration because peak RSS never goes down: measured inside the benchmark
@@ -22,6 +22,8 @@ from typing import Any
 from interformer_edge.core.peak_memory import peak_rss_bytes
 from interformer_edge.core.sizes import parse_size
 
+PROG = "python -m interformer_edge.bench.probe"
+
 
 def current_rss_bytes() -> int:
     import psutil
@@ -30,18 +32,17 @@ def current_rss_bytes() -> int:
 
 
 def _runtime_session(args: argparse.Namespace, rgb: Any, facts: dict[str, Any]) -> list[float]:
-    from interformer_edge.runtime.decoder import Decoder
-    from interformer_edge.runtime.encoder import Encoder
+    from interformer_edge.runtime.export import RuntimeSettings, open_export
     from interformer_edge.runtime.session import ClickSession
 
     from .inputs import click_points
 
     start = time.perf_counter()
-    # verify=False: the benchmark hashed the export once already; hashing here would only add time.
-    encoder = Encoder(args.export, args.backend, args.threads, args.hint, verify=False, max_side=0)
-    decoder = Decoder(
-        args.export, args.backend, args.threads, args.hint, manifest=encoder.manifest, variant=args.variant
-    )
+    # verify_hashes=False: the benchmark hashed the export once already; hashing here would only add time.
+    export = open_export(args.export, verify_hashes=False)
+    settings = RuntimeSettings(args.backend, args.threads, args.compute)
+    encoder = export.encoder(settings, max_side=0)
+    decoder = export.decoder(settings, variant=args.variant)
     facts["load_s"] = time.perf_counter() - start
     facts["rss_after_load_bytes"] = current_rss_bytes()
     start = time.perf_counter()
@@ -99,7 +100,7 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "backend": args.backend,
         "variant": args.variant,
-        "hint": args.hint,
+        "compute": args.compute,
         "threads": args.threads,
         "size": f"{height}x{width}",
         "clicks": args.clicks,
@@ -118,12 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("export", help="export folder")
     parser.add_argument("--backend", required=True, choices=("onnxruntime", "openvino", "pytorch"))
     parser.add_argument("--variant", default="fp32", help="decoder variant of the export (fp32, int8)")
-    parser.add_argument("--hint", default="f32", help="OpenVINO precision hint (f32, bf16, f16, device)")
+    parser.add_argument("--compute", default="f32", help="OpenVINO's type for float layers (f32, bf16, f16, device)")
+    parser.add_argument("--hint", help=argparse.SUPPRESS)  # --compute's old name
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--size", default="512x512", help="HxW the photo is resized to")
     parser.add_argument("--clicks", type=int, default=20)
     parser.add_argument("--checkpoint", help="the checkpoint, for --backend pytorch")
     args = parser.parse_args(argv)
+    if args.hint is not None:
+        print(f"{PROG}: warning: --hint is deprecated, use --compute", file=sys.stderr, flush=True)
+        args.compute = args.hint
     print(json.dumps(probe(args)), flush=True)
     return 0
 

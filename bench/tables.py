@@ -3,9 +3,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+
+from interformer_edge.core.timing import Stats
+
+from .accuracy_results import AccuracyReport
+from .artifact import QuantizedFacts
+from .configs import DEFAULT_LABEL, PYTORCH, BenchConfig
+from .measurements import LatencyRow, MemoryRow
+from .report_model import Report
 
 MIB = 2**20
+Table = tuple[list[str], list[list[str]]]
 
 
 def _ms(value: float | None) -> str:
@@ -24,19 +33,31 @@ def _sci(value: float | None) -> str:
     return "–" if value is None else f"{value:.2e}"
 
 
-def precision_label(row: dict[str, Any]) -> str:
-    """``fp32``, ``int8``, ... and for OpenVINO's device default what it resolved to: ``default (bf16)``."""
-    shapes = " static" if row.get("static") else ""
-    if row["precision"] == "default":
-        return f"default ({row.get('computes_in', '?')}){shapes}"
-    return row["precision"] + shapes
+def _times(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}x"
 
 
-def _triple(stats: dict[str, Any]) -> str:
-    return f"{_ms(stats['p50_ms'])}/{_ms(stats['p90_ms'])}/{_ms(stats['p99_ms'])}"
+def precision_label(config: BenchConfig) -> str:
+    """The row's label (``fp32``, ``int8``, ...), for OpenVINO's device default with what it resolved to
+    (``default (bf16)``), and ``static`` for a decoder compiled per size."""
+    shapes = " static" if config.static else ""
+    if config.label == DEFAULT_LABEL:
+        return f"{DEFAULT_LABEL} ({config.computes_in}){shapes}"
+    return config.label + shapes
 
 
-def latency_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def row_name(config: BenchConfig) -> str:
+    """``onnxruntime int8``, ``openvino default (bf16)``, ``pytorch eager``."""
+    if config.backend == PYTORCH:
+        return "pytorch eager"
+    return f"{config.backend} {precision_label(config)}"
+
+
+def _triple(stats: Stats) -> str:
+    return f"{_ms(stats.p50_ms)}/{_ms(stats.p90_ms)}/{_ms(stats.p99_ms)}"
+
+
+def latency_table(rows: Sequence[LatencyRow]) -> Table:
     header = [
         "backend",
         "precision",
@@ -52,32 +73,28 @@ def latency_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     ]
     body = []
     for r in rows:
-        speed = r.get("speedup_vs_pytorch") or {}
-        shared = f" (= {r['encoder_shared_with']})" if r.get("encoder_shared_with") else ""
-        floor = r.get("floor") or {}
+        speed = r.speedup_vs_pytorch
+        shared = f" (= {r.encoder_shared_with})" if r.encoder_shared_with else ""
+        floor = r.measured_floor
         body.append(
             [
-                r["backend"],
-                precision_label(r),
-                str(r["threads"]),
-                r["size"],
-                _triple(r["encoder"]) + shared,
-                _triple(r["decoder"]),
-                f"{r['encoder']['runs']}/{r['decoder']['runs']}",
-                _times(speed.get("encoder")),
-                _times(speed.get("decoder")),
-                _ms(floor.get("floor_ms")),
-                "–" if floor.get("efficiency") is None else f"{100 * floor['efficiency']:.0f} %",
+                r.config.backend,
+                precision_label(r.config),
+                str(r.threads),
+                r.size,
+                _triple(r.encoder) + shared,
+                _triple(r.decoder),
+                f"{r.encoder.runs}/{r.decoder.runs}",
+                _times(speed.encoder if speed else None),
+                _times(speed.decoder if speed else None),
+                _ms(floor.floor_ms if floor else None),
+                "–" if floor is None else f"{100 * floor.efficiency:.0f} %",
             ]
         )
     return header, body
 
 
-def _times(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}x"
-
-
-def memory_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def memory_table(rows: Sequence[MemoryRow]) -> Table:
     header = [
         "backend",
         "precision",
@@ -91,54 +108,35 @@ def memory_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
     ]
     body = []
     for r in rows:
-        if "error" in r:
-            body.append(
-                [
-                    r["backend"],
-                    precision_label(r),
-                    str(r["threads"]),
-                    r["size"],
-                    f"failed: {r['error']}",
-                    "",
-                    "",
-                    "",
-                    mib_text(r.get("disk_bytes")),
-                ]
-            )
+        name = [r.config.backend, precision_label(r.config), str(r.threads), r.size]
+        if r.probe is None:
+            body.append([*name, f"failed: {r.error}", "", "", "", mib_text(r.disk_bytes)])
             continue
         body.append(
             [
-                r["backend"],
-                precision_label(r),
-                str(r["threads"]),
-                r["size"],
-                mib_text(r["peak_rss_bytes"]),
-                mib_text(r["rss_baseline_bytes"]),
-                mib_text(r["rss_after_load_bytes"]),
-                _ms(r["click_ms_mean"]),
-                mib_text(r.get("disk_bytes")),
+                *name,
+                mib_text(r.probe.peak_rss_bytes),
+                mib_text(r.probe.rss_baseline_bytes),
+                mib_text(r.probe.rss_after_load_bytes),
+                _ms(r.probe.click_ms_mean),
+                mib_text(r.disk_bytes),
             ]
         )
     return header, body
 
 
-def int8_target_text(variant_name: str, quantized: list[dict[str, Any]], host_class: str) -> str:
+def int8_target_text(variant: str, quantized: Sequence[QuantizedFacts], host_class: str) -> str:
     """``portable, covers x86-avx2`` for a row running a quantized decoder variant (``–`` for the others):
     whether the target it was quantized for covers this host's CPU class, so the parity beside it is the proof."""
-    variant = next((q for q in quantized if q.get("graph") == "decoder" and q.get("precision") == variant_name), None)
-    if variant is None:
+    found = next((q for q in quantized if q.graph == "decoder" and q.variant == variant), None)
+    if found is None:
         return "–"
-    covered = host_class in variant.get("covers", [])
-    return f"{variant.get('target', '?')}, {'covers' if covered else 'does NOT cover'} {host_class}"
+    covered = host_class in found.covers
+    return f"{found.target}, {'covers' if covered else 'does NOT cover'} {host_class}"
 
 
-def accuracy_table(
-    acc: dict[str, Any], quantized: list[dict[str, Any]] | None = None, host_class: str = "unknown"
-) -> tuple[list[str], list[list[str]]]:
-    ks = sorted(
-        {k for r in acc.get("rows", []) for k in r.get("quality", {}) if k.startswith("miou@")},
-        key=lambda k: int(k.split("@")[1]),
-    )
+def accuracy_table(acc: AccuracyReport, quantized: Sequence[QuantizedFacts] = (), host_class: str = "unknown") -> Table:
+    ks = sorted({k for r in acc.rows for k in r.quality.miou_at})
     last = ks[-1] if ks else None
     header = [
         "backend",
@@ -147,37 +145,32 @@ def accuracy_table(
         "mask IoU vs ref mean / min",
         "same mask",
         "max |Δlogit|",
-        *[k.replace("miou", "mIoU") for k in ks],
+        *[f"mIoU@{k}" for k in ks],
         "NoC@85",
         "NoC@90",
-        f"Δ{last.replace('miou', 'mIoU')}" if last else "Δ",
+        f"ΔmIoU@{last}" if last else "Δ",
     ]
     body = []
-    for r in acc.get("rows", []):
-        p, q, d = r.get("parity", {}), r.get("quality", {}), r.get("delta_vs_reference", {})
-        name = precision_label(r) + (" (ref)" if r.get("reference") else "")
-        target = int8_target_text(r.get("variant", r["precision"]), quantized or [], host_class)
+    for r in acc.rows:
+        p, q, d = r.parity, r.quality, r.delta_vs_reference
         body.append(
             [
-                r["backend"],
-                name,
-                target,
-                f"{_num(p.get('mask_iou_mean'), 4)} / {_num(p.get('mask_iou_min'), 4)}",
-                "–" if "identical_masks" not in p else f"{100 * p['identical_masks']:.0f} %",
-                _sci(p.get("logit_max_abs_diff")),
-                *[_num(q.get(k)) for k in ks],
-                _num(q.get("noc@85"), 2),
-                _num(q.get("noc@90"), 2),
-                "–" if last is None or last not in d else f"{d[last]:+.4f}",
+                r.config.backend,
+                precision_label(r.config) + (" (ref)" if r.reference else ""),
+                int8_target_text(r.config.variant, quantized, host_class),
+                f"{_num(p.mask_iou_mean, 4)} / {_num(p.mask_iou_min, 4)}",
+                f"{100 * p.identical_masks:.0f} %",
+                _sci(p.logit_max_abs_diff),
+                *[_num(q.miou_at.get(k)) for k in ks],
+                _num(q.noc_at.get(85), 2),
+                _num(q.noc_at.get(90), 2),
+                "–" if last is None or last not in d.miou_at else f"{d.miou_at[last]:+.4f}",
             ]
         )
     return header, body
 
 
-def report_accuracy_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """:func:`accuracy_table` of a whole report, with its INT8 targets and the host's INT8 class."""
-    return accuracy_table(
-        report["accuracy"],
-        report.get("artifact", {}).get("quantized", []),
-        report.get("machine", {}).get("isa", {}).get("int8_class", "unknown"),
-    )
+def report_accuracy_table(report: Report, acc: AccuracyReport) -> Table:
+    """:func:`accuracy_table` of ``report``'s accuracy part ``acc``, with the export's INT8 targets and the
+    host's INT8 class."""
+    return accuracy_table(acc, report.artifact.quantized, report.machine.isa.int8_class)

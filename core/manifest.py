@@ -27,6 +27,7 @@ from .typed_json import JsonShapeError, read_dataclass
 SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (MANIFEST_FORMAT_VERSION,)
 # The graphs the exporter writes; quantized variants (``Manifest.quantized``) add other precisions.
 BASE_PRECISION = "fp32"
+INT8_VARIANT = "int8"  # the quantized decoder variant interformer-quantize writes
 
 
 class ManifestError(ValueError):

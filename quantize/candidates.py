@@ -17,7 +17,7 @@ from pathlib import Path
 
 import onnx
 
-from interformer_edge.core.manifest import artifact_names
+from interformer_edge.core.manifest import INT8_VARIANT, artifact_names
 from interformer_edge.core.progress import ProgressReporter
 from interformer_edge.runtime.backends import FORMAT_OF, openvino_device_precision
 from interformer_edge.runtime.decoder import Decoder
@@ -25,7 +25,7 @@ from interformer_edge.runtime.export import DEFAULT_COMPUTE, DEVICE_COMPUTE, Exp
 
 from . import calibration, gate, nncf_ov, onnxrt, sensitivity
 from .options import QuantizeOptions
-from .results import INT8_FILES, INT8_VARIANT, BackendOutcome, DeviceDefaultGate, attempt_record
+from .results import INT8_FILES, BackendOutcome, DeviceDefaultGate, attempt_record
 from .targets import get_target
 
 

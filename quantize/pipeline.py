@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from interformer_edge.core.manifest import ManifestError
+from interformer_edge.core.manifest import INT8_VARIANT, ManifestError
 from interformer_edge.core.progress import ProgressReporter
 from interformer_edge.runtime.backends import FORMAT_OF
 from interformer_edge.runtime.export import Export, open_export
@@ -31,7 +31,7 @@ from .inputs import prepare_inputs
 from .install import install_variant
 from .latency import compare_latency
 from .options import QuantizeError, QuantizeOptions, validate
-from .results import INT8_VARIANT, QuantizeResult, calibration_record
+from .results import QuantizeResult, calibration_record
 
 TEMP_PREFIX = ".interformer-quantize-"
 

@@ -18,7 +18,6 @@ from .options import QuantizeOptions
 from .targets import get_target
 
 # The decoder variant a quantization installs, and its file per backend.
-INT8_VARIANT = "int8"
 INT8_FILES = {"onnxruntime": DECODER_INT8_ONNX, "openvino": DECODER_INT8_OV}
 
 

@@ -15,6 +15,7 @@ import pytest
 from interformer_edge.annotate import decoder_choice
 from interformer_edge.annotate.decoder_choice import DecoderChoice, candidates, choose_decoder
 from interformer_edge.core.manifest import QuantizedGraph, load_manifest
+from interformer_edge.runtime.export import Export
 
 HOST_CLASS = "x86-avx512-vnni"
 
@@ -80,14 +81,14 @@ def test_the_fastest_measured_candidate_is_served(manifest, monkeypatch) -> None
     monkeypatch.setattr(decoder_choice, "median_click_ms", lambda decoder, features: timings[decoder])
     made = []
     best, decoder, measured = choose_decoder(
-        Path("."), with_int8(manifest, gates), DecoderChoice(), None, lambda: made.append(1) or "image"
+        Export(Path("."), with_int8(manifest, gates)), DecoderChoice(), None, lambda: made.append(1) or "image"
     )
     assert (best.backend, best.variant, decoder) == ("onnxruntime", "int8", ("onnxruntime", "int8"))
     assert sorted(measured.values()) == sorted(timings.values()) and made == [1]
     # nothing to choose: nothing timed, no image made
     made.clear()
     asked = DecoderChoice(backend="openvino", variant="fp32", compute="f32")
-    best, _, measured = choose_decoder(Path("."), manifest, asked, None, lambda: made.append(1))
+    best, _, measured = choose_decoder(Export(Path("."), manifest), asked, None, lambda: made.append(1))
     assert (best.backend, measured, made) == ("openvino", {}, [])
     with pytest.raises(ValueError, match="no gated click decoder"):
-        choose_decoder(Path("."), manifest, DecoderChoice(variant="int8"), None, lambda: None)
+        choose_decoder(Export(Path("."), manifest), DecoderChoice(variant="int8"), None, lambda: None)
