@@ -15,6 +15,7 @@ import numpy as np
 from interformer_edge.core.messages import first_line
 from interformer_edge.core.preprocess import normalize_image
 from interformer_edge.core.progress import Countdown
+from interformer_edge.core.sizes import size_text
 from interformer_edge.core.spec import IMAGE_INPUT
 from interformer_edge.core.timing import Stats, measure, measure_in_turn
 from interformer_edge.runtime.errors import InterFormerRuntimeError
@@ -26,7 +27,7 @@ from .baseline import TorchBaseline
 from .configs import PYTORCH, PYTORCH_ROW, QUANTIZED, BenchConfig, float_name
 from .inputs import ClickCase, bench_photo, third_click
 from .measurements import Failure, Floor, LatencyRow, Speedup
-from .options import BenchOptions, size_text
+from .options import BenchOptions
 from .steps import StepLine
 
 # Untimed, before each timed decoder call of the latency phase: the previous call's threads (another

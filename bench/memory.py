@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 from interformer_edge.core.progress import Countdown
+from interformer_edge.core.sizes import size_text
 from interformer_edge.runtime.export import Export
 
 from .artifact import deploy_bytes
 from .configs import PYTORCH, PYTORCH_ROW, BenchConfig
 from .json_form import read_json
 from .measurements import MemoryRow, ProbeFacts
-from .options import BenchOptions, size_text
+from .options import BenchOptions
 from .steps import StepLine
 
 PROBE_TIMEOUT_S = 1800  # emulated CPUs are ~100x slower; a probe that hangs longer than this is broken

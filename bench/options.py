@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from interformer_edge.core.manifest import Manifest, ManifestError
-from interformer_edge.core.sizes import parse_size
+from interformer_edge.core.sizes import parse_size, size_text
 from interformer_edge.core.spec import EVAL_MAX_CLICKS
 from interformer_edge.core.timing import TimingPolicy
 from interformer_edge.runtime.backends import installed_backends
@@ -81,11 +81,6 @@ class BenchFlags:
     out: Path
     static_shapes: bool
     command: str
-
-
-def size_text(size: tuple[int, int]) -> str:
-    """``(512, 320)`` → ``"512x320"``."""
-    return f"{size[0]}x{size[1]}"
 
 
 def split_list(text: str) -> list[str]:

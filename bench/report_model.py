@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from interformer_edge.core.sizes import size_text
 from interformer_edge.core.timing import TimingPolicy
 
 from .accuracy_results import AccuracyReport
@@ -32,7 +33,7 @@ from .configs import BenchConfig, Skipped
 from .json_form import OMIT_NONE, dumps, read_json
 from .machine import MachineFacts, OpenVinoFacts
 from .measurements import Failure, LatencyRow, MemoryRow
-from .options import BenchOptions, size_text
+from .options import BenchOptions
 
 REPORT_FORMAT = "interformer-bench-report"
 REPORT_VERSION = 1

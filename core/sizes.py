@@ -22,3 +22,8 @@ def parse_size(text: str, divisor: int = SIZE_DIVISOR, max_side: int = MAX_IMAGE
     size = (int(parts[0]), int(parts[1]))
     check_size(size, divisor, max_side)
     return size
+
+
+def size_text(size: tuple[int, int]) -> str:
+    """``(512, 320)`` → ``"512x320"`` (height x width), the inverse of :func:`parse_size`."""
+    return f"{size[0]}x{size[1]}"

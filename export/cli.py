@@ -13,7 +13,7 @@ from rich.table import Table
 from interformer_edge.core.cli_kit import EXIT_BAD_INPUT, EXIT_GATE_FAILED, command_app, fail, warn
 from interformer_edge.core.peak_memory import peak_rss_bytes
 from interformer_edge.core.progress import cli_console
-from interformer_edge.core.sizes import parse_size
+from interformer_edge.core.sizes import parse_size, size_text
 from interformer_edge.core.spec import DEFAULT_OPSET, GRAPH_FORMATS, MANIFEST_NAME
 
 from .parity import DEFAULT_ABS_TOLERANCE, DEFAULT_MIN_MASK_AGREEMENT, DEFAULT_SIZES, GateSettings, parity_table
@@ -22,10 +22,6 @@ from .pipeline import ExportError, ExportOptions, ExportResult, run_export
 COMMAND = "interformer-export"
 
 app = command_app()
-
-
-def _sizes_text(sizes: tuple[tuple[int, int], ...]) -> str:
-    return ",".join(f"{h}x{w}" for h, w in sizes)
 
 
 def _size_list(text: str) -> tuple[tuple[int, int], ...]:
@@ -117,8 +113,8 @@ def main(
     parity_sizes: Annotated[
         str | None,
         typer.Option(
-            help=f"Comma-separated HxW sizes for the parity gate. Default: {_sizes_text(DEFAULT_SIZES)} "
-            "(or the --static size)."
+            help="Comma-separated HxW sizes for the parity gate. Default: "
+            f"{','.join(size_text(s) for s in DEFAULT_SIZES)} (or the --static size)."
         ),
     ] = None,
     tolerance: Annotated[
