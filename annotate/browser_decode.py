@@ -7,12 +7,14 @@ decoder (onnxruntime-web, WebAssembly, in a worker) for every click, with no req
 Per-image payload (``GET /api/features/<image>``), one binary response::
 
     b"IFE1"  uint32 little-endian N  N bytes of UTF-8 JSON header  zero padding to a multiple of 8
-    tensor data: little-endian float16, each tensor at a multiple of 8 bytes from the data start
+    tensor data, little-endian, each tensor at a multiple of 8 bytes from the data start
 
 with the header ``{"model_id", "image", "original_size": [H, W], "encoded_size": [h, w], "padded_size":
-[Hp, Wp], "dtype": "float16", "tensors": [{"name", "shape", "offset", "length"}, ...]}``: ``feat0``
-``(1, C0, Hp/4, Wp/4)`` and the context tokens ``ctx0..ctx3`` ``(1, T_i, D_i)``. float16 halves the
-bytes of float32; the masks it gives are checked against the float32 runtime by the browser tests.
+[Hp, Wp], "dtype": "float16", "tensors": [{"name", "shape", "offset", "length", "dtype"}, ...]}``:
+``feat0`` ``(1, C0, Hp/4, Wp/4)`` and the context tokens ``ctx0..ctx3`` ``(1, T_i, D_i)``. The context
+tokens travel as float16 (their rounding changes no mask); ``feat0`` stays float32, since rounding it to
+float16 moves mask edges (IoU 0.996 against the float32 runtime on a bundled photo), which the
+annotator's masks must not do (the browser tests hold them to 0.999).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from interformer_edge.runtime.session import ClickSession
 
 from .errors import RequestError
 from .images import decode_image
+from .limits import MAX_CLICKS_PER_OBJECT
 from .saving import ObjectMask, check_label
 from .tools import check_click_count
 
@@ -47,10 +50,15 @@ log = logging.getLogger("interformer_edge.annotate")
 PAYLOAD_MAGIC = b"IFE1"
 PAYLOAD_ALIGN = 8
 PAYLOAD_TENSORS = (FEATURE_NAMES[0], *CONTEXT_NAMES)  # the decoder's per-image inputs
+# Each tensor's type on the wire: float16 halves the bytes where it changes no mask (see the module docstring).
+PAYLOAD_DTYPES = {FEATURE_NAMES[0]: "float32", **dict.fromkeys(CONTEXT_NAMES, "float16")}
+_WIRE = {"float16": "<f2", "float32": "<f4"}
 DECODE_MODES = ("browser", "server")
 ORT_WEB_FOLDER = "static/vendor/onnxruntime-web"
 ORT_WEB_ROUTE = "/static/ort"  # + /<version>/<file>: a new version is a new URL, never a stale cached file
 MODEL_ROUTE = "/model"  # + /<sha256 prefix>/decoder.onnx
+PAGE_MODULE_ROUTE = "/static/decode"  # + /<file>.mjs: the page's own modules (click protocol, worker)
+PAGE_MODULE_FOLDER = "static/decode"
 MEDIA_TYPES = {".mjs": "text/javascript", ".wasm": "application/wasm", ".onnx": "application/octet-stream"}
 
 
@@ -136,6 +144,8 @@ def model_info(
         "clicks": {"inner_radius": manifest.clicks.inner_radius, "outer_radius": manifest.clicks.outer_radius},
         "ref_label_codes": dict(manifest.clicks.ref_label_codes),
         "ort": {"version": ort_web.version, "base": ort_web.base_url},
+        "max_clicks": MAX_CLICKS_PER_OBJECT,
+        "page_modules": PAGE_MODULE_ROUTE + "/",
     }
 
 
@@ -150,9 +160,12 @@ def feature_payload(name: str, model_id: str, features: ImageFeatures, inputs: d
     meta = features.meta
     tensors, blobs, offset = [], [], 0
     for tensor in PAYLOAD_TENSORS:
-        data = np.ascontiguousarray(inputs[tensor], dtype="<f2").tobytes()
+        dtype = PAYLOAD_DTYPES[tensor]
+        data = np.ascontiguousarray(inputs[tensor], dtype=_WIRE[dtype]).tobytes()
         shape = list(inputs[tensor].shape)
-        tensors.append({"name": tensor, "shape": shape, "offset": offset, "length": len(data) // 2})
+        tensors.append(
+            {"name": tensor, "shape": shape, "offset": offset, "length": int(inputs[tensor].size), "dtype": dtype}
+        )
         padding = -len(data) % PAYLOAD_ALIGN
         blobs.append(data + b"\0" * padding)
         offset += len(data) + padding
@@ -172,14 +185,16 @@ def feature_payload(name: str, model_id: str, features: ImageFeatures, inputs: d
 
 
 def read_payload(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The header and the float16 tensors of a payload (the inverse of :func:`feature_payload`; for tests/tools)."""
+    """The header and the tensors of a payload (the inverse of :func:`feature_payload`; for tests and tools)."""
     if data[:4] != PAYLOAD_MAGIC:
         raise ValueError("not an interformer feature payload")
     (length,) = struct.unpack("<I", data[4:8])
     header = json.loads(data[8 : 8 + length])
     start = 8 + length + (-(8 + length) % PAYLOAD_ALIGN)
     arrays = {
-        t["name"]: np.frombuffer(data, dtype="<f2", count=t["length"], offset=start + t["offset"]).reshape(t["shape"])
+        t["name"]: np.frombuffer(
+            data, dtype=_WIRE[t.get("dtype", header["dtype"])], count=t["length"], offset=start + t["offset"]
+        ).reshape(t["shape"])
         for t in header["tensors"]
     }
     return header, arrays

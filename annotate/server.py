@@ -39,6 +39,7 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from PIL import Image
 from starlette.applications import Starlette
@@ -50,7 +51,7 @@ from starlette.routing import Route
 from interformer_edge.core.image_io import ImageReadError, read_rgb
 from interformer_edge.core.messages import first_line
 
-from .browser_decode import MEDIA_TYPES, MODEL_ROUTE, ORT_WEB_ROUTE
+from .browser_decode import MEDIA_TYPES, MODEL_ROUTE, ORT_WEB_ROUTE, PAGE_MODULE_FOLDER, PAGE_MODULE_ROUTE
 from .errors import ClientGoneError, NotFoundError, RequestError, TooLargeError
 from .guard import TOKEN_COOKIE, TOKEN_QUERY, AccessPolicy, UnauthorizedError
 from .limits import JSON_LIMIT_BYTES
@@ -119,6 +120,7 @@ def build_app(annotator: Annotator, click_workers: int = 1, policy: AccessPolicy
     policy = policy if policy is not None else AccessPolicy()
     pool = ThreadPoolExecutor(max_workers=click_workers, thread_name_prefix="annotate-click")
     page = files("interformer_edge.annotate").joinpath("static/index.html").read_text(encoding="utf-8")
+    page_modules = Path(str(files("interformer_edge.annotate").joinpath(PAGE_MODULE_FOLDER)))
     upload_limit = annotator.max_upload_bytes * 4 // 3 + JSON_LIMIT_BYTES  # base64 of the largest image
 
     async def on_model(fn: Callable[..., Any], *args: Any) -> Any:
@@ -154,7 +156,8 @@ def build_app(annotator: Annotator, click_workers: int = 1, policy: AccessPolicy
     async def index(request: Request) -> Response:
         offered = request.query_params.get(TOKEN_QUERY)
         if offered is not None:  # the access link: keep the token in a cookie, take it out of the address bar
-            response = RedirectResponse("/", status_code=303)
+            kept = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != TOKEN_QUERY])
+            response = RedirectResponse("/" + (f"?{kept}" if kept else ""), status_code=303)
             if policy.token is None:  # this server needs no token: nothing to keep
                 return response
             if not policy.token_matches(offered):
@@ -240,6 +243,17 @@ def build_app(annotator: Annotator, click_workers: int = 1, policy: AccessPolicy
         body = await _read_json(request, upload_limit)  # a task may carry its image inline (data URI)
         return await _until_disconnect(request, lambda cancel: annotator.predict(body, cancel))
 
+    async def webhook(request: Request) -> Any:
+        # Label Studio's events (ANNOTATION_CREATED after each Submit: the whole annotation, brush RLE included)
+        return annotator.label_studio.webhook(await _read_json(request, upload_limit))
+
+    async def xanylabeling_models(request: Request) -> Any:
+        return annotator.xanylabeling.models()
+
+    async def xanylabeling_predict(request: Request) -> Any:
+        body = await _read_json(request, upload_limit)  # the whole image, base64, with every click
+        return await _until_disconnect(request, lambda cancel: annotator.xanylabeling.predict(body, cancel))
+
     async def model(request: Request) -> Any:
         return annotator.browser.info()
 
@@ -265,6 +279,13 @@ def build_app(annotator: Annotator, click_workers: int = 1, policy: AccessPolicy
         media = MEDIA_TYPES[Path(name).suffix]
         return FileResponse(ort_web.files[name], media_type=media, headers={"Cache-Control": IMMUTABLE})
 
+    async def page_module(request: Request) -> Response:
+        name = request.path_params["file"]
+        if Path(name).name != name or Path(name).suffix != ".mjs" or not (page_modules / name).is_file():
+            raise NotFoundError(f"no page module {name!r}")
+        # no-cache: revalidated on every load, so a new version of the package is never run with old modules
+        return FileResponse(page_modules / name, media_type=MEDIA_TYPES[".mjs"], headers={"Cache-Control": "no-cache"})
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, f"no route {request.method} {request.url.path}")
 
@@ -286,10 +307,14 @@ def build_app(annotator: Annotator, click_workers: int = 1, policy: AccessPolicy
         Route("/api/features/{name:path}", endpoint(features)),
         Route(MODEL_ROUTE + "/{digest}/decoder.onnx", endpoint(decoder_file)),
         Route(ORT_WEB_ROUTE + "/{version}/{file}", endpoint(ort_file)),
+        Route(PAGE_MODULE_ROUTE + "/{file}", endpoint(page_module)),
         Route("/cvat/interactor", endpoint(cvat), methods=["POST"]),
         Route("/health", endpoint(health)),
         Route("/setup", endpoint(setup), methods=["POST"]),
         Route("/predict", endpoint(predict), methods=["POST"]),
+        Route("/webhook", endpoint(webhook), methods=["POST"]),
+        Route("/v1/models", endpoint(xanylabeling_models)),
+        Route("/v1/predict", endpoint(xanylabeling_predict), methods=["POST"]),
     ]
 
     @asynccontextmanager

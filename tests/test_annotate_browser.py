@@ -4,7 +4,9 @@ Positive and negative clicks on the canvas change the overlay; undo; save with t
 PNG must equal the runtime's mask for the same clicks, and any JavaScript error on the page fails
 the test. A screenshot after three clicks is written to the test's tmp folder (printed with -s).
 
-What careless users do: click an image in the list right after typing a label; save the same image
+These tests use server-side clicks (``decode="server"``): the session revival after a restart is theirs;
+the page's own decoder is tested in test_annotate_browser_decode.py. What careless users do: click an
+image in the list right after typing a label; save the same image
 from two tabs; keep a tab open across a server restart; reload with unsaved clicks. One browser serves
 the module (a launch costs seconds), each test has its own server and output folder.
 """
@@ -130,7 +132,11 @@ def serve(default_export: tuple[Path, str], tmp_path: Path, names: tuple[str, ..
     for name in names:
         shutil.copy(PHOTOS_DIR / name, photos / name)
     out = tmp_path / "masks"
-    return Annotator(Settings(images=photos, model=default_export[0], out=out, threads=2, prefetch=0)), photos, out
+    return (
+        Annotator(Settings(images=photos, model=default_export[0], out=out, threads=2, prefetch=0, decode="server")),
+        photos,
+        out,
+    )
 
 
 def open_page(browser_or_context, url: str, problems: list[str], width: int, expected_status: int | None = None):
@@ -166,7 +172,7 @@ def test_browser_clicks_undo_and_save(default_export: tuple[Path, str], tmp_path
     for name in ("astronaut.jpg", "chelsea.jpg"):
         shutil.copy(PHOTOS_DIR / name, photos / name)
     out = tmp_path / "masks"
-    annotator = Annotator(Settings(images=photos, model=export, out=out, threads=2, prefetch=1))
+    annotator = Annotator(Settings(images=photos, model=export, out=out, threads=2, prefetch=1, decode="server"))
     clicks = [(250, 150, True), (60, 450, False), (300, 300, True)]  # (x, y, positive) on the 512x512 photo
     problems: list[str] = []
     screenshot = tmp_path / "annotate-three-clicks.png"

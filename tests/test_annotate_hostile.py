@@ -219,6 +219,8 @@ def test_token_is_needed_everywhere_but_the_page_shell(export: Path, photos: Pat
         assert client.get("/?token=wrong").status_code == 401
         link = client.get(f"/?token={token}")
         assert link.status_code == 303 and link.headers["location"] == "/"  # the token leaves the address bar
+        kept = client.get(f"/?token={token}&decode=server")
+        assert kept.headers["location"] == "/?decode=server"  # the page's other parameters stay
         cookie = link.headers["set-cookie"]
         assert cookie.startswith(f"{TOKEN_COOKIE}={token};")
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict") and "Path=/" in cookie
