@@ -167,7 +167,7 @@ class OvGraph:
 _ShapeKey = tuple[tuple[str, tuple[int, ...]], ...]  # sorted (input name, shape) pairs
 
 
-def _symbolic_dims(declared: dict[str, list[Any]], shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+def symbolic_dims(declared: dict[str, list[Any]], shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
     """The value each symbolic dimension (``H/4``, ...) takes in ``shapes``."""
     values: dict[str, int] = {}
     for name, dims in declared.items():
@@ -208,7 +208,7 @@ class SpecializedGraph:
 
     def _build(self, shapes: dict[str, tuple[int, ...]] | None) -> OrtGraph | OvGraph:
         if self.backend == "onnxruntime":
-            return OrtGraph(self.path, self.threads, _symbolic_dims(self._declared, shapes) if shapes else None)
+            return OrtGraph(self.path, self.threads, symbolic_dims(self._declared, shapes) if shapes else None)
         return OvGraph(self.path, self.threads, self.precision, shapes)
 
     def prepare(self, shapes: dict[str, tuple[int, ...]]) -> OrtGraph | OvGraph:

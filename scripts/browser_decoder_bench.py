@@ -29,6 +29,7 @@ import numpy as np
 
 from interformer_edge.annotate.browser_decode import PAYLOAD_TENSORS, feature_payload, load_ort_web
 from interformer_edge.core.spec import LOGITS_OUTPUT, REF_LABEL_INPUT
+from interformer_edge.runtime.backends import symbolic_dims
 from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.export import open_export
@@ -38,10 +39,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run"
 PAGE = """<!doctype html><meta charset="utf-8"><script type="module">
 import * as ort from "./ort/ort.wasm.min.mjs";
 ort.env.wasm.wasmPaths = "/ort/";
-window.bench = async (model, threads, runs, inputs) => {
+window.bench = async (model, threads, runs, inputs, dims) => {
   ort.env.wasm.numThreads = threads;
   const started = performance.now();
-  const session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"] });
+  const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+  if (dims) { options.freeDimensionOverrides = dims; }  // static shapes: the symbolic sizes fixed
+  const session = await ort.InferenceSession.create(model, options);
   const createMs = performance.now() - started;
   const feeds = {};
   for (const [name, spec] of Object.entries(inputs)) {
@@ -85,6 +88,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="timed runs per row (after one untimed)")
     parser.add_argument("--size", default="512x512", help="HxW of the image (default 512x512)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    parser.add_argument("--static", action="store_true", help="fix the graphs' symbolic sizes on both sides")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -95,6 +99,9 @@ def main() -> None:
     inputs = Decoder(export, threads=2).image_inputs(features)
     ref = np.full((1, 1, *features.meta.padded_size), 2, np.uint8)
     payload = feature_payload("bench", export.model_id, features, inputs)
+    shapes = {**{name: value.shape for name, value in inputs.items()}, REF_LABEL_INPUT: ref.shape}
+    # the symbolic dimensions' values at this size (``H``, ``H/4``, ``ctx0_tokens``...), for --static
+    dims = symbolic_dims(Decoder(export, "onnxruntime", 1).graph.declared_shapes, shapes) if args.static else None
     spec = {
         name: {"type": "float32", "shape": list(inputs[name].shape), "length": inputs[name].size}
         for name in PAYLOAD_TENSORS
@@ -122,13 +129,13 @@ def main() -> None:
         page.wait_for_function("typeof window.bench === 'function'")
         for variant in variants:
             for threads in (int(t) for t in args.threads.split(",")):
-                native = Decoder(export, "onnxruntime", threads, variant=variant)
+                native = Decoder(export, "onnxruntime", threads, variant=variant, static_shapes=args.static)
                 feed = native.graph_inputs(inputs, ref, None)
                 web_times, native_times, created = [], [], None
                 for _ in range(2):  # two rounds, the engines taking turns
                     result = page.evaluate(
-                        "([m, t, r, i]) => window.bench(m, t, r, i)",
-                        [f"decoder.{variant}.onnx", threads, args.runs // 2, spec],
+                        "([m, t, r, i, d]) => window.bench(m, t, r, i, d)",
+                        [f"decoder.{variant}.onnx", threads, args.runs // 2, spec, dims],
                     )
                     web_times += result["times"]
                     created = created or result
