@@ -74,7 +74,8 @@ class CvatInteractor:
         return self.cache.get("sha256:" + digest, load)
 
     def handle(self, body: Any, cancel: threading.Event | None = None) -> dict[str, Any]:
-        """``{"image", "pos_points", "neg_points", "threshold"}`` → ``{"mask": H x W list of 0/1}``.
+        """``{"image", "pos_points", "neg_points", "threshold"}`` → ``{"mask": H x W list of 0/1}`` (or, with
+        ``"output": "polygon"`` / ``"box"``, the mask's polygons / tight box: see :func:`~.tools.cvat_response`).
 
         The clicks are the positive points, then the negative ones, each in the order sent (CVAT keeps
         the two lists apart, so their interleaving is not known). ``cancel`` set: stop before the next click.
@@ -85,7 +86,7 @@ class CvatInteractor:
         clicks = cvat_clicks(request.points, height, width)
         key = "cvat:" + cached.features.meta.image_name
         mask = self.replays.run(key, cached.features, clicks, lambda s: thresholded_mask(s, request.threshold), cancel)
-        return cvat_response(mask)
+        return cvat_response(mask, request.output, request.epsilon_factor)
 
     def close(self) -> None:
         self.cache.close()

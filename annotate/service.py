@@ -38,6 +38,7 @@ from .label_studio import LabelStudioBackend, LabelStudioClient
 from .limits import MAX_CLICKS_PER_OBJECT, default_max_pixels
 from .saving import AnnotationStore, ObjectMask, check_label, stale_revision_error
 from .sessions import ReplaySessions, SessionRegistry, session_bytes
+from .xanylabeling import XAnyLabelingServer
 
 log = logging.getLogger("interformer_edge.annotate")
 
@@ -114,6 +115,7 @@ class Annotator:
             self.replays,
             self.model_version,
         )
+        self.xanylabeling = XAnyLabelingServer(self.interactor, self.model_version)
 
         self.browser = BrowserSide(export.manifest, self.decoder, self.model_id, settings.decode, settings.check_saves)
 

@@ -2,7 +2,11 @@
 
 CVAT interactor (``cvat-ai/cvat`` ``serverless/.../nuclio/main.py``): the body is
 ``{"image": <base64 image file>, "pos_points": [[x, y], ...], "neg_points": [[x, y], ...],
-"threshold": 0.5}`` in pixels; the answer ``{"mask": <H x W list of 0/1>}``.
+"threshold": 0.5}`` in pixels; the answer ``{"mask": <H x W list of 0/1>}``. Two optional fields of
+ours: ``"output": "polygon"`` answers ``{"points": [[x, y], ...], "polygons": [[[x, y], ...], ...]}``
+(the largest part, then every part, each one ring with its holes joined in: see :mod:`.shapes`;
+pixel-corner coordinates) simplified by ``"epsilon_factor"`` (default 0.001 of each ring's perimeter),
+and ``"output": "box"`` answers ``{"box": [x1, y1, x2, y2]}`` (the tight box, ``null`` for an empty mask).
 
 Label Studio ML backend (``HumanSignal/label-studio-ml-backend`` ``label_studio_ml/api.py``):
 ``/predict`` gets ``{"tasks": [...], "label_config": "<View>...", "params": {"context": {"result":
@@ -31,6 +35,7 @@ from .errors import RequestError
 from .limits import MAX_CLICKS_PER_OBJECT
 from .rle import brush_rle
 from .sessions import Click
+from .shapes import DEFAULT_EPSILON_FACTOR, TOOL_MAX_HOLES, TOOL_MAX_PARTS, mask_box, mask_polygons, polygon_points
 
 
 def check_click_count(count: int) -> None:
@@ -57,6 +62,7 @@ def _point(value: Any, height: int, width: int, what: str) -> tuple[int, int]:
 
 
 Point = tuple[Any, bool, str]  # ([x, y] as sent, positive, the key it came from)
+CVAT_OUTPUTS = ("mask", "polygon", "box")
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,15 @@ class CvatRequest:
     image: bytes
     points: list[Point]
     threshold: float
+    output: str = "mask"
+    epsilon_factor: float = DEFAULT_EPSILON_FACTOR
+
+
+def check_epsilon_factor(value: Any) -> float:
+    """An ``epsilon_factor`` (polygon simplification, a fraction of each ring's perimeter): 0 <= f < 1."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not (0.0 <= value < 1.0):
+        raise RequestError(f"epsilon_factor must be a number from 0 (exact outline) to below 1, got {value!r}")
+    return float(value)
 
 
 def parse_cvat(body: Any) -> CvatRequest:
@@ -91,7 +106,11 @@ def parse_cvat(body: Any) -> CvatRequest:
     if not any(positive for _, positive, _ in points):
         raise RequestError("at least one positive point is needed (min_pos_points: 1)")
     check_click_count(len(points))
-    return CvatRequest(data, points, float(threshold))
+    output = body.get("output", "mask")
+    if output not in CVAT_OUTPUTS:
+        raise RequestError(f"output must be one of {', '.join(CVAT_OUTPUTS)} (default mask), got {str(output)[:20]!r}")
+    epsilon_factor = check_epsilon_factor(body.get("epsilon_factor", DEFAULT_EPSILON_FACTOR))
+    return CvatRequest(data, points, float(threshold), output, epsilon_factor)
 
 
 def cvat_clicks(points: list[Point], height: int, width: int) -> list[Click]:
@@ -112,7 +131,17 @@ def thresholded_mask(session: ClickSession, threshold: float) -> np.ndarray:
     return diff > cut
 
 
-def cvat_response(mask: np.ndarray) -> dict[str, Any]:
+def cvat_response(
+    mask: np.ndarray, output: str = "mask", epsilon_factor: float = DEFAULT_EPSILON_FACTOR
+) -> dict[str, Any]:
+    """The answer in the requested ``output``: the mask (CVAT's default), polygons, or the tight box."""
+    if output == "polygon":
+        parts = mask_polygons(mask, epsilon_factor, max_parts=TOOL_MAX_PARTS, max_holes=TOOL_MAX_HOLES)
+        rings = [polygon_points(part.bridged()) for part in parts]
+        return {"points": rings[0] if rings else [], "polygons": rings}
+    if output == "box":
+        box = mask_box(mask)
+        return {"box": list(box) if box is not None else None}
     return {"mask": mask.astype(np.uint8).tolist()}
 
 
