@@ -170,6 +170,14 @@ def main(
             "other with ?decode=server or ?decode=browser; without WebAssembly it falls back to the server.",
         ),
     ] = "browser",
+    coco_segmentation: Annotated[
+        str,
+        typer.Option(
+            "--coco-segmentation",
+            help="How annotations.json writes each mask: rle (compact) or polygon (one polygon per part, holes "
+            "joined in; exact). The PNG masks are written either way.",
+        ),
+    ] = "rle",
     check_saves: Annotated[
         bool,
         typer.Option(
@@ -249,7 +257,8 @@ def main(
         str | None,
         typer.Option(
             envvar="LABEL_STUDIO_API_KEY",
-            help="Label Studio API token for those downloads (Account & Settings → Access Token).",
+            help="Label Studio key for those downloads: a Personal Access Token (Account & Settings; exchanged for "
+            "short-lived access tokens) or a legacy token.",
             show_default=False,
         ),
     ] = None,
@@ -322,6 +331,7 @@ def main(
             label_studio_token=label_studio_token,
             decode=decode,
             check_saves=check_saves,
+            coco_segmentation=coco_segmentation,
         )
         annotator = Annotator(settings, decoder, export)
     except (ManifestError, InterFormerRuntimeError, RequestError, ValueError) as err:

@@ -6,11 +6,13 @@ Layout of the output folder::
     masks/<image path>/<k>_<label>.png  one 0/255 grayscale mask per object, at the photo's size
     .annotations.journal                only while a save commits (or after a crash in it): its renames
 
-Each annotation's ``segmentation`` is a COCO RLE ``{"size": [H, W], "counts": "<compressed>"}``
-(``iscrowd`` 0), with ``area`` and ``bbox`` from the mask; the clicks that made it are kept under
-``interformer_clicks`` as ``[x, y, positive]``. An image listed in ``images`` counts as done (also with
-no object: the annotator saved it empty). Each image entry also carries ``interformer_revision``, how
-often it was saved (an image never saved is at revision 0). COCO readers ignore both extra keys.
+Each annotation's ``segmentation`` is a COCO RLE ``{"size": [H, W], "counts": "<compressed>"}``, or with
+``segmentation="polygon"`` COCO polygons (one flat ``[x1, y1, ...]`` per part, holes joined in; exact:
+filled, they give the mask back), ``iscrowd`` 0, with ``area`` and ``bbox`` from the mask; the clicks
+that made it are kept under ``interformer_clicks`` as ``[x, y, positive]``. An image listed in
+``images`` counts as done (also with no object: the annotator saved it empty). Each image entry also
+carries ``interformer_revision``, how often it was saved (an image never saved is at revision 0). COCO
+readers ignore both extra keys.
 
 A save names the revision it started from and is refused (409, ``stale_revision``) when the image was
 saved since, so one tab never silently drops the objects another tab saved meanwhile.
@@ -48,9 +50,11 @@ from interformer_edge.core.atomic import atomic_target, default_file_mode
 
 from .errors import STALE_REVISION, ConflictError, RequestError
 from .rle import coco_rle, decode_coco_rle, mask_bbox
+from .shapes import coco_polygons, coco_polygons_mask
 
 ANNOTATIONS_NAME = "annotations.json"
 MASKS_DIR = "masks"
+SEGMENTATIONS = ("rle", "polygon")  # how annotations.json writes a mask
 JOURNAL_NAME = ".annotations.journal"
 CLICKS_KEY = "interformer_clicks"
 REVISION_KEY = "interformer_revision"
@@ -172,7 +176,10 @@ class AnnotationStore:
         OSError: (at construction) an interrupted save that cannot be finished (e.g. a read-only folder).
     """
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, segmentation: str = "rle") -> None:
+        if segmentation not in SEGMENTATIONS:
+            raise RequestError(f"segmentation must be one of {', '.join(SEGMENTATIONS)}, not {segmentation!r}")
+        self.segmentation = segmentation
         self.out = Path(out)
         self.json_path = self.out / ANNOTATIONS_NAME
         self.journal_path = self.out / JOURNAL_NAME
@@ -218,12 +225,17 @@ class AnnotationStore:
             if image is None:
                 return SavedImage(0, [])
             revision = _revision(image)
+            height, width = image.get("height"), image.get("width")
             labels = {c["id"]: c["name"] for c in self._doc["categories"]}
             anns = [a for a in self._doc["annotations"] if a.get("image_id") == image["id"]]
         result = []  # decoded outside the lock: a save replaces the document, it never edits the one read here
         for ann in anns:
             try:
-                mask = decode_coco_rle(ann["segmentation"])
+                segmentation = ann["segmentation"]
+                if isinstance(segmentation, list):  # polygons
+                    mask = coco_polygons_mask(segmentation, int(height), int(width))
+                else:
+                    mask = decode_coco_rle(segmentation)
             except (KeyError, ValueError, TypeError):
                 continue  # an entry edited by hand into something unreadable: not shown, kept in the file
             clicks = tuple((int(x), int(y), bool(p)) for x, y, p in ann.get(CLICKS_KEY, []))
@@ -313,7 +325,7 @@ class AnnotationStore:
                     "id": next_id,
                     "image_id": image["id"],
                     "category_id": category["id"],
-                    "segmentation": coco_rle(obj.mask),
+                    "segmentation": coco_polygons(obj.mask) if self.segmentation == "polygon" else coco_rle(obj.mask),
                     "area": int(obj.mask.sum()),
                     "bbox": mask_bbox(obj.mask),
                     "iscrowd": 0,

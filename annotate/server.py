@@ -14,6 +14,8 @@ Routes (JSON in and out; a refusal is a 4xx ``{"error": "<one line>"}``)::
                                    409 (code stale_revision) when the image was saved since that revision
     POST /cvat/interactor          CVAT interactor contract (see :mod:`.tools`)
     GET  /health, POST /setup, POST /predict   Label Studio ML backend
+    POST /webhook                  Label Studio's events (ANNOTATION_CREATED after Submit): acknowledged
+    GET  /v1/models, POST /v1/predict   X-AnyLabeling's remote server: the mask as polygons (:mod:`.xanylabeling`)
     GET  /api/model                the decoder and click settings for a page that decodes clicks itself
     GET  /api/features/<name>      the image's decoder inputs, one binary payload (:mod:`.browser_decode`)
     GET  /model/<sha>/decoder.onnx, /static/ort/<version>/<file>   the decoder and onnxruntime-web

@@ -71,6 +71,7 @@ class Settings:
     label_studio_token: str | None = None
     decode: str = "browser"  # where clicks are answered by default: "browser" (the page's own decoder) or "server"
     check_saves: bool = True  # replay a browser-decoded object's clicks on save and refuse a mask that disagrees
+    coco_segmentation: str = "rle"  # how annotations.json writes masks: "rle" or "polygon"
 
     def decoder_choice(self) -> DecoderChoice:
         return DecoderChoice(self.backend, self.variant, self.compute, self.static_shapes, self.static_sizes)
@@ -100,7 +101,7 @@ class Annotator:
         self.model_id = self.encoder.model_id
         self.model_version = f"{MODEL_NAME}-{self.model_id}-{settings.variant}"
         self.folder = ImageFolder(settings.images, settings.recursive, exclude=settings.out)
-        self.store = AnnotationStore(settings.out)
+        self.store = AnnotationStore(settings.out, settings.coco_segmentation)
         self.cache = FeatureCache(settings.cache_mb << 20, settings.prefetch)
         self.sessions = SessionRegistry(self.decoder, settings.idle_minutes * 60.0, settings.max_sessions)
         self.replays = ReplaySessions(self.decoder)
