@@ -271,3 +271,20 @@ def test_the_annotator_refuses_a_stale_tab_and_keeps_both_tabs_objects(
         annotator.close()
     doc = assert_consistent(out)
     assert [c["name"] for c in doc["categories"]] == ["cat", "rug"] and len(doc["annotations"]) == 2
+
+
+def test_polygon_segmentations_are_written_and_read_back_as_the_same_masks(tmp_path: Path) -> None:
+    mask = np.zeros((40, 60), dtype=bool)
+    mask[5:30, 10:50] = True
+    mask[12:20, 20:30] = False  # a hole
+    mask[33:38, 2:6] = True  # a second part
+    store = AnnotationStore(tmp_path / "out", segmentation="polygon")
+    store.save("a.png", (40, 60), [ObjectMask("cat", mask, ((12, 8, True),))], 0)
+    document = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    segmentation = document["annotations"][0]["segmentation"]
+    assert isinstance(segmentation, list) and len(segmentation) == 2  # one polygon per part, the hole joined in
+    assert all(len(polygon) % 2 == 0 and len(polygon) >= 8 for polygon in segmentation)
+    reopened = AnnotationStore(tmp_path / "out")  # read back whatever the file holds
+    assert np.array_equal(reopened.objects("a.png")[0].mask, mask)
+    with pytest.raises(RequestError, match="segmentation"):
+        AnnotationStore(tmp_path / "other", segmentation="svg")
