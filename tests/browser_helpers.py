@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import base64
 import threading
-import time
 from typing import Any
 
 import numpy as np
+from live_server import LiveServer
 
 from interformer_edge.annotate.service import Annotator
 
@@ -36,37 +36,18 @@ class RequestLog:
             return [path for _, path in self.requests if path.startswith(prefix)]
 
 
-class LoggedServer:
-    """uvicorn in a thread on 127.0.0.1 and a free port, serving ``annotator`` with a :class:`RequestLog`."""
+class LoggedServer(LiveServer):
+    """``annotator``'s app behind a :class:`RequestLog`, served for real; ``with`` gives the server itself."""
 
     def __init__(self, annotator: Annotator) -> None:
-        import uvicorn  # the web stack is imported when used, not at collection
-        from test_annotate_browser import free_port
-
         from interformer_edge.annotate.server import build_app
 
-        app = build_app(annotator)
-        self.log = RequestLog(app)
-        self.port = free_port()
-        config = uvicorn.Config(self.log, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.log = RequestLog(build_app(annotator))
+        super().__init__(self.log)
 
     def __enter__(self) -> LoggedServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
+        super().__enter__()
         return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 def page_mask(page) -> tuple[np.ndarray, list[list[Any]]] | None:

@@ -166,3 +166,15 @@ def stored_features(light_export: Path, tmp_path_factory: pytest.TempPathFactory
     photo = np.random.default_rng(5).integers(0, 256, (70, 90, 3), dtype=np.uint8)
     path = tmp_path_factory.mktemp("store") / "photo.png.npz"
     return save_features(Encoder(light_export, threads=1).encode(photo, name="photo.png"), path)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A folder of two bundled photos of the test's own (chelsea.jpg 451x300, coffee.jpg), as the annotator serves."""
+    from interformer_edge.assets import PHOTOS_DIR
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("chelsea.jpg", "coffee.jpg"):
+        (folder / name).write_bytes((PHOTOS_DIR / name).read_bytes())
+    return folder

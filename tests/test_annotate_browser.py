@@ -16,13 +16,11 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from live_server import annotator_server
 from PIL import Image
 
 from interformer_edge.annotate.service import Annotator, Settings
@@ -42,38 +40,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class LiveServer:
-    """uvicorn in a thread on 127.0.0.1 and a free port."""
-
-    def __init__(self, annotator: Annotator) -> None:
-        import uvicorn  # the web stack is imported when used, not at collection (the lean arm64 run lacks it)
-
-        from interformer_edge.annotate.server import build_app
-
-        self.port = free_port()
-        config = uvicorn.Config(build_app(annotator), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 def overlay_signature(page) -> float:
@@ -176,7 +142,7 @@ def test_browser_clicks_undo_and_save(default_export: tuple[Path, str], tmp_path
     clicks = [(250, 150, True), (60, 450, False), (300, 300, True)]  # (x, y, positive) on the 512x512 photo
     problems: list[str] = []
     screenshot = tmp_path / "annotate-three-clicks.png"
-    with LiveServer(annotator) as url:
+    with annotator_server(annotator) as url:
         page = chromium.new_page(viewport={"width": 1200, "height": 800})
         page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
         page.on(
@@ -224,7 +190,7 @@ def test_label_box_then_image_list_click_and_the_unsaved_work_warning(
     annotator, _, out = serve(default_export, tmp_path, ("astronaut.jpg", "chelsea.jpg"))
     problems: list[str] = []
     dialogs: list[str] = []
-    with LiveServer(annotator) as url:
+    with annotator_server(annotator) as url:
         page = open_page(chromium, url, problems, 512)
         page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.accept()))
         click_pixel(page, 250, 150, 512, 512)
@@ -267,7 +233,7 @@ def test_a_stale_tab_is_told_shows_both_tabs_objects_and_saves_both(
 ) -> None:
     annotator, _, out = serve(default_export, tmp_path, ("astronaut.jpg",))
     problems: list[str] = []
-    with LiveServer(annotator) as url:
+    with annotator_server(annotator) as url:
         context = chromium.new_context()
         first = open_page(context, url, problems, 512)
         second = open_page(context, url, problems, 512, expected_status=409)  # the conflict it provokes
@@ -305,7 +271,7 @@ def test_clicks_undo_and_save_go_on_after_a_server_restart(
         annotator.sessions = SessionRegistry(annotator.decoder)
 
     problems: list[str] = []
-    with LiveServer(annotator) as url:
+    with annotator_server(annotator) as url:
         page = open_page(chromium, url, problems, 512, expected_status=404)
         page.fill("#label", "person")
         for x, y, positive in clicks[:2]:

@@ -18,7 +18,6 @@ from PIL import Image
 
 from interformer_edge.annotate.browser_decode import read_payload
 from interformer_edge.annotate.service import Annotator, Settings
-from interformer_edge.assets import PHOTOS_DIR
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
 
 pytestmark = pytest.mark.bundled_model
@@ -27,15 +26,6 @@ pytestmark = pytest.mark.bundled_model
 @pytest.fixture(scope="module")
 def export(default_export: tuple[Path, str]) -> Path:
     return default_export[0]
-
-
-@pytest.fixture
-def photos(tmp_path: Path) -> Path:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for name in ("chelsea.jpg", "coffee.jpg"):
-        (folder / name).write_bytes((PHOTOS_DIR / name).read_bytes())
-    return folder
 
 
 def client_for(export: Path, photos: Path, out: Path, **options: object):

@@ -21,7 +21,6 @@ from annotation_decoders import brush_to_mask
 from PIL import Image
 
 from interformer_edge.annotate.service import Annotator, Settings
-from interformer_edge.assets import PHOTOS_DIR
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
 from interformer_edge.runtime.features import ImageFeatures
 
@@ -44,15 +43,6 @@ LS_CONFIG = """
 @pytest.fixture(scope="module")
 def export(default_export: tuple[Path, str]) -> Path:
     return default_export[0]
-
-
-@pytest.fixture
-def photos(tmp_path: Path) -> Path:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for name in IMAGES:
-        (folder / name).write_bytes((PHOTOS_DIR / name).read_bytes())
-    return folder
 
 
 def annotator_plan(index: int) -> tuple[str, list[Click]]:

@@ -34,8 +34,9 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from live_server import LiveServer, free_port
 from PIL import Image
-from tool_servers import LiveServer, free_port, iou, runtime_mask, tool_envs, tool_python
+from tool_servers import iou, runtime_mask, tool_envs, tool_python
 
 from interformer_edge.assets import PHOTOS_DIR
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tool_servers import LiveServer, iou, runtime_mask, tool_python
+from live_server import LiveServer
+from tool_servers import iou, runtime_mask, tool_python
 
 from interformer_edge.annotate.shapes import rasterize
 from interformer_edge.assets import PHOTOS_DIR

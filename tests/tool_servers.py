@@ -4,9 +4,7 @@ their own virtualenvs (``scripts/tool_envs.py``), our server on a loopback port,
 from __future__ import annotations
 
 import importlib.util
-import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -41,36 +39,6 @@ def tool_python(name: str) -> Path:
     if time.monotonic() - started > 5:
         print(f"\n{name} environment made in {time.monotonic() - started:.0f} s", file=sys.stderr)
     return python
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class LiveServer:
-    """Our app in uvicorn, in a thread on 127.0.0.1 and a free port (uvicorn leaves logging alone)."""
-
-    def __init__(self, app) -> None:
-        import uvicorn  # the web stack is imported when used, not at collection
-
-        self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "our server did not start"
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 def runtime_mask(runtime, image, clicks: list[tuple[int, int, bool]]) -> np.ndarray:
