@@ -370,7 +370,9 @@ class _StandIn(BaseHTTPRequestHandler):
         pass
 
 
-def test_personal_access_token_is_exchanged_and_renewed(caplog: pytest.LogCaptureFixture) -> None:
+def test_personal_access_token_is_exchanged_and_renewed(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from interformer_edge.annotate.errors import RequestError
     from interformer_edge.annotate.label_studio import ACCESS, LEGACY, PERSONAL, LabelStudioClient, token_kind
 
@@ -397,8 +399,15 @@ def test_personal_access_token_is_exchanged_and_renewed(caplog: pytest.LogCaptur
         with pytest.raises(RequestError, match="refused the Personal Access Token") as refused:
             LabelStudioClient(url, _StandIn.jwt({"token_type": "refresh"}), 1 << 20).fetch("/data/upload/1/a.jpg")
         assert refused.value.status == 502
-        with pytest.raises(RequestError, match="legacy token"):
-            LabelStudioClient(url, "0123456789abcdef0123456789abcdef01234567", 1 << 20).fetch("/data/upload/1/a.jpg")
+        # A library run earlier in this process (logging.config.dictConfig with its default
+        # disable_existing_loggers) may have disabled or quietened the package's logger: undo that here.
+        monkeypatch.setattr(logging.getLogger("interformer_edge.annotate"), "disabled", False)
+        legacy = LabelStudioClient(url, "0123456789abcdef0123456789abcdef01234567", 1 << 20)
+        with (
+            caplog.at_level(logging.WARNING, logger="interformer_edge.annotate"),
+            pytest.raises(RequestError, match="legacy token"),
+        ):
+            legacy.fetch("/data/upload/1/a.jpg")
         assert any("refused the legacy token" in r.getMessage() for r in caplog.records)
     finally:
         stand_in.shutdown()

@@ -250,6 +250,9 @@ class Trainer:
             SyntheticBatches(s.seed),
             batch_sampler=_BatchPlans(s, self.iteration),
             num_workers=1,
+            # Not fork: forking a process that runs other threads (ONNX Runtime's and OpenVINO's pools, a
+            # server) can copy a lock some thread held, and the worker then hangs at its first allocation.
+            multiprocessing_context="forkserver",
             persistent_workers=False,
             prefetch_factor=4,
             # Its own generator: creating the iterator must not advance the global RNG
