@@ -120,15 +120,16 @@ def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.2f}; image {width}x{height}")
-    print(f"payload per image (float16): {len(payload) / 1e6:.2f} MB")
+    print(f"payload per image (feat0 float32, context tokens float16): {len(payload) / 1e6:.2f} MB")
     rows = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.goto(f"http://127.0.0.1:{server.server_port}/index.html")
-        page.wait_for_function("typeof window.bench === 'function'")
         for variant in variants:
             for threads in (int(t) for t in args.threads.split(",")):
+                # a fresh page per row: onnxruntime-web reads numThreads once, when its WebAssembly starts
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{server.server_port}/index.html")
+                page.wait_for_function("typeof window.bench === 'function'")
                 native = Decoder(export, "onnxruntime", threads, variant=variant, static_shapes=args.static)
                 feed = native.graph_inputs(inputs, ref, None)
                 web_times, native_times, created = [], [], None
@@ -144,6 +145,7 @@ def main() -> None:
                         started = time.perf_counter()
                         native.graph.run(feed)[LOGITS_OUTPUT]
                         native_times.append((time.perf_counter() - started) * 1000)
+                page.close()
                 web, nat = statistics.median(web_times), statistics.median(native_times)
                 rows.append(
                     {
