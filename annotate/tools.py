@@ -44,13 +44,18 @@ def check_click_count(count: int) -> None:
         raise RequestError(f"{count} clicks for one object: at most {MAX_CLICKS_PER_OBJECT} are taken")
 
 
-def _point(value: Any, height: int, width: int, what: str) -> tuple[int, int]:
-    """A pixel ``[x, y]`` (numbers, rounded down) as ``(y, x)``; outside the image is a 400."""
-    if not (
+def is_xy_pair(value: Any) -> bool:
+    """``[x, y]`` of two finite numbers (a bool is no number), as tools send a point."""
+    return (
         isinstance(value, (list, tuple))
         and len(value) == 2
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-    ):
+    )
+
+
+def _point(value: Any, height: int, width: int, what: str) -> tuple[int, int]:
+    """A pixel ``[x, y]`` (numbers, rounded down) as ``(y, x)``; outside the image is a 400."""
+    if not is_xy_pair(value):
         raise RequestError(f"{what} must be [x, y] pixel pairs, got {str(value)[:60]}")
     x, y = math.floor(value[0]), math.floor(value[1])
     if not (0 <= x < width and 0 <= y < height):

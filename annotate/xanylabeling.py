@@ -43,7 +43,7 @@ from .errors import NotFoundError, RequestError
 from .interactor import CvatInteractor
 from .sessions import Click
 from .shapes import DEFAULT_EPSILON_FACTOR, TOOL_MAX_HOLES, TOOL_MAX_PARTS, mask_polygons, polygon_points
-from .tools import check_click_count, check_epsilon_factor, thresholded_mask
+from .tools import check_click_count, check_epsilon_factor, is_xy_pair, thresholded_mask
 
 MODEL_KEY = "interformer"
 OBJECT_LABEL = "AUTOLABEL_OBJECT"  # X-AnyLabeling's label for a shape still being clicked
@@ -76,11 +76,7 @@ def _model_info(display_name: str) -> dict[str, Any]:
 
 def _mark_point(value: Any, height: int, width: int, what: str) -> tuple[float, float]:
     """An ``[x, y]`` in pixels (X-AnyLabeling truncates to integers; the far edge ``x = W`` is allowed)."""
-    if not (
-        isinstance(value, (list, tuple))
-        and len(value) == 2
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-    ):
+    if not is_xy_pair(value):
         raise RequestError(f"a {what} needs data [x, y] in pixels, got {str(value)[:60]}")
     x, y = float(value[0]), float(value[1])
     if not (0.0 <= x <= width and 0.0 <= y <= height):
