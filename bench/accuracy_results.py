@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from interformer_edge.core.typed_json import FLAT, OMIT_NONE
+
 from .configs import BenchConfig
-from .json_form import FLAT, OMIT_NONE
 
 MIOU_PREFIX, NOC_PREFIX = "miou@", "noc@"
 

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from interformer_edge.core.cpu import cpu_model, isa_flags, read_cpuinfo
+from interformer_edge.core.typed_json import OMIT_NONE
 from interformer_edge.core.versions import package_versions
-
-from .json_form import OMIT_NONE
 
 PACKAGES: tuple[str, ...] = ("interformer-edge", "numpy", "onnxruntime", "openvino", "torch", "pillow",
                              "matplotlib", "typer", "rich", "psutil")  # fmt: skip

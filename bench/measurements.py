@@ -2,7 +2,7 @@
 
 Each row carries its :class:`~.configs.BenchConfig` (flattened: the row's keys start with ``backend``,
 ``precision``, ``variant``, ``hint``, ``computes_in``, ``static``), then its numbers; see
-:mod:`.json_form` for how fields map to keys.
+:mod:`interformer_edge.core.typed_json` for how fields map to keys.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from interformer_edge.core.timing import Stats
+from interformer_edge.core.typed_json import ABSENT, FLAT, OMIT_NONE, Absent
 
 from .configs import BenchConfig
-from .json_form import ABSENT, FLAT, OMIT_NONE, Absent
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,9 @@ class Floor:
 class LatencyRow:
     """One row × threads × size: image side (encoder + click context, per image) and decoder per click, in
     ms. ``encoder_shared_with``: the label of the row whose identical encoder was timed for this one;
-    ``load_s``: loading both (None for PyTorch eager). ``floor``: :data:`~.json_form.ABSENT` when this
-    run measured no floors, None when this row has none (no peak for its precision)."""
+    ``load_s``: loading both (None for PyTorch eager). ``floor``: ``ABSENT``
+    (:mod:`interformer_edge.core.typed_json`) when this run measured no floors, None when this row has none
+    (no peak for its precision)."""
 
     config: BenchConfig = field(metadata=FLAT)
     threads: int

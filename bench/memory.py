@@ -9,11 +9,11 @@ from pathlib import Path
 
 from interformer_edge.core.progress import Countdown
 from interformer_edge.core.sizes import size_text
+from interformer_edge.core.typed_json import read_json
 from interformer_edge.runtime.export import Export
 
 from .artifact import deploy_bytes
 from .configs import PYTORCH, PYTORCH_ROW, BenchConfig
-from .json_form import read_json
 from .measurements import MemoryRow, ProbeFacts
 from .options import BenchOptions
 from .steps import StepLine

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 from interformer_edge.core.sizes import size_text
 from interformer_edge.core.timing import TimingPolicy
+from interformer_edge.core.typed_json import OMIT_NONE, dumps, read_json
 
 from .accuracy_results import AccuracyReport
 from .artifact import ArtifactFacts
 from .configs import BenchConfig, Skipped
-from .json_form import OMIT_NONE, dumps, read_json
 from .machine import MachineFacts, OpenVinoFacts
 from .measurements import Failure, LatencyRow, MemoryRow
 from .options import BenchOptions
