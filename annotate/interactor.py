@@ -11,9 +11,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from interformer_edge.core.manifest import BASE_PRECISION, load_manifest
-from interformer_edge.runtime.decoder import Decoder
+from interformer_edge.core.manifest import BASE_PRECISION
 from interformer_edge.runtime.encoder import Encoder
+from interformer_edge.runtime.export import RuntimeSettings, open_export
 from interformer_edge.runtime.features import ImageFeatures
 
 from .errors import TooLargeError
@@ -47,14 +47,14 @@ class CvatInteractor:
         cls,
         export_dir: str | Path,
         threads: int | None = None,
-        precision: str = BASE_PRECISION,
+        variant: str = BASE_PRECISION,
         max_side: int | None = None,
         cache_mb: int = 256,
         max_upload_mb: int = 32,
     ) -> CvatInteractor:
-        manifest = load_manifest(export_dir)
-        encoder = Encoder(export_dir, threads=threads, manifest=manifest, max_side=max_side, verify=False)
-        decoder = Decoder(export_dir, threads=threads, manifest=manifest, verify=False, variant=precision)
+        export = open_export(export_dir)
+        settings = RuntimeSettings(threads=threads)
+        encoder, decoder = export.encoder(settings, max_side), export.decoder(settings, variant)
         return cls(
             encoder, FeatureCache(cache_mb << 20, prefetch_depth=0), ReplaySessions(decoder), max_upload_mb << 20
         )

@@ -2,7 +2,7 @@
 
 The request and answer are CVAT's interactor contract, the same as ``POST /cvat/interactor`` of
 ``interformer-annotate`` (see :class:`interformer_edge.annotate.interactor.CvatInteractor`).
-Environment: ``INTERFORMER_EXPORT`` (export folder), ``INTERFORMER_THREADS``, ``INTERFORMER_PRECISION``
+Environment: ``INTERFORMER_EXPORT`` (export folder), ``INTERFORMER_THREADS``, ``INTERFORMER_VARIANT``
 (``fp32`` or ``int8``), ``INTERFORMER_MAX_SIDE`` (0: the runtime's default bound).
 """
 
@@ -22,7 +22,8 @@ def init_context(context: Any) -> None:
     context.user_data.model = CvatInteractor.from_export(
         os.environ.get("INTERFORMER_EXPORT", "/opt/nuclio/export"),
         threads=int(os.environ.get("INTERFORMER_THREADS", "0")) or None,
-        precision=os.environ.get("INTERFORMER_PRECISION", "fp32"),
+        # INTERFORMER_PRECISION: the old name, read for one release
+        variant=os.environ.get("INTERFORMER_VARIANT") or os.environ.get("INTERFORMER_PRECISION", "fp32"),
         max_side=int(os.environ.get("INTERFORMER_MAX_SIDE", "0")) or None,
     )
     context.logger.info("InterFormer interactor ready")
