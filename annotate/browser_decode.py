@@ -35,7 +35,7 @@ import numpy as np
 from interformer_edge.core.manifest import BASE_PRECISION, Manifest, ManifestError
 from interformer_edge.core.messages import first_line
 from interformer_edge.core.spec import CONTEXT_NAMES, FEATURE_NAMES, LOGITS_OUTPUT, REF_LABEL_INPUT, ROI_INPUT
-from interformer_edge.runtime.decoder import Decoder
+from interformer_edge.runtime.decoder import Decoder, context_inputs
 from interformer_edge.runtime.features import ImageFeatures
 from interformer_edge.runtime.session import ClickSession
 
@@ -283,8 +283,10 @@ class BrowserSide:
         return payload_etag(self.model_id, features)
 
     def payload(self, name: str, features: ImageFeatures) -> bytes:
-        """The image's payload: ``feat0`` and the context tokens (one context run)."""
-        return feature_payload(name, self.model_id, features, self.decoder.image_inputs(features))
+        """The image's payload: ``feat0`` and the context tokens (one context run; the server's own decoder is
+        not compiled for the image's size, as ``Decoder.image_inputs`` would: the page answers its clicks)."""
+        inputs = context_inputs(self.decoder.context, features.float32_maps())
+        return feature_payload(name, self.model_id, features, inputs)
 
     def checked_object(self, item: dict[str, Any], features: ImageFeatures) -> ObjectMask:
         """A browser-decoded object to save: the page's own mask, checked by replaying its clicks."""
