@@ -13,8 +13,6 @@ class, and ``int8`` at the device's compute type where that gate was run and pas
 from __future__ import annotations
 
 import logging
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -22,6 +20,7 @@ import numpy as np
 
 from interformer_edge.core.cpu import host_cpu
 from interformer_edge.core.manifest import BASE_PRECISION, Manifest
+from interformer_edge.core.timing import TimingPolicy, measure
 from interformer_edge.runtime.backends import (
     BACKENDS,
     DEFAULT_COMPUTE,
@@ -39,8 +38,7 @@ log = logging.getLogger("interformer_edge.annotate")
 
 AUTO = "auto"
 TIMED_CLICKS = 5  # after one untimed click; the median decides
-# Clicks of the timing run, as fractions of the image (y, x, positive): a plausible object and a correction.
-_TIMING_CLICKS = ((0.5, 0.5, True), (0.3, 0.35, False), (0.6, 0.55, True))
+TIMING = TimingPolicy(warmup=1, min_runs=TIMED_CLICKS, budget_s=0.0, max_runs=TIMED_CLICKS)
 
 
 @dataclass(frozen=True)
@@ -100,19 +98,18 @@ def candidates(manifest: Manifest, asked: DecoderChoice) -> list[DecoderChoice]:
 
 
 def median_click_ms(decoder: Decoder, features: ImageFeatures) -> float:
-    """Median milliseconds of one click (:data:`TIMED_CLICKS` timed after one untimed) on ``features``."""
+    """Median milliseconds of one click on ``features``: a correction click after a first one, timed
+    :data:`TIMED_CLICKS` times after one untimed (:func:`~interformer_edge.core.timing.measure`); each
+    timed call ends with its undo, which restores the state without a decoder run."""
     session = ClickSession(decoder, features)  # compiles a static-shape decoder for this size now
     height, width = session.height, session.width
-    times = []
-    for k in range(TIMED_CLICKS + 1):
-        y, x, positive = _TIMING_CLICKS[k % len(_TIMING_CLICKS)]
-        if k % len(_TIMING_CLICKS) == 0:
-            session.reset()
-        started = time.perf_counter()
-        session.add_click(int(y * (height - 1)), int(x * (width - 1)), positive)
-        if k:
-            times.append((time.perf_counter() - started) * 1000.0)
-    return statistics.median(times)
+    session.add_click(height // 2, width // 2, True)
+
+    def correction() -> None:
+        session.add_click(int(0.3 * (height - 1)), int(0.35 * (width - 1)), False)
+        session.undo()
+
+    return measure(correction, TIMING).p50_ms
 
 
 def choose_decoder(
