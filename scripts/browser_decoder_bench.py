@@ -6,6 +6,12 @@ per click on the per-image inputs of one 512x512 photo (``--size``), at 1 and 2 
 Runtime runs the same graph with the same inputs and threads, the two taking turns so that the machine's
 load drifts over both. Also reports the per-image payload size (float16) and whether WebNN is offered.
 
+Two single-op graphs bound what any decoder graph can reach: a square GEMM (the hosts' multiply-add
+peak through each engine) and the decoder's largest convolution (UPerHead's 3x3 fusion over four
+64-channel maps at H/4 x W/4). Their browser/native ratios are the floor of the decoder's ratio for a
+graph made of such ops: WebAssembly SIMD is 128 bits wide, native kernels use the host's widest
+vectors (AVX-512 or AMX here).
+
     python scripts/browser_decoder_bench.py -m interformer_export --runs 20
 
 Needs the serve and dev extras (Playwright) and Debian's chromium (/usr/bin/chromium).
@@ -22,10 +28,12 @@ import re
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from interformer_edge.annotate.browser_decode import PAYLOAD_TENSORS, feature_payload, load_ort_web
 from interformer_edge.core.spec import LOGITS_OUTPUT, REF_LABEL_INPUT
@@ -75,6 +83,34 @@ class _Handler(SimpleHTTPRequestHandler):
         pass
 
 
+def single_op_graphs(height: int, width: int) -> list[tuple[str, bytes, dict[str, dict], int]]:
+    """The floor rows: ``(name, ONNX model bytes, input spec for the page, FLOPs)``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    size, channels, out, rows, cols = 1024, 256, 64, height // 4, width // 4
+    cases = [
+        (f"GEMM {size}x{size}x{size}", "MatMul", {}, [size, size], [size, size], (size, size), 2 * size**3),
+        (
+            f"conv 3x3 {channels}->{out} at {cols}x{rows}", "Conv", {"pads": [1, 1, 1, 1]},
+            [1, channels, rows, cols], [1, out, rows, cols], (out, channels, 3, 3),
+            2 * out * channels * 9 * rows * cols,
+        ),
+    ]  # fmt: skip
+    graphs = []
+    for name, op, attributes, shape_in, shape_out, weight_shape, flops in cases:
+        weight = numpy_helper.from_array(rng.standard_normal(weight_shape, dtype=np.float32) * 0.02, "w")
+        graph = helper.make_graph(
+            [helper.make_node(op, ["x", "w"], ["y"], **attributes)], op,
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape_in)],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape_out)], [weight],
+        )  # fmt: skip
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+        spec = {"x": {"type": "float32", "shape": shape_in, "length": int(np.prod(shape_in))}}
+        graphs.append((name, model.SerializeToString(), spec, flops))
+    return graphs
+
+
 def cpu_description() -> str:
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
@@ -108,15 +144,38 @@ def main() -> None:
     }
     spec[REF_LABEL_INPUT] = {"type": "uint8", "shape": list(ref.shape), "length": ref.size}
 
+    # (row name, model file in the site, page input spec, --static dims, native run, FLOPs or None)
+    cases: list[tuple[str, str, dict, dict | None, Callable[[int], Callable[[], object]], int | None]] = []
+    for variant in variants:
+
+        def decoder_run(threads: int, variant: str = variant) -> Callable[[], object]:
+            native = Decoder(export, "onnxruntime", threads, variant=variant, static_shapes=args.static)
+            feed = native.graph_inputs(inputs, ref, None)
+            return lambda: native.graph.run(feed)[LOGITS_OUTPUT]
+
+        cases.append((f"decoder {variant}", f"decoder.{variant}.onnx", spec, dims, decoder_run, None))
+    models = {f"decoder.{variant}.onnx": export.manifest.graph_path("decoder", "onnx", variant).read_bytes()
+              for variant in variants}  # fmt: skip
+    for index, (name, model, op_spec, flops) in enumerate(single_op_graphs(height, width)):
+
+        def op_run(threads: int, model: bytes = model, op_spec: dict = op_spec) -> Callable[[], object]:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            feed = {key: np.sin(np.arange(v["length"], dtype=np.float32) * 0.37).reshape(v["shape"])
+                    for key, v in op_spec.items()}  # fmt: skip
+            return lambda: session.run(None, feed)
+
+        models[f"op{index}.onnx"] = model
+        cases.append((name, f"op{index}.onnx", op_spec, None, op_run, flops))
+
     site = Path(os.environ.get("TMPDIR", "/tmp")) / f"browser-bench-{os.getpid()}"
     (site / "ort").mkdir(parents=True, exist_ok=True)
     (site / "index.html").write_text(PAGE)
     for name, path in load_ort_web().files.items():
         (site / "ort" / name).write_bytes(path.read_bytes())
-    for variant in variants:
-        (site / f"decoder.{variant}.onnx").write_bytes(
-            export.manifest.graph_path("decoder", "onnx", variant).read_bytes()
-        )
+    for name, model in models.items():
+        (site / name).write_bytes(model)
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.2f}; image {width}x{height}")
@@ -124,42 +183,38 @@ def main() -> None:
     rows = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        for variant in variants:
+        for name, model, page_spec, page_dims, native_run, flops in cases:
             for threads in (int(t) for t in args.threads.split(",")):
                 # a fresh page per row: onnxruntime-web reads numThreads once, when its WebAssembly starts
                 page = browser.new_page()
                 page.goto(f"http://127.0.0.1:{server.server_port}/index.html")
                 page.wait_for_function("typeof window.bench === 'function'")
-                native = Decoder(export, "onnxruntime", threads, variant=variant, static_shapes=args.static)
-                feed = native.graph_inputs(inputs, ref, None)
+                run = native_run(threads)
                 web_times, native_times, created = [], [], None
                 for _ in range(2):  # two rounds, the engines taking turns
                     result = page.evaluate(
                         "([m, t, r, i, d]) => window.bench(m, t, r, i, d)",
-                        [f"decoder.{variant}.onnx", threads, args.runs // 2, spec, dims],
+                        [model, threads, args.runs // 2, page_spec, page_dims],
                     )
                     web_times += result["times"]
                     created = created or result
-                    native.graph.run(feed)
+                    run()
                     for _ in range(args.runs // 2):
                         started = time.perf_counter()
-                        native.graph.run(feed)[LOGITS_OUTPUT]
+                        run()
                         native_times.append((time.perf_counter() - started) * 1000)
                 page.close()
                 web, nat = statistics.median(web_times), statistics.median(native_times)
-                rows.append(
-                    {
-                        "variant": variant,
-                        "threads": threads,
-                        "wasm_p50_ms": web,
-                        "native_p50_ms": nat,
-                        "ratio": web / nat,
-                        "session_ms": created["createMs"],
-                    }
-                )
+                row = {"graph": name, "threads": threads, "wasm_p50_ms": web, "native_p50_ms": nat, "ratio": web / nat}
+                speed = ""
+                if flops:
+                    row |= {"wasm_gflops": flops / web / 1e6, "native_gflops": flops / nat / 1e6}
+                    speed = f"   {row['wasm_gflops']:5.1f} vs {row['native_gflops']:5.1f} GFLOP/s"
+                rows.append(row)
                 print(
-                    f"{variant:>5} {threads} thread(s): browser WASM p50 {web:7.1f} ms   native ONNX Runtime p50 "
-                    f"{nat:7.1f} ms   ratio {web / nat:4.2f}x   (session created in {created['createMs']:.0f} ms; "
+                    f"{name:>28} {threads} thread(s): browser WASM p50 {web:7.1f} ms   native ONNX Runtime p50 "
+                    f"{nat:7.1f} ms   ratio {web / nat:4.2f}x{speed}   "
+                    f"(session created in {created['createMs']:.0f} ms; "
                     f"isolated {created['isolated']}, WebNN offered {created['webnn']})"
                 )
         browser.close()
