@@ -10,7 +10,8 @@ page shows is compared with the Python runtime's for the same clicks, twice:
   IoU >= 0.999 per click (the payload ships ``feat0`` in float32: in float16 it moved masks, IoU 0.9959 seen
   on coffee.jpg, by the runtime itself on rounded inputs).
 
-No request may reach ``/api/sessions`` meanwhile (counted in the browser and on the server). A save sends the
+No request may reach ``/api/sessions`` meanwhile (counted in the browser and on the server). A 4000x3000 photo
+works, and objects on it do not grow the tab. A save sends the
 page's mask, which the server writes as it is. ``?decode=server`` still answers clicks on the server. Page
 errors and console errors fail every test. With ``-s`` the decode times the page reports are printed.
 """
@@ -213,6 +214,64 @@ def test_a_browser_decoded_object_is_saved_as_the_page_showed_it(
     coco = json.loads((tmp_path / "masks/annotations.json").read_text())
     assert [c["name"] for c in coco["categories"]] == ["cup"] and len(coco["annotations"]) == 1
     assert len(clicks) == 3 and [c[2] for c in clicks] == [True, False, True]
+
+
+def renderer_memory(page) -> int:
+    """Bytes held only by the page processes of the browsers this test process started, after a garbage collection
+    of ``page`` (the tab: its canvases, its worker and onnxruntime-web's heap; headless chromium draws canvases in
+    the page's own process). Only one page should be open."""
+    import psutil
+
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("HeapProfiler.collectGarbage")
+    cdp.detach()
+    processes = psutil.Process().children(recursive=True)
+    return sum(p.memory_full_info().uss for p in processes if "--type=renderer" in " ".join(p.cmdline()))
+
+
+def test_a_12_megapixel_photo_works_and_objects_do_not_grow_the_tab(
+    default_export: tuple[Path, str],
+    tmp_path: Path,
+    chromium,  # noqa: F811
+) -> None:
+    """A 4000x3000 photo: clicked, its mask at full size like the runtime's, and further objects do not grow the
+    tab (a full-size overlay per object cost ~64 MB each: 48 MB of canvas and a 12 MB 0/1 copy)."""
+    export = default_export[0]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(PHOTOS_DIR / "coffee.jpg").convert("RGB").resize((4000, 3000), Image.BILINEAR).save(photos / "big.jpg")
+    annotator = Annotator(Settings(images=photos, model=export, out=tmp_path / "masks", threads=2, prefetch=0))
+    problems: list[str] = []
+    requests: list[str] = []
+    clicks = [(0.5, 0.45), (0.3, 0.7), (0.7, 0.3), (0.55, 0.6), (0.2, 0.2), (0.8, 0.8)]  # one object each
+    with LoggedServer(annotator) as server:
+        page = open_page(chromium, server.url, problems, requests)
+        assert page.evaluate("window.__interformer.mode()") == "browser"
+        width, height = page.evaluate("[document.getElementById('view').width, document.getElementById('view').height]")
+        assert (width, height) == (4000, 3000)
+        used = []
+        for k, (fx, fy) in enumerate(clicks):
+            page.keyboard.press("n")
+            click_pixel(page, int(fx * width), int(fy * height), width, height)
+            if k == 0:
+                first = page_mask(page)
+            used.append(renderer_memory(page))
+        page.close()
+        on_server = server.log.paths("/api/sessions")
+        inputs, _ = payload_inputs(server.url, "big.jpg")
+    annotator.close()
+    assert not problems, problems
+    assert not on_server
+    assert first is not None
+    shown, ((x, y, positive),) = first
+    decoder = Decoder(export, threads=2)
+    decoder.image_inputs = lambda features: inputs
+    expected = ClickSession(decoder, Encoder(export, threads=2).encode(photos / "big.jpg")).add_click(y, x, positive)
+    assert shown.shape == expected.shape == (3000, 4000)
+    assert iou(shown, expected) >= 0.99, iou(shown, expected)
+    growth = np.polyfit(np.arange(len(used)), used, 1)[0]  # a slope: one sample is ±30 MB of garbage timing
+    print(f"tab memory after each object: {', '.join(f'{b / 1e6:.0f}' for b in used)} MB")
+    assert growth < 24e6, f"each object added {growth / 1e6:.0f} MB to the tab"
 
 
 def test_decode_server_in_the_address_still_asks_the_server(

@@ -112,6 +112,12 @@ export class ClickSession {
     this.roi = roi;
   }
 
+  /** Let go of the logits kept for undo (an undo reruns the decoder instead): for objects not in use. */
+  forgetLogits() {
+    this.logitsCache.fill(null);
+    this.diff = null;  // read only right after a click, undo or reset, which set it again
+  }
+
   /** Remove the last click; a decoder run only when its logits are older than undoCache. */
   async undo() {
     if (!this.history.length) { throw new RangeError("nothing to undo"); }

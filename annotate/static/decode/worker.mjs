@@ -16,8 +16,11 @@ import { base64, maskPng } from "./png.mjs";
 // onnxruntime's own heap, and holds the image shown, the next two the page prefetches and the one before.
 const IMAGE_CACHE = 4;
 // Clicks whose logits stay for an undo without a decoder run, as the server's sessions (annotate/sessions.py):
-// one (h, w) float32 map each, 3 MB at 1024x768, held by every unsaved object; an older undo reruns the decoder.
+// one (h, w) float32 map each, 3 MB at 1024x768; an older undo reruns the decoder. Only the objects clicked
+// last keep them (and their last logits), so memory does not grow with the objects of a long session: an idle
+// object keeps its (h, w) reference label and prediction (0.75 MB each at 1024x768) and a few KB per click.
 const UNDO_CACHE = 2;
+const OBJECTS_WITH_LOGITS = 2;
 
 let ort = null;
 let decoder = null;  // ort.InferenceSession
@@ -161,6 +164,16 @@ function newObject(id, name) {
   return obj;
 }
 
+// The object becomes the most recently used; the logits of objects used longer ago are let go.
+function touch(id, obj) {
+  objects.delete(id);
+  objects.set(id, obj);
+  let keep = OBJECTS_WITH_LOGITS;
+  for (const other of [...objects.values()].reverse()) {
+    if (keep > 0) { keep--; } else if (other.session) { other.session.forgetLogits(); }
+  }
+}
+
 // One request of an object at a time, in order (the first waits for the session to exist).
 function withObject(obj, work) {
   const done = obj.queue.then(work);
@@ -182,6 +195,7 @@ function maskReply(obj, started, runBefore) {
 
 async function click(msg) {
   const obj = objects.get(msg.object) || newObject(msg.object, msg.image);
+  touch(msg.object, obj);
   return withObject(obj, async () => {
     if (obj.session.numClicks >= config.maxClicks) {
       throw new RequestFailure(`an object takes at most ${config.maxClicks} clicks: start a new object`, 409);
@@ -200,6 +214,7 @@ function existing(msg) {
 
 async function undo(msg) {
   const obj = existing(msg);
+  touch(msg.object, obj);
   return withObject(obj, async () => {
     const started = performance.now(), runBefore = decoderMs;
     if (obj.session.numClicks) { await obj.session.undo(); }
