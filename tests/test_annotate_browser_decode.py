@@ -225,8 +225,14 @@ def renderer_memory(page) -> int:
     cdp = page.context.new_cdp_session(page)
     cdp.send("HeapProfiler.collectGarbage")
     cdp.detach()
-    processes = psutil.Process().children(recursive=True)
-    return sum(p.memory_full_info().uss for p in processes if "--type=renderer" in " ".join(p.cmdline()))
+    total = 0
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if "--type=renderer" in " ".join(process.cmdline()):
+                total += process.memory_full_info().uss
+        except psutil.NoSuchProcess:  # a helper process of the browser ended meanwhile
+            pass
+    return total
 
 
 def test_a_12_megapixel_photo_works_and_objects_do_not_grow_the_tab(
