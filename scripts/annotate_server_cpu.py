@@ -23,8 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
-
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+from browser_decoder_bench import CHROMIUM_ARGS
 
 
 def free_port() -> int:

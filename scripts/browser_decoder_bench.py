@@ -73,7 +73,7 @@ window.bench = async (model, threads, runs, inputs, dims) => {
 </script>"""
 
 
-class _Handler(SimpleHTTPRequestHandler):
+class _IsolatedHandler(SimpleHTTPRequestHandler):
     def end_headers(self) -> None:
         self.send_header("Cross-Origin-Opener-Policy", "same-origin")
         self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
@@ -81,6 +81,21 @@ class _Handler(SimpleHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def serve_page(page: str, files: dict[str, bytes], what: str) -> ThreadingHTTPServer:
+    """Serve ``page`` as ``/index.html``, the vendored onnxruntime-web under ``/ort/`` and ``files`` from a temporary
+    folder on loopback, cross-origin isolated (WebAssembly threads need it); ``what`` names the folder."""
+    site = Path(os.environ.get("TMPDIR", "/tmp")) / f"{what}-{os.getpid()}"
+    (site / "ort").mkdir(parents=True, exist_ok=True)
+    (site / "index.html").write_text(page)
+    for name, path in load_ort_web().files.items():
+        (site / "ort" / name).write_bytes(path.read_bytes())
+    for name, data in files.items():
+        (site / name).write_bytes(data)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_IsolatedHandler, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def single_op_graphs(height: int, width: int) -> list[tuple[str, bytes, dict[str, dict], int]]:
@@ -169,15 +184,7 @@ def main() -> None:
         models[f"op{index}.onnx"] = model
         cases.append((name, f"op{index}.onnx", op_spec, None, op_run, flops))
 
-    site = Path(os.environ.get("TMPDIR", "/tmp")) / f"browser-bench-{os.getpid()}"
-    (site / "ort").mkdir(parents=True, exist_ok=True)
-    (site / "index.html").write_text(PAGE)
-    for name, path in load_ort_web().files.items():
-        (site / "ort" / name).write_bytes(path.read_bytes())
-    for name, model in models.items():
-        (site / name).write_bytes(model)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(site)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_page(PAGE, models, "browser-bench")
     print(f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.2f}; image {width}x{height}")
     print(f"payload per image (feat0 float32, context tokens float16): {len(payload) / 1e6:.2f} MB")
     rows = []

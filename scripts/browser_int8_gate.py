@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import argparse
 import base64
-import functools
 import json
 import os
-import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
-from browser_decoder_bench import CHROMIUM_ARGS, _Handler, cpu_description
+from browser_decoder_bench import CHROMIUM_ARGS, cpu_description, serve_page
 
-from interformer_edge.annotate.browser_decode import PAYLOAD_DTYPES, load_ort_web
+from interformer_edge.annotate.browser_decode import PAYLOAD_DTYPES
 from interformer_edge.assets import HELDOUT_DIR
 from interformer_edge.core.dataset import open_dataset
 from interformer_edge.core.evaluation import EVAL_MAX_CLICKS
@@ -86,14 +83,8 @@ def main() -> None:
     print(f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.2f}; {len(objects)} held-out objects")
     references = gate.reference_sessions(fp32, objects, args.clicks)
 
-    site = Path(os.environ.get("TMPDIR", "/tmp")) / f"browser-gate-{os.getpid()}"
-    (site / "ort").mkdir(parents=True, exist_ok=True)
-    (site / "index.html").write_text(PAGE)
-    for name, path in load_ort_web().files.items():
-        (site / "ort" / name).write_bytes(path.read_bytes())
-    (site / "decoder.int8.onnx").write_bytes(export.manifest.graph_path("decoder", "onnx", "int8").read_bytes())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(site)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    int8 = export.manifest.graph_path("decoder", "onnx", "int8").read_bytes()
+    server = serve_page(PAGE, {"decoder.int8.onnx": int8}, "browser-gate")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page()
