@@ -28,6 +28,10 @@ SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (MANIFEST_FORMAT_VERSION,)
 # The graphs the exporter writes; quantized variants (``Manifest.quantized``) add other precisions.
 BASE_PRECISION = "fp32"
 INT8_VARIANT = "int8"  # the quantized decoder variant interformer-quantize writes
+# The key of ``QuantizedGraph.gates`` for the INT8 ONNX decoder as onnxruntime-web runs it in a browser
+# (WebAssembly integer kernels, not native ONNX Runtime's): written by ``interformer-quantize --browser``,
+# read by ``interformer-annotate`` before it serves that decoder to pages.
+BROWSER_GATE = "onnxruntime-web"
 
 
 class ManifestError(ValueError):

@@ -6,7 +6,8 @@ raises :class:`QuantizeError`. The CLI is ``interformer-quantize`` (:mod:`.cli`)
 order: :mod:`.options` (what a run takes), :mod:`.inputs` (calibration samples from :mod:`.calibration`,
 FP32 references from :mod:`.gate`), :mod:`.candidates` (one backend: :mod:`.onnxrt` or :mod:`.nncf_ov`
 with the scheme of :mod:`.targets`, the gate, :mod:`.sensitivity` when it fails), :mod:`.latency`,
-:mod:`.install`; :mod:`.results` (what a run gives) and :mod:`.pipeline` (the order).
+:mod:`.install`, :mod:`.browser_gate` (the gate again in a browser, with onnxruntime-web); :mod:`.results`
+(what a run gives) and :mod:`.pipeline` (the order).
 """
 
 from .gate import GateResult, GateThresholds

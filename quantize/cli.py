@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from interformer_edge.core.cli_kit import EXIT_GATE_FAILED, command_app, fail, warn
+from interformer_edge.core.manifest import BROWSER_GATE
 from interformer_edge.core.progress import ProgressReporter, cli_console
 from interformer_edge.core.sizes import parse_size
 from interformer_edge.core.spec import EVAL_MAX_CLICKS
@@ -16,11 +17,10 @@ from interformer_edge.runtime.backends import BACKENDS
 
 from .gate import DEFAULT_MAX_NOC90_DELTA, DEFAULT_MIN_IOU, GateThresholds
 from .options import METHODS, PATCH_MERGING_LAYERS, STAGE0_BOTTLENECK_LAYERS, QuantizeError, QuantizeOptions
-from .pipeline import run_quantize
+from .pipeline import COMMAND, run_quantize
 from .results import QuantizeResult
 from .targets import DEFAULT_TARGET, TARGETS
 
-COMMAND = "interformer-quantize"
 _DEFAULTS = QuantizeOptions(export_dir=Path("interformer_export"))
 
 app = command_app()
@@ -83,6 +83,19 @@ def summary_table(result: QuantizeResult) -> Table:
                 "",
                 "[green]pass[/]" if d.passed else "[red]FAIL[/]",
             )
+    if result.browser is not None:  # the ONNX Runtime INT8 file as onnxruntime-web runs it in a browser
+        b, lat = result.browser, result.browser["latency_ms"]
+        table.add_row(
+            f"{BROWSER_GATE} {b['onnxruntime_web']}",
+            f"{b['file']} ({b['browser']}, {b['threads']} threads)",
+            "",
+            f"{lat['fp32']:.1f} → {lat['int8']:.1f} ms ({lat['fp32'] / lat['int8']:.2f}x) @{lat['size']}",
+            f"{b['mean_iou_vs_fp32']:.4f}",
+            f"{b['noc85_fp32']:.2f} → {b['noc85']:.2f}",
+            f"{b['noc90_fp32']:.2f} → {b['noc90']:.2f}",
+            "",
+            "[green]pass[/]" if b["passed"] else "[red]FAIL[/]",
+        )
     return table
 
 
@@ -195,6 +208,27 @@ def main(
         ),
     ] = _DEFAULTS.latency_runs,
     seed: Annotated[int, typer.Option(help="Seed of the calibration sessions.")] = _DEFAULTS.seed,
+    browser: Annotated[
+        bool,
+        typer.Option(
+            "--browser",
+            help="Also gate the ONNX Runtime INT8 decoder as the annotator's page runs it (onnxruntime-web, "
+            "WebAssembly, in headless chromium), on the same held-out sessions, and time it beside FP32 there; "
+            "recorded as the onnxruntime-web gate. interformer-annotate serves INT8 to pages only when that gate "
+            "passed and INT8 was the faster. Needs Playwright (the browser extra) and a chromium.",
+        ),
+    ] = False,
+    browser_only: Annotated[
+        bool,
+        typer.Option(
+            "--browser-only",
+            help="Only the --browser gate, on the INT8 decoder an earlier run installed: no calibration, "
+            "nothing rebuilt (the held-out and gate options apply).",
+        ),
+    ] = False,
+    chromium: Annotated[
+        Path, typer.Option(help="The chromium executable --browser drives (Debian: apt-get install chromium).")
+    ] = _DEFAULTS.chromium,
     quiet: Annotated[
         bool,
         typer.Option(
@@ -213,8 +247,13 @@ def main(
     also gated as it runs with that type for its float layers (compute=device); recorded, and a warning if
     it fails.
 
-    Exit status: 0 every backend passed; 2 bad input (nothing written); 3 the gate failed on a backend
-    (its files are not installed; passing backends are); 1 a crash.
+    With --browser the ONNX Runtime INT8 decoder is also gated as the annotator's page runs it
+    (onnxruntime-web in headless chromium) and timed beside FP32 there; --browser-only does just that on
+    an export quantized before.
+
+    Exit status: 0 every gate passed; 2 bad input (nothing written); 3 the gate failed on a backend
+    (its files are not installed; passing backends are) or in the browser (recorded: pages keep FP32);
+    1 a crash.
     """
     # Redirected output: wide tables, no hard wraps, progress as lines (rich draws bars only on a terminal).
     err = cli_console(stderr=True)
@@ -239,6 +278,9 @@ def main(
             latency_size=_size(latency_size),
             latency_runs=latency_runs,
             seed=seed,
+            browser=browser or browser_only,
+            browser_only=browser_only,
+            chromium=chromium,
         )
         if quiet:
             result = run_quantize(options)
@@ -257,7 +299,16 @@ def main(
     out.print(f"done in {result.seconds:.0f} s; manifest: {result.export_dir / 'manifest.json'}", highlight=False)
     if not result.passed:
         failed = ", ".join(o.backend for o in result.outcomes if not o.passed)
-        err.print(f"{COMMAND}: accuracy gate FAILED on {failed}; those INT8 files were not installed", highlight=False)
+        if failed:
+            err.print(
+                f"{COMMAND}: accuracy gate FAILED on {failed}; those INT8 files were not installed", highlight=False
+            )
+        if result.browser is not None and not result.browser["passed"]:
+            err.print(
+                f"{COMMAND}: accuracy gate FAILED in the browser ({BROWSER_GATE}); the annotator's pages keep the FP32 "
+                "decoder",
+                highlight=False,
+            )
         raise typer.Exit(EXIT_GATE_FAILED)
 
 

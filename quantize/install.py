@@ -67,3 +67,16 @@ def install_variant(
     )
     write_manifest(with_quantized(manifest, quantized, root), root)
     return open_export(root, verify_hashes=False)
+
+
+def record_gate(export: Export, variant: str, backend: str, record: dict[str, Any]) -> Export:
+    """Add (or replace) ``gates[backend]`` of the decoder's installed ``variant``; the manifest is rewritten
+    atomically. Returns the export as it is now."""
+    manifest = export.manifest
+    quantized = manifest.quantized_variant("decoder", variant)
+    if quantized is None:
+        raise ValueError(f"{export.root} has no {variant} decoder")
+    updated = replace(quantized, gates={**quantized.gates, backend: record})
+    manifest = replace(manifest, quantized=tuple(updated if q is quantized else q for q in manifest.quantized))
+    write_manifest(manifest, export.root)
+    return open_export(export.root, verify_hashes=False)

@@ -29,6 +29,9 @@ DEFAULT_KEEP_FLOAT: dict[str, tuple[str, ...]] = {
 }
 
 
+DEFAULT_CHROMIUM = Path("/usr/bin/chromium")  # Debian's; the browser gate drives it with Playwright
+
+
 class QuantizeError(Exception):
     """Bad input or an unusable environment; ``str()`` is one line for the user."""
 
@@ -56,6 +59,9 @@ class QuantizeOptions:
     latency_size: tuple[int, int] = (512, 512)  # (H, W) canvas of the quick latency check
     latency_runs: int = 20
     seed: int = 0
+    browser: bool = False  # also gate the ONNX Runtime INT8 decoder as onnxruntime-web runs it (.browser_gate)
+    browser_only: bool = False  # only that: gate the installed INT8 decoder in the browser, build nothing
+    chromium: Path = DEFAULT_CHROMIUM
 
     def keep_float_patterns(self, backend: str) -> tuple[str, ...]:
         """The ``keep_float`` patterns that apply on ``backend`` (its default unless set)."""
@@ -66,7 +72,8 @@ def validate(options: QuantizeOptions) -> None:
     """Reject bad options before any work (raises :class:`QuantizeError`)."""
     if not options.backends or any(b not in BACKENDS for b in options.backends):
         raise QuantizeError(f"backends must be a non-empty subset of {', '.join(BACKENDS)}, got {options.backends}")
-    missing = [b for b in {"onnxruntime", *options.backends} if b not in installed_backends()]
+    needed = {"onnxruntime"} if options.browser_only else {"onnxruntime", *options.backends}
+    missing = [b for b in needed if b not in installed_backends()]
     if missing:
         # ONNX Runtime is always needed: it runs the FP32 reference and the sensitivity search.
         raise QuantizeError(f"backend not installed: {', '.join(sorted(missing))}")
@@ -86,6 +93,8 @@ def validate(options: QuantizeOptions) -> None:
         (options.threads is None or options.threads >= 1, "--threads must be at least 1"),
         (options.latency_runs >= 0, "--latency-runs must be >= 0"),
     ]
+    if options.browser and not options.browser_only and "onnxruntime" not in options.backends:
+        checks.append((False, "--browser gates the ONNX Runtime INT8 decoder: include onnxruntime in --backends"))
     for ok, message in checks:
         if not ok:
             raise QuantizeError(message)

@@ -69,7 +69,8 @@ class BackendOutcome:
 @dataclass
 class QuantizeResult:
     """A finished quantization: every backend's outcome, the calibration record, skipped inputs
-    (``problems``) and the export's manifest as it is now."""
+    (``problems``), the export's manifest as it is now and, when gated in a browser, that gate's record
+    (``gates["onnxruntime-web"]``, see :mod:`.browser_gate`)."""
 
     export_dir: Path
     outcomes: list[BackendOutcome]
@@ -77,10 +78,11 @@ class QuantizeResult:
     problems: list[str]
     manifest: Manifest
     seconds: float
+    browser: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
-        return all(o.passed for o in self.outcomes)
+        return all(o.passed for o in self.outcomes) and (self.browser is None or self.browser["passed"] is True)
 
 
 def attempt_record(keep_float: list[str], result: GateResult) -> dict[str, Any]:

@@ -23,7 +23,8 @@ import urllib.request
 from pathlib import Path
 
 import psutil
-from browser_decoder_bench import CHROMIUM_ARGS
+
+from interformer_edge.quantize.browser_gate import CHROMIUM_ARGS, DEFAULT_CHROMIUM
 
 
 def free_port() -> int:
@@ -95,7 +96,7 @@ def main() -> None:
             rate = len(names) / (time.perf_counter() - started)
             print(f"encoding: {len(names)} images at {rate:.2f} images/s (encoder + context, payload written)")
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+                browser = playwright.chromium.launch(executable_path=str(DEFAULT_CHROMIUM), args=CHROMIUM_ARGS)
                 for mode in ("browser", "server"):
                     page = browser.new_page(viewport={"width": 1200, "height": 800})
                     seconds, requests, used = clicks_in(page, mode, url, args.clicks, process)

@@ -20,33 +20,29 @@ Needs the serve and dev extras (Playwright) and Debian's chromium (/usr/bin/chro
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
 import re
 import statistics
-import threading
 import time
 from collections.abc import Callable
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from interformer_edge.annotate.browser_decode import PAYLOAD_TENSORS, feature_payload, load_ort_web
+from interformer_edge.annotate.browser_decode import PAYLOAD_TENSORS, feature_payload
 from interformer_edge.core.spec import LOGITS_OUTPUT, REF_LABEL_INPUT
+from interformer_edge.quantize.browser_gate import CHROMIUM_ARGS, DEFAULT_CHROMIUM, isolated_site
 from interformer_edge.runtime.backends import symbolic_dims
 from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.encoder import Encoder
 from interformer_edge.runtime.export import open_export
 
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-
 PAGE = """<!doctype html><meta charset="utf-8"><script type="module">
 import * as ort from "./ort/ort.wasm.min.mjs";
-ort.env.wasm.wasmPaths = "/ort/";
+ort.env.wasm.wasmPaths = new URL("./ort/", location.href).href;
 window.bench = async (model, threads, runs, inputs, dims) => {
   ort.env.wasm.numThreads = threads;
   const started = performance.now();
@@ -71,31 +67,6 @@ window.bench = async (model, threads, runs, inputs, dims) => {
   return { createMs, times, isolated: crossOriginIsolated, webnn: "ml" in navigator };
 };
 </script>"""
-
-
-class _IsolatedHandler(SimpleHTTPRequestHandler):
-    def end_headers(self) -> None:
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        super().end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def serve_page(page: str, files: dict[str, bytes], what: str) -> ThreadingHTTPServer:
-    """Serve ``page`` as ``/index.html``, the vendored onnxruntime-web under ``/ort/`` and ``files`` from a temporary
-    folder on loopback, cross-origin isolated (WebAssembly threads need it); ``what`` names the folder."""
-    site = Path(os.environ.get("TMPDIR", "/tmp")) / f"{what}-{os.getpid()}"
-    (site / "ort").mkdir(parents=True, exist_ok=True)
-    (site / "index.html").write_text(page)
-    for name, path in load_ort_web().files.items():
-        (site / "ort" / name).write_bytes(path.read_bytes())
-    for name, data in files.items():
-        (site / name).write_bytes(data)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_IsolatedHandler, directory=str(site)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def single_op_graphs(height: int, width: int) -> list[tuple[str, bytes, dict[str, dict], int]]:
@@ -184,17 +155,16 @@ def main() -> None:
         models[f"op{index}.onnx"] = model
         cases.append((name, f"op{index}.onnx", op_spec, None, op_run, flops))
 
-    server = serve_page(PAGE, models, "browser-bench")
     print(f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.2f}; image {width}x{height}")
     print(f"payload per image (feat0 float32, context tokens float16): {len(payload) / 1e6:.2f} MB")
     rows = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+    with isolated_site(PAGE, models) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(DEFAULT_CHROMIUM), args=CHROMIUM_ARGS)
         for name, model, page_spec, page_dims, native_run, flops in cases:
             for threads in (int(t) for t in args.threads.split(",")):
                 # a fresh page per row: onnxruntime-web reads numThreads once, when its WebAssembly starts
                 page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{server.server_port}/index.html")
+                page.goto(url)
                 page.wait_for_function("typeof window.bench === 'function'")
                 run = native_run(threads)
                 web_times, native_times, created = [], [], None
@@ -225,7 +195,6 @@ def main() -> None:
                     f"isolated {created['isolated']}, WebNN offered {created['webnn']})"
                 )
         browser.close()
-    server.shutdown()
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(json.dumps(rows))
 

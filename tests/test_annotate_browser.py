@@ -26,20 +26,12 @@ from PIL import Image
 from interformer_edge.annotate.service import Annotator, Settings
 from interformer_edge.annotate.sessions import SessionRegistry
 from interformer_edge.assets import PHOTOS_DIR
+from interformer_edge.quantize.browser_gate import CHROMIUM_ARGS
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
 
 pytestmark = pytest.mark.bundled_model
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def overlay_signature(page) -> float:

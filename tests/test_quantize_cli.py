@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,21 @@ from quantize_helpers import calibration_and_heldout, copy_export, snapshot
 from typer.testing import CliRunner
 
 from interformer_edge.core.cli_kit import EXIT_BAD_INPUT
+from interformer_edge.core.manifest import QuantizedGraph, load_manifest, with_quantized, write_manifest
 from interformer_edge.quantize.cli import app
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return calibration_and_heldout(tmp_path_factory.mktemp("quantize_data"))
+
+
+def with_int8(export: Path) -> None:
+    """Record the export's FP32 ONNX decoder, copied, as its INT8 variant (what a browser gate needs to start)."""
+    shutil.copy(export / "decoder.onnx", export / "decoder.int8.onnx")
+    manifest = load_manifest(export)
+    variant = QuantizedGraph("decoder", "int8", {"onnx": "decoder.int8.onnx"}, {}, {}, "now")
+    write_manifest(with_quantized(manifest, variant, export), export)
 
 
 @pytest.mark.parametrize(
@@ -29,6 +39,9 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         "bad backend",
         "bad target",
         "negative latency runs",
+        "browser without onnxruntime",
+        "browser only before quantizing",
+        "browser only without chromium",
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
@@ -67,6 +80,17 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     elif problem == "negative latency runs":
         extra = ["--latency-runs", "-1"]
         expected = "--latency-runs must be >= 0"
+    elif problem == "browser without onnxruntime":
+        extra = ["--browser", "--backends", "openvino"]
+        expected = "--browser gates the ONNX Runtime INT8 decoder"
+    elif problem == "browser only before quantizing":
+        extra = ["--browser-only"]
+        expected = "has no ONNX Runtime INT8 decoder yet"
+    elif problem == "browser only without chromium":
+        # an INT8 decoder recorded (its FP32 file, copied), so that only the chromium is missing
+        with_int8(export)
+        extra = ["--browser-only", "--chromium", str(tmp_path / "no-chromium")]
+        expected = "--browser: no chromium at"
     else:
         extra = ["--backends", "tensorrt"]
         expected = "backends must be"
@@ -95,5 +119,8 @@ def test_help_explains_every_option() -> None:
         "--backends",
         "--target",
         "--latency-runs",
+        "--browser",
+        "--browser-only",
+        "--chromium",
     ):
         assert flag in outcome.output
