@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from interformer_edge.core.manifest import BASE_PRECISION, Manifest, ManifestError
+from interformer_edge.core.manifest import BASE_PRECISION, BROWSER_GATE, INT8_VARIANT, Manifest, ManifestError
 from interformer_edge.core.messages import first_line
 from interformer_edge.core.spec import CONTEXT_NAMES, FEATURE_NAMES, LOGITS_OUTPUT, REF_LABEL_INPUT, ROI_INPUT
 from interformer_edge.runtime.decoder import Decoder, context_inputs
@@ -54,6 +54,8 @@ PAYLOAD_TENSORS = (FEATURE_NAMES[0], *CONTEXT_NAMES)  # the decoder's per-image 
 PAYLOAD_DTYPES = {FEATURE_NAMES[0]: "float32", **dict.fromkeys(CONTEXT_NAMES, "float16")}
 _WIRE = {"float16": "<f2", "float32": "<f4"}
 DECODE_MODES = ("browser", "server")
+AUTO = "auto"
+PAGE_VARIANTS = (AUTO, BASE_PRECISION, INT8_VARIANT)  # the decoder file pages run (auto: see page_variant)
 ORT_WEB_FOLDER = "static/vendor/onnxruntime-web"
 ORT_WEB_ROUTE = "/static/ort"  # + /<version>/<file>: a new version is a new URL, never a stale cached file
 MODEL_ROUTE = "/model"  # + /<sha256 prefix>/decoder.onnx
@@ -117,6 +119,58 @@ def browser_decoder(manifest: Manifest, variant: str = BASE_PRECISION) -> Browse
     recorded = {f.name: f.sha256 for f in manifest.files}
     digest = recorded.get(path.name) or hashlib.sha256(path.read_bytes()).hexdigest()
     return BrowserDecoder(path, digest[:16], variant)
+
+
+def browser_gate_problem(manifest: Manifest, ort_web: OrtWeb) -> str | None:
+    """Why pages may not run the export's INT8 decoder (None: they may): it has to have passed its
+    onnxruntime-web gate (``interformer-quantize --browser``) with this onnxruntime-web, on this very file."""
+    quantized = manifest.quantized_variant("decoder", INT8_VARIANT)
+    if quantized is None or "onnx" not in quantized.files:
+        return "the export has no INT8 ONNX decoder"
+    record = quantized.gates.get(BROWSER_GATE)
+    if not isinstance(record, dict):
+        return "its INT8 decoder was not gated in a browser (interformer-quantize --browser-only)"
+    if record.get("passed") is not True:
+        return f"its INT8 decoder failed its gate in a browser (mean IoU {record.get('mean_iou_vs_fp32')})"
+    if record.get("onnxruntime_web") != ort_web.version:
+        return (
+            f"its INT8 decoder was gated with onnxruntime-web {record.get('onnxruntime_web')}, pages get "
+            f"{ort_web.version} (interformer-quantize --browser-only gates it again)"
+        )
+    recorded = {f.name: f.sha256 for f in manifest.files}.get(quantized.files["onnx"])
+    if recorded is None or record.get("sha256") != recorded:
+        return "its INT8 decoder file is not the one gated in a browser"
+    return None
+
+
+def page_variant(manifest: Manifest, asked: str, ort_web: OrtWeb) -> tuple[str, str]:
+    """The decoder file pages run (``fp32`` or ``int8``) and why, for ``asked`` in :data:`PAGE_VARIANTS`.
+
+    ``auto``: INT8 when it passed its gate in a browser (:func:`browser_gate_problem`) and was the faster of
+    the two there (the gate times both in onnxruntime-web); else FP32.
+
+    Raises:
+        RequestError: ``asked`` is unknown, or ``int8`` without a passing gate in a browser.
+    """
+    if asked not in PAGE_VARIANTS:
+        raise RequestError(f"the page's decoder must be one of {', '.join(PAGE_VARIANTS)}, not {asked!r}")
+    if asked == BASE_PRECISION:
+        return BASE_PRECISION, "asked for"
+    problem = browser_gate_problem(manifest, ort_web)
+    if problem is not None:
+        if asked == INT8_VARIANT:
+            raise RequestError(f"pages cannot run the INT8 decoder: {problem}")
+        return BASE_PRECISION, problem
+    quantized = manifest.quantized_variant("decoder", INT8_VARIANT)
+    assert quantized is not None  # browser_gate_problem found it
+    latency = quantized.gates[BROWSER_GATE].get("latency_ms", {})
+    fp32_ms, int8_ms = latency.get(BASE_PRECISION), latency.get(INT8_VARIANT)
+    timed = f"{int8_ms} ms vs FP32 {fp32_ms} ms in a browser at {latency.get('size')}"
+    if asked == INT8_VARIANT:
+        return INT8_VARIANT, f"asked for; {timed}"
+    if not (isinstance(fp32_ms, int | float) and isinstance(int8_ms, int | float) and int8_ms < fp32_ms):
+        return BASE_PRECISION, f"INT8 passed its gate in a browser but is not faster there ({timed})"
+    return INT8_VARIANT, f"passed its gate in a browser; {timed}"
 
 
 def model_info(
@@ -202,7 +256,12 @@ def read_payload(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 # ------------------------------------------------------------------------------ saving what the page showed
 
-SAVE_CHECK_IOU = 0.9  # the server's replay of the clicks must agree with the page's mask at least this well
+# How well the server's replay of a saved object's clicks must agree with the page's mask. FP32 on both sides
+# agrees to >= 0.999 per click (0.9967 on a 12 MP photo). An INT8 decoder on either side is gated on its mean
+# IoU vs FP32 (>= 0.98), not on single clicks (seen down to 0.924 in a browser), and two INT8 implementations
+# (WebAssembly, native) differ from each other more than either from FP32: a wider margin, which still refuses
+# a mask of another object or a painted-over one.
+SAVE_CHECK_IOU = {BASE_PRECISION: 0.9, INT8_VARIANT: 0.8}
 
 
 def page_object(item: dict[str, Any], size: tuple[int, int]) -> tuple[np.ndarray, tuple[tuple[int, int, bool], ...]]:
@@ -256,22 +315,40 @@ class BrowserSide:
         mode: the default for pages (``browser`` or ``server``); ``server`` when onnxruntime-web or an ONNX
             decoder is missing (logged), so the page asks the server for every click, as before.
         check_saves: replay a saved object's clicks and refuse a mask that disagrees (:data:`SAVE_CHECK_IOU`).
+        variant: the decoder file pages run, one of :data:`PAGE_VARIANTS` (see :func:`page_variant`).
     """
 
-    def __init__(self, manifest: Manifest, decoder: Decoder, model_id: str, mode: str, check_saves: bool) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        decoder: Decoder,
+        model_id: str,
+        mode: str,
+        check_saves: bool,
+        variant: str = AUTO,
+    ) -> None:
         if mode not in DECODE_MODES:
             raise RequestError(f"decode must be one of {', '.join(DECODE_MODES)}, not {mode!r}")
         self.manifest = manifest
         self.decoder = decoder
         self.model_id = model_id
         self.check_saves = check_saves
+        self.variant_reason = ""
         try:
             self.ort_web: OrtWeb | None = load_ort_web()
-            self.file: BrowserDecoder | None = browser_decoder(manifest)
+            chosen, self.variant_reason = page_variant(manifest, variant, self.ort_web)
+            self.file: BrowserDecoder | None = browser_decoder(manifest, chosen)
         except (VendorError, ManifestError) as err:
             log.warning("clicks are answered by the server only: %s", first_line(err))
             self.ort_web, self.file, mode = None, None, "server"
         self.mode = mode
+
+    @property
+    def save_check_iou(self) -> float:
+        """The agreement a saved object needs (:data:`SAVE_CHECK_IOU`): INT8 on either side widens it."""
+        page_int8 = self.file is not None and self.file.variant != BASE_PRECISION
+        server_int8 = self.decoder.target is not None
+        return SAVE_CHECK_IOU[INT8_VARIANT if page_int8 or server_int8 else BASE_PRECISION]
 
     def info(self) -> dict[str, Any]:
         """``GET /api/model``."""
@@ -295,11 +372,11 @@ class BrowserSide:
             session = ClickSession(self.decoder, features)
             for x, y, positive in clicks:
                 session.add_click(y, x, positive)
-            agreement = mask_iou(mask, np.asarray(session.mask))
-            if agreement < SAVE_CHECK_IOU:
+            agreement, needed = mask_iou(mask, np.asarray(session.mask)), self.save_check_iou
+            if agreement < needed:
                 raise RequestError(
                     f"an object's mask does not match its clicks (IoU {agreement:.3f} with the server's decoder, "
-                    f"below {SAVE_CHECK_IOU}): not saved",
+                    f"below {needed}): not saved",
                     status=422,
                 )
         return ObjectMask(check_label(item.get("label")), mask, clicks)

@@ -12,7 +12,7 @@ import secrets
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -30,6 +30,9 @@ from .decoder_choice import AUTO, DecoderChoice, choose_decoder, timing_image
 from .errors import RequestError
 from .guard import TOKEN_QUERY, AccessPolicy, is_loopback, served_hosts
 from .images import ImageFolder, folder_canvases
+
+if TYPE_CHECKING:
+    from .browser_decode import BrowserSide
 
 COMMAND = "interformer-annotate"
 TOKEN_ENV = "INTERFORMER_ANNOTATE_TOKEN"
@@ -170,6 +173,15 @@ def main(
             "other with ?decode=server or ?decode=browser; without WebAssembly it falls back to the server.",
         ),
     ] = "browser",
+    page_variant: Annotated[
+        str,
+        typer.Option(
+            "--page-variant",
+            help="Click decoder file the pages run: fp32 (the export), int8, or auto: int8 where it passed its gate "
+            "in a browser (interformer-quantize --browser) with this onnxruntime-web and was the faster there, "
+            "else fp32.",
+        ),
+    ] = "auto",
     coco_segmentation: Annotated[
         str,
         typer.Option(
@@ -183,7 +195,7 @@ def main(
         typer.Option(
             "--check-saves/--no-check-saves",
             help="Replay the clicks of each object decoded in a browser when it is saved, and refuse a mask that "
-            "disagrees with the server's decoder (IoU below 0.9).",
+            "disagrees with the server's decoder (IoU below 0.9; 0.8 when either decoder is INT8).",
         ),
     ] = True,
     max_side: Annotated[
@@ -330,6 +342,7 @@ def main(
             label_studio_url=label_studio_url,
             label_studio_token=label_studio_token,
             decode=decode,
+            page_variant=page_variant.lower(),
             check_saves=check_saves,
             coco_segmentation=coco_segmentation,
         )
@@ -339,7 +352,7 @@ def main(
     _check_writable(out)
     print(
         f"interformer-annotate: {len(annotator.folder)} images, model {annotator.model_id} → saving to {out}\n"
-        f"decoder: {_decoder_line(choice, timings)}; clicks answered in the {annotator.browser.mode}\n"
+        f"decoder: {_decoder_line(choice, timings)}; clicks answered in the {_mode_line(annotator.browser)}\n"
         f"tool images up to {annotator.max_pixels / 1e6:.1f} MP; open {_page_url(host, port, token)}",
         file=sys.stderr,
     )
@@ -362,6 +375,12 @@ def _choose_decoder(
         return export.encoder(RuntimeSettings(threads=threads)).encode(timing_image(TIMING_SIZE), name="timing")
 
     return choose_decoder(export, asked, threads, features)
+
+
+def _mode_line(browser: BrowserSide) -> str:
+    if browser.file is None:
+        return browser.mode
+    return f"{browser.mode} (pages run the {browser.file.variant} decoder: {browser.variant_reason})"
 
 
 def _decoder_line(choice: DecoderChoice, timings: dict[DecoderChoice, float]) -> str:

@@ -70,6 +70,7 @@ class Settings:
     label_studio_url: str | None = None
     label_studio_token: str | None = None
     decode: str = "browser"  # where clicks are answered by default: "browser" (the page's own decoder) or "server"
+    page_variant: str = "auto"  # the decoder file pages run: "fp32", "int8" or "auto" (browser_decode.page_variant)
     check_saves: bool = True  # replay a browser-decoded object's clicks on save and refuse a mask that disagrees
     coco_segmentation: str = "rle"  # how annotations.json writes masks: "rle" or "polygon"
 
@@ -118,7 +119,9 @@ class Annotator:
         )
         self.xanylabeling = XAnyLabelingServer(self.interactor, self.model_version)
 
-        self.browser = BrowserSide(export.manifest, self.decoder, self.model_id, settings.decode, settings.check_saves)
+        self.browser = BrowserSide(
+            export.manifest, self.decoder, self.model_id, settings.decode, settings.check_saves, settings.page_variant
+        )
 
     def close(self) -> None:
         self.cache.close()

@@ -42,7 +42,7 @@ MAX_SIDE = 500  # astronaut (512x512) and coffee (512x341) are downscaled to it,
 MIN_IOU = 0.999
 # (x, y, positive) as fractions of the photo's width and height; "undo" takes the last click back
 SEQUENCE = [(0.5, 0.45, True), (0.12, 0.88, False), (0.62, 0.3, True), "undo", (0.35, 0.6, True), (0.8, 0.7, False)]
-BROWSER_STATUS = re.compile(r"decode ([\d.]+) ms \(browser, wasm, \d+ threads?\)")
+BROWSER_STATUS = re.compile(r"decode ([\d.]+) ms \(browser, wasm (fp32|int8), \d+ threads?\)")
 
 
 def annotator_for(export: Path, tmp_path: Path, names: tuple[str, ...], **options: object) -> Annotator:
@@ -97,11 +97,15 @@ def payload_inputs(url: str, name: str) -> tuple[dict[str, np.ndarray], dict[str
 
 
 def runtime_masks(
-    export: Path, photo: Path, steps: list[object], inputs: dict[str, np.ndarray] | None = None
+    export: Path,
+    photo: Path,
+    steps: list[object],
+    inputs: dict[str, np.ndarray] | None = None,
+    decoder: Decoder | None = None,
 ) -> list[np.ndarray]:
     """The Python runtime's mask after each step ((x, y, positive) pixels or "undo"); ``inputs``: decode from these
-    per-image inputs instead of the runtime's own."""
-    decoder = Decoder(export, threads=2)
+    per-image inputs instead of the runtime's own; ``decoder``: this one instead of the export's FP32 decoder."""
+    decoder = decoder or Decoder(export, threads=2)
     if inputs is not None:
         decoder.image_inputs = lambda features: inputs
     session = ClickSession(decoder, Encoder(export, threads=2, max_side=MAX_SIDE).encode(photo))

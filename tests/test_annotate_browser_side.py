@@ -10,14 +10,17 @@ import base64
 import hashlib
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from interformer_edge.annotate.browser_decode import read_payload
+from interformer_edge.annotate.browser_decode import OrtWeb, page_variant, read_payload
+from interformer_edge.annotate.errors import RequestError
 from interformer_edge.annotate.service import Annotator, Settings
+from interformer_edge.core.manifest import ArtifactFile, QuantizedGraph, load_manifest
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
 
 pytestmark = pytest.mark.bundled_model
@@ -145,3 +148,48 @@ def test_server_mode_when_asked(export: Path, photos: Path, tmp_path: Path) -> N
         assert client.get("/api/model").json()["decode"] == "server"
         sid = client.post("/api/sessions", json={"image": "chelsea.jpg", "label": "cat"}).json()["session"]
         assert client.post(f"/api/sessions/{sid}/click", json={"x": 220, "y": 150, "positive": True}).status_code == 200
+
+
+def with_browser_gate(manifest, record: dict | None, digest: str = "ab" * 32):
+    """``manifest`` with an INT8 ONNX decoder (file digest ``digest``) whose onnxruntime-web gate is ``record``."""
+    variant = QuantizedGraph(
+        graph="decoder",
+        precision="int8",
+        files={"onnx": "decoder.int8.onnx"},
+        calibration={},
+        gates={"onnxruntime": {"passed": True}} | ({} if record is None else {"onnxruntime-web": record}),
+        created="",
+    )
+    files = (*manifest.files, ArtifactFile("decoder.int8.onnx", 1, digest))
+    return replace(manifest, quantized=(variant,), files=files)
+
+
+def test_pages_get_int8_only_where_its_browser_gate_passed_for_this_file_and_runtime(export: Path) -> None:
+    manifest = load_manifest(export)
+    ort_web = OrtWeb("1.31.1", {})
+    passed = {
+        "passed": True,
+        "mean_iou_vs_fp32": 0.99,
+        "onnxruntime_web": "1.31.1",
+        "sha256": "ab" * 32,
+        "latency_ms": {"fp32": 220.0, "int8": 192.0, "size": "512x512"},
+    }
+    assert page_variant(with_browser_gate(manifest, passed), "auto", ort_web)[0] == "int8"
+    assert page_variant(with_browser_gate(manifest, passed), "fp32", ort_web)[0] == "fp32"
+    slower = passed | {"latency_ms": {"fp32": 180.0, "int8": 192.0, "size": "512x512"}}
+    assert page_variant(with_browser_gate(manifest, slower), "auto", ort_web)[0] == "fp32"
+    assert page_variant(with_browser_gate(manifest, slower), "int8", ort_web)[0] == "int8"  # asked: gated, slower
+    refused = {
+        "no INT8 decoder": manifest,
+        "not gated in a browser": with_browser_gate(manifest, None),
+        "failed": with_browser_gate(manifest, passed | {"passed": False}),
+        "another onnxruntime-web": with_browser_gate(manifest, passed | {"onnxruntime_web": "1.30.0"}),
+        "another file": with_browser_gate(manifest, passed, digest="cd" * 32),
+    }
+    for why, case in refused.items():
+        variant, reason = page_variant(case, "auto", ort_web)
+        assert variant == "fp32" and reason, why
+        with pytest.raises(RequestError, match="cannot run the INT8 decoder"):
+            page_variant(case, "int8", ort_web)
+    with pytest.raises(RequestError, match="one of auto, fp32, int8"):
+        page_variant(manifest, "bf16", ort_web)
