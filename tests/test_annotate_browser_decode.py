@@ -23,7 +23,9 @@ import re
 import shutil
 import struct
 import urllib.request
+from contextlib import nullcontext
 from pathlib import Path
+from unittest.mock import patch
 from urllib.parse import quote
 
 import numpy as np
@@ -35,6 +37,7 @@ from test_annotate_browser import chromium, click_pixel, settle, wait_status, wa
 from interformer_edge.annotate.service import Annotator, Settings
 from interformer_edge.assets import PHOTOS_DIR
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
+from interformer_edge.runtime.features import ImageFeatures
 
 pytestmark = pytest.mark.bundled_model
 
@@ -97,18 +100,13 @@ def payload_inputs(url: str, name: str) -> tuple[dict[str, np.ndarray], dict[str
 
 
 def runtime_masks(
-    export: Path,
-    photo: Path,
-    steps: list[object],
-    inputs: dict[str, np.ndarray] | None = None,
-    decoder: Decoder | None = None,
+    decoder: Decoder, features: ImageFeatures, steps: list[object], inputs: dict[str, np.ndarray] | None = None
 ) -> list[np.ndarray]:
-    """The Python runtime's mask after each step ((x, y, positive) pixels or "undo"); ``inputs``: decode from these
-    per-image inputs instead of the runtime's own; ``decoder``: this one instead of the export's FP32 decoder."""
-    decoder = decoder or Decoder(export, threads=2)
-    if inputs is not None:
-        decoder.image_inputs = lambda features: inputs
-    session = ClickSession(decoder, Encoder(export, threads=2, max_side=MAX_SIDE).encode(photo))
+    """The Python runtime's mask after each step ((x, y, positive) pixels or "undo") on ``features``; ``inputs``:
+    decode from these per-image inputs instead of the decoder's own."""
+    swapped = patch.object(decoder, "image_inputs", lambda _: inputs) if inputs is not None else nullcontext()
+    with swapped:
+        session = ClickSession(decoder, features)
     masks = []
     for step in steps:
         if step == "undo":
@@ -163,6 +161,7 @@ def test_the_page_decodes_clicks_in_the_browser_like_the_runtime(
     assert {f.rsplit("/", 1)[1] for f in features} >= set(names)
     print(f"decode per click in the page: {', '.join(f'{ms:.0f}' for ms in decode_ms)} ms")
 
+    encoder, decoder = Encoder(export, threads=2, max_side=MAX_SIDE), Decoder(export, threads=2)
     for name in names:
         photo = tmp_path / "photos" / name
         width, height = Image.open(photo).size
@@ -173,8 +172,9 @@ def test_the_page_decodes_clicks_in_the_browser_like_the_runtime(
             if aim != "undo":
                 assert step[2] == aim[2] and abs(step[0] - aim[0]) <= 1 and abs(step[1] - aim[1]) <= 1, (aim, step)
         inputs, dtypes = shipped[name]
-        same_inputs = runtime_masks(export, photo, steps, inputs)
-        float32 = runtime_masks(export, photo, steps)
+        features = encoder.encode(photo)
+        same_inputs = runtime_masks(decoder, features, steps, inputs)
+        float32 = runtime_masks(decoder, features, steps)
         assert dtypes["feat0"] == "float32"
         clicks: list[list] = []
         for k, step in enumerate(steps):

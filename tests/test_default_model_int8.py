@@ -34,7 +34,7 @@ from interformer_edge.annotate.browser_decode import PAYLOAD_DTYPES
 from interformer_edge.core.manifest import load_manifest
 from interformer_edge.quantize import GateThresholds, QuantizeOptions, QuantizeResult, run_quantize
 from interformer_edge.quantize.browser_gate import PAGE, BrowserGraph, BrowserPage, isolated_site
-from interformer_edge.runtime import Decoder
+from interformer_edge.runtime import Decoder, Encoder
 
 pytestmark = pytest.mark.bundled_model
 
@@ -152,6 +152,7 @@ def test_the_page_runs_the_int8_decoder_that_passed_in_the_browser(
     assert not on_server and not [u for u in requests if "/api/sessions" in u], on_server
     assert [u for u in requests if "/model/" in u] == [server.url + int8_url + "/decoder.onnx"], requests
 
+    encoder, fp32_decoder = Encoder(export, threads=2, max_side=MAX_SIDE), Decoder(export, threads=2)
     wasm_int8 = Decoder(export, threads=2, variant="int8")
     int8_file = export / "decoder.int8.onnx"
     with isolated_site(PAGE, {int8_file.name: int8_file.read_bytes()}) as url:
@@ -168,8 +169,9 @@ def test_the_page_runs_the_int8_decoder_that_passed_in_the_browser(
             width, height = Image.open(photo).size
             aimed = pixel_steps(width, height)
             steps = ["undo" if a == "undo" else tuple(shown[name][k][1][-1]) for k, a in enumerate(aimed)]
-            same = runtime_masks(export, photo, steps, shipped[name][0], wasm_int8)
-            for k, fp32 in enumerate(runtime_masks(export, photo, steps)):
+            features = encoder.encode(photo)
+            same = runtime_masks(wasm_int8, features, steps, shipped[name][0])
+            for k, fp32 in enumerate(runtime_masks(fp32_decoder, features, steps)):
                 got = shown[name][k][0]
                 port, full = iou(got, same[k]), iou(got, fp32)
                 fp32_ious.append(full)
