@@ -60,9 +60,17 @@ PAGE_TIMEOUT_MS = 120_000  # one Playwright call (loading a decoder, a pass on a
 PAGE = """<!doctype html><meta charset="utf-8"><script type="module">
 import * as ort from "./ort/ort.wasm.min.mjs";
 ort.env.wasm.wasmPaths = new URL("./ort/", location.href).href;
-const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+// base64 both ways with the browser's own codecs (a data: URL, a FileReader): megabytes per click
+const bytes = async (b64) => (await fetch("data:application/octet-stream;base64," + b64)).arrayBuffer();
+const base64 = (data) => new Promise((resolve) => {
+  const reader = new FileReader();
+  reader.onload = () => resolve(reader.result.slice(reader.result.indexOf(",") + 1));
+  reader.readAsDataURL(new Blob([data]));
+});
 const TYPES = { float32: Float32Array, uint8: Uint8Array, int64: BigInt64Array };
-const tensor = (t) => new ort.Tensor(t.type, new TYPES[t.type](bytes(t.data).buffer), t.shape);
+const tensor = async (t) => new ort.Tensor(t.type, new TYPES[t.type](await bytes(t.data)), t.shape);
+const tensors = async (ts) => Object.fromEntries(
+  await Promise.all(Object.entries(ts).map(async ([k, t]) => [k, await tensor(t)])));
 const sessions = {};
 let image = {};
 window.gate = {
@@ -72,19 +80,13 @@ window.gate = {
     sessions[name] = await ort.InferenceSession.create("./" + name, options);
     return ort.env.wasm.numThreads;
   },
-  setImage(tensors) { image = Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, tensor(t)])); },
+  async setImage(ts) { image = await tensors(ts); },
   async run(name, clickInputs, output) {
-    const feed = { ...image };
-    for (const [k, t] of Object.entries(clickInputs)) { feed[k] = tensor(t); }
-    const out = (await sessions[name].run(feed))[output];
-    const raw = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength);
-    let text = "";
-    for (let i = 0; i < raw.length; i += 0x8000) { text += String.fromCharCode(...raw.subarray(i, i + 0x8000)); }
-    return btoa(text);
+    const out = (await sessions[name].run({ ...image, ...(await tensors(clickInputs)) }))[output];
+    return base64(out.data);
   },
   async time(name, clickInputs, runs) {
-    const feed = { ...image };
-    for (const [k, t] of Object.entries(clickInputs)) { feed[k] = tensor(t); }
+    const feed = { ...image, ...(await tensors(clickInputs)) };
     await sessions[name].run(feed);  // untimed: the first run plans memory
     const times = [];
     for (let k = 0; k < runs; k++) {

@@ -3,6 +3,7 @@ test_quantize_fallback.py)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ from onnx import numpy_helper
 from PIL import Image
 from quantize_helpers import calibration_and_heldout, copy_export
 from rich.console import Console
+from test_annotate_browser import CHROMIUM
 
 from interformer_edge.core.cpu import CPU_CLASSES, host_cpu
 from interformer_edge.core.evaluation import iou
@@ -268,6 +270,8 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(
         threads=1,
         latency_size=(64, 96),
         latency_runs=2,
+        browser=True,  # and the ONNX Runtime file gated again as onnxruntime-web runs it
+        chromium=Path(CHROMIUM),
     )
     result = run_quantize(options)
     assert result.passed, [(o.backend, o.result) for o in result.outcomes]
@@ -276,8 +280,11 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(
     (variant,) = manifest.quantized
     assert (variant.graph, variant.precision) == ("decoder", "int8")
     assert variant.files == {"onnx": "decoder.int8.onnx", "openvino": "decoder.int8.xml"}
-    assert set(variant.gates) == {"onnxruntime", "openvino"}
-    for record in variant.gates.values():
+    assert set(variant.gates) == {"onnxruntime", "openvino", "onnxruntime-web"}
+    browser = variant.gates["onnxruntime-web"]
+    assert browser == json.loads(json.dumps(result.browser)) and browser["objects"] == 3 and browser["clicks"] == 4
+    assert browser["file"] == "decoder.int8.onnx" and browser["latency_ms"]["size"] == "64x96"
+    for record in (variant.gates["onnxruntime"], variant.gates["openvino"]):
         assert record["passed"] and record["mean_iou_vs_fp32"] >= 0.9
         assert record["latency_ms"]["fp32"] > 0 and record["latency_ms"]["int8"] > 0
         assert record["size_bytes"] < record["fp32_size_bytes"]
