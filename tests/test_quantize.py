@@ -3,7 +3,6 @@ test_quantize_fallback.py)."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -15,7 +14,6 @@ from onnx import numpy_helper
 from PIL import Image
 from quantize_helpers import calibration_and_heldout, copy_export
 from rich.console import Console
-from test_annotate_browser import CHROMIUM
 
 from interformer_edge.core.cpu import CPU_CLASSES, host_cpu
 from interformer_edge.core.evaluation import iou
@@ -29,6 +27,7 @@ from interformer_edge.quantize import (
     candidates,
     gate,
     onnxrt,
+    pipeline,
     run_quantize,
 )
 from interformer_edge.quantize.cli import device_default_warnings, summary_table
@@ -270,20 +269,29 @@ def test_int8_decoders_are_built_gated_recorded_and_loadable(
         threads=1,
         latency_size=(64, 96),
         latency_runs=2,
-        browser=True,  # and the ONNX Runtime file gated again as onnxruntime-web runs it
-        chromium=Path(CHROMIUM),
+        browser=True,  # and the ONNX Runtime file gated again in a browser: here a stand-in that fails
     )
+    # The real gate in chromium runs in test_default_model_int8.py; here the run's wiring: what it is given, and
+    # that a failure there is recorded and reported but keeps the natively gated files.
+    gated: list[tuple[str, int]] = []
+
+    def browser_gate(export, references, clicks, *args: object) -> dict:
+        gated.append((export.manifest.quantized_variant("decoder", "int8").files["onnx"], len(references)))
+        return {"passed": False, "mean_iou_vs_fp32": 0.5}
+
+    monkeypatch.setattr(pipeline, "check_browser", lambda chromium: None)
+    monkeypatch.setattr(pipeline, "browser_gate", browser_gate)
     result = run_quantize(options)
-    assert result.passed, [(o.backend, o.result) for o in result.outcomes]
+    assert all(o.passed for o in result.outcomes), [(o.backend, o.result) for o in result.outcomes]
+    assert not result.passed and result.browser == {"passed": False, "mean_iou_vs_fp32": 0.5}
+    assert gated == [("decoder.int8.onnx", 3)]  # the installed ONNX Runtime file, on the native gate's objects
 
     manifest = load_manifest(export)  # verifies the hashes of the new files too
     (variant,) = manifest.quantized
     assert (variant.graph, variant.precision) == ("decoder", "int8")
     assert variant.files == {"onnx": "decoder.int8.onnx", "openvino": "decoder.int8.xml"}
     assert set(variant.gates) == {"onnxruntime", "openvino", "onnxruntime-web"}
-    browser = variant.gates["onnxruntime-web"]
-    assert browser == json.loads(json.dumps(result.browser)) and browser["objects"] == 3 and browser["clicks"] == 4
-    assert browser["file"] == "decoder.int8.onnx" and browser["latency_ms"]["size"] == "64x96"
+    assert variant.gates["onnxruntime-web"] == result.browser
     for record in (variant.gates["onnxruntime"], variant.gates["openvino"]):
         assert record["passed"] and record["mean_iou_vs_fp32"] >= 0.9
         assert record["latency_ms"]["fp32"] > 0 and record["latency_ms"]["int8"] > 0
