@@ -29,7 +29,22 @@ if HAVE_TORCH:
     torch.manual_seed(0)
 
 
+# The files that take longest on two workers (``scripts/test.sh --durations=20``), run first: pytest-xdist hands out
+# whole files in collection order, so a long file collected late would leave one worker running it alone at the end.
+LONGEST_FIRST = (
+    "test_default_model_int8.py",
+    "test_bench.py",
+    "test_export_refine.py",
+    "test_annotate_browser_decode.py",
+    "test_export.py",
+    "test_training.py",
+    "test_quantize.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
     # Runs before ``-m`` deselects: ``-m "not torch"`` sees these markers.
     for item in items:
         if imports_torch(item):
