@@ -25,6 +25,7 @@ import struct
 import urllib.request
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 from unittest.mock import patch
 from urllib.parse import quote
 
@@ -82,6 +83,40 @@ def pixel_steps(width: int, height: int) -> list[object]:
     return [s if s == "undo" else (int(s[0] * width), int(s[1] * height), s[2]) for s in SEQUENCE]
 
 
+Shown = list[tuple[np.ndarray, list[list[Any]]]]  # the page's mask and clicks after each step
+
+
+def click_the_sequence(page, names: tuple[str, ...]) -> tuple[dict[str, Shown], list[tuple[float, str]]]:
+    """On each image of ``names``, a new object and :data:`SEQUENCE`'s clicks and undo. Returns what the page shows
+    after each step, per image, and each click's decode time and decoder variant from the status line."""
+    shown: dict[str, Shown] = {}
+    decoded: list[tuple[float, str]] = []
+    for name in names:
+        width, height = open_image(page, name)
+        page.keyboard.press("n")  # one object per image
+        shown[name] = []
+        for step in pixel_steps(width, height):
+            if step == "undo":
+                page.keyboard.press("z")
+                settle(page)
+            else:
+                click_pixel(page, step[0], step[1], width, height, negative=not step[2])
+                status = page.locator("#status").inner_text()
+                found = BROWSER_STATUS.search(status)
+                assert found, status
+                decoded.append((float(found.group(1)), found.group(2)))
+            mask = page_mask(page)
+            assert mask is not None, f"{name}: no mask after {step}"
+            shown[name].append(mask)
+    return shown, decoded
+
+
+def clicked_steps(shown: Shown, aimed: list[object]) -> list[object]:
+    """The steps as the page made them: a CSS-scaled click may land one pixel off the one aimed at, so the runtime
+    replays the page's own clicks."""
+    return ["undo" if a == "undo" else tuple(shown[k][1][-1]) for k, a in enumerate(aimed)]
+
+
 def payload_inputs(url: str, name: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The decoder inputs the page gets for ``name`` (as float32) and each tensor's shipped dtype."""
     with urllib.request.urlopen(f"{url}/api/features/{quote(name)}", timeout=60) as response:
@@ -128,29 +163,11 @@ def test_the_page_decodes_clicks_in_the_browser_like_the_runtime(
     annotator = annotator_for(export, tmp_path, names, max_side=MAX_SIDE)
     problems: list[str] = []
     requests: list[str] = []
-    shown: dict[str, list[tuple[np.ndarray, list]]] = {}
-    decode_ms: list[float] = []
     with LoggedServer(annotator) as server:
         page = open_page(chromium, server.url, problems, requests)
         assert page.evaluate("window.__interformer.mode()") == "browser", page.locator("#model").inner_text()
         assert page.evaluate("crossOriginIsolated")
-        for name in names:
-            width, height = open_image(page, name)
-            page.keyboard.press("n")  # one object per image
-            shown[name] = []
-            for step in pixel_steps(width, height):
-                if step == "undo":
-                    page.keyboard.press("z")
-                    settle(page)
-                else:
-                    click_pixel(page, step[0], step[1], width, height, negative=not step[2])
-                    status = page.locator("#status").inner_text()
-                    found = BROWSER_STATUS.search(status)
-                    assert found, status
-                    decode_ms.append(float(found.group(1)))
-                mask = page_mask(page)
-                assert mask is not None, f"{name}: no mask after {step}"
-                shown[name].append(mask)
+        shown, decoded = click_the_sequence(page, names)
         page.close()
         on_server = server.log.paths("/api/sessions")
         features = server.log.paths("/api/features/")
@@ -159,15 +176,15 @@ def test_the_page_decodes_clicks_in_the_browser_like_the_runtime(
     assert not problems, problems
     assert not on_server and not [u for u in requests if "/api/sessions" in u], on_server
     assert {f.rsplit("/", 1)[1] for f in features} >= set(names)
-    print(f"decode per click in the page: {', '.join(f'{ms:.0f}' for ms in decode_ms)} ms")
+    assert {variant for _, variant in decoded} == {"fp32"}
+    print(f"decode per click in the page: {', '.join(f'{ms:.0f}' for ms, _ in decoded)} ms")
 
     encoder, decoder = Encoder(export, threads=2, max_side=MAX_SIDE), Decoder(export, threads=2)
     for name in names:
         photo = tmp_path / "photos" / name
         width, height = Image.open(photo).size
         aimed = pixel_steps(width, height)
-        # the runtime replays the page's own clicks (a CSS-scaled click may land one pixel off the one aimed at)
-        steps = ["undo" if a == "undo" else tuple(shown[name][k][1][-1]) for k, a in enumerate(aimed)]
+        steps = clicked_steps(shown[name], aimed)
         for aim, step in zip(aimed, steps, strict=True):
             if aim != "undo":
                 assert step[2] == aim[2] and abs(step[0] - aim[0]) <= 1 and abs(step[1] - aim[1]) <= 1, (aim, step)

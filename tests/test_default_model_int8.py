@@ -16,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_helpers import LoggedServer, iou, page_mask
+from browser_helpers import LoggedServer, iou
 from PIL import Image
-from test_annotate_browser import CHROMIUM, chromium, click_pixel, settle, wait_status  # noqa: F401 (fixture)
+from test_annotate_browser import CHROMIUM, chromium, wait_status  # noqa: F401 (chromium: fixture)
 from test_annotate_browser_decode import (
-    BROWSER_STATUS,
     MAX_SIDE,
     MIN_IOU,
     annotator_for,
-    open_image,
+    click_the_sequence,
+    clicked_steps,
     open_page,
     payload_inputs,
     pixel_steps,
@@ -131,23 +131,10 @@ def test_the_page_runs_the_int8_decoder_that_passed_in_the_browser(
     int8_url = "/model/" + hashlib.sha256((export / "decoder.int8.onnx").read_bytes()).hexdigest()[:16]
     problems: list[str] = []
     requests: list[str] = []
-    shown: dict[str, list[tuple[np.ndarray, list]]] = {}
     with LoggedServer(annotator) as server:
         page = open_page(chromium, server.url, problems, requests)
         assert page.evaluate("window.__interformer.mode()") == "browser", page.locator("#model").inner_text()
-        for name in names:
-            width, height = open_image(page, name)
-            page.keyboard.press("n")
-            shown[name] = []
-            for step in pixel_steps(width, height):
-                if step == "undo":
-                    page.keyboard.press("z")
-                    settle(page)
-                else:
-                    click_pixel(page, step[0], step[1], width, height, negative=not step[2])
-                    found = BROWSER_STATUS.search(page.locator("#status").inner_text())
-                    assert found and found.group(2) == "int8", page.locator("#status").inner_text()
-                shown[name].append(page_mask(page))
+        shown, decoded = click_the_sequence(page, names)
         page.keyboard.press("s")
         wait_status(page, "saved 1 object")
         page.close()
@@ -157,6 +144,7 @@ def test_the_page_runs_the_int8_decoder_that_passed_in_the_browser(
     assert not problems, problems
     assert not on_server and not [u for u in requests if "/api/sessions" in u], on_server
     assert [u for u in requests if "/model/" in u] == [server.url + int8_url + "/decoder.onnx"], requests
+    assert {variant for _, variant in decoded} == {"int8"}
 
     encoder, fp32_decoder = Encoder(export, threads=2, max_side=MAX_SIDE), Decoder(export, threads=2)
     wasm_int8 = Decoder(export, threads=2, variant="int8")
@@ -173,8 +161,7 @@ def test_the_page_runs_the_int8_decoder_that_passed_in_the_browser(
         for name in names:
             photo = tmp_path / "photos" / name
             width, height = Image.open(photo).size
-            aimed = pixel_steps(width, height)
-            steps = ["undo" if a == "undo" else tuple(shown[name][k][1][-1]) for k, a in enumerate(aimed)]
+            steps = clicked_steps(shown[name], pixel_steps(width, height))
             features = encoder.encode(photo)
             same = runtime_masks(wasm_int8, features, steps, shipped[name][0])
             for k, fp32 in enumerate(runtime_masks(fp32_decoder, features, steps)):
