@@ -165,7 +165,7 @@ def page_variant(manifest: Manifest, asked: str, ort_web: OrtWeb) -> tuple[str, 
     assert quantized is not None  # browser_gate_problem found it
     latency = quantized.gates[BROWSER_GATE].get("latency_ms", {})
     fp32_ms, int8_ms = latency.get(BASE_PRECISION), latency.get(INT8_VARIANT)
-    timed = f"{int8_ms} ms vs FP32 {fp32_ms} ms in a browser at {latency.get('size')}"
+    timed = f"INT8 {int8_ms} ms vs FP32 {fp32_ms} ms per click in a browser at {latency.get('size')}"
     if asked == INT8_VARIANT:
         return INT8_VARIANT, f"asked for; {timed}"
     if not (isinstance(fp32_ms, int | float) and isinstance(int8_ms, int | float) and int8_ms < fp32_ms):

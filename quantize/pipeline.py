@@ -106,7 +106,7 @@ def _gate_in_browser(
     export: Export, references: list[ReferenceSession], options: QuantizeOptions, progress: ProgressReporter
 ) -> tuple[Export, dict]:
     tick = progress.step("INT8 decoder in the browser (onnxruntime-web)", len(references))
-    threads = options.threads or min(4, os.cpu_count() or 1)
+    threads = options.threads or min(4, os.cpu_count() or 1)  # what the annotator's page takes by default
     record = browser_gate(
         export,
         references,
