@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from interformer_edge.annotate.browser_decode import OrtWeb, page_variant, read_payload
+from interformer_edge.annotate.browser_decode import BrowserSide, OrtWeb, page_variant, read_payload
 from interformer_edge.annotate.errors import RequestError
 from interformer_edge.annotate.service import Annotator, Settings
 from interformer_edge.core.manifest import ArtifactFile, QuantizedGraph, load_manifest
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
 
 pytestmark = pytest.mark.bundled_model
+ORT_WEB_VERSION_FILE = "annotate/static/vendor/onnxruntime-web/version.json"
 
 
 @pytest.fixture(scope="module")
@@ -166,11 +167,12 @@ def with_browser_gate(manifest, record: dict | None, digest: str = "ab" * 32):
 
 def test_pages_get_int8_only_where_its_browser_gate_passed_for_this_file_and_runtime(export: Path) -> None:
     manifest = load_manifest(export)
-    ort_web = OrtWeb("1.31.1", {})
+    vendored = json.loads((Path(__file__).parents[1] / ORT_WEB_VERSION_FILE).read_text())["version"]
+    ort_web = OrtWeb(vendored, {})
     passed = {
         "passed": True,
         "mean_iou_vs_fp32": 0.99,
-        "onnxruntime_web": "1.31.1",
+        "onnxruntime_web": vendored,
         "sha256": "ab" * 32,
         "latency_ms": {"fp32": 220.0, "int8": 192.0, "size": "512x512"},
     }
@@ -183,7 +185,7 @@ def test_pages_get_int8_only_where_its_browser_gate_passed_for_this_file_and_run
         "no INT8 decoder": manifest,
         "not gated in a browser": with_browser_gate(manifest, None),
         "failed": with_browser_gate(manifest, passed | {"passed": False}),
-        "another onnxruntime-web": with_browser_gate(manifest, passed | {"onnxruntime_web": "1.30.0"}),
+        "another onnxruntime-web": with_browser_gate(manifest, passed | {"onnxruntime_web": vendored + ".0"}),
         "another file": with_browser_gate(manifest, passed, digest="cd" * 32),
     }
     for why, case in refused.items():
@@ -193,3 +195,10 @@ def test_pages_get_int8_only_where_its_browser_gate_passed_for_this_file_and_run
             page_variant(case, "int8", ort_web)
     with pytest.raises(RequestError, match="one of auto, fp32, int8"):
         page_variant(manifest, "bf16", ort_web)
+
+    # Saves of pages running INT8 are checked with the wider bar; FP32 on both sides with the narrow one.
+    decoder = Decoder(export, threads=1)
+    int8_pages = BrowserSide(with_browser_gate(manifest, passed), decoder, "model", "browser", True, "int8")
+    fp32_pages = BrowserSide(with_browser_gate(manifest, passed), decoder, "model", "browser", True, "fp32")
+    assert (int8_pages.file.variant, fp32_pages.file.variant) == ("int8", "fp32")
+    assert (int8_pages.save_check_iou, fp32_pages.save_check_iou) == (0.8, 0.9)
