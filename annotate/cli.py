@@ -26,6 +26,7 @@ from interformer_edge.runtime.errors import InterFormerRuntimeError
 from interformer_edge.runtime.export import Export, RuntimeSettings, open_export
 from interformer_edge.runtime.features import FEATURE_SUFFIX, ImageFeatures
 
+from .browser_decode import DECODE_MODES, PAGE_VARIANTS
 from .decoder_choice import AUTO, DecoderChoice, choose_decoder, timing_image
 from .errors import RequestError
 from .guard import TOKEN_QUERY, AccessPolicy, is_loopback, served_hosts
@@ -303,6 +304,10 @@ def main(
         variant = precision
     if token is not None and not token.strip():
         fail(COMMAND, f"--token ({TOKEN_ENV}) is empty")
+    # before the decoders are loaded and timed (seconds)
+    for flag, value, allowed in (("--decode", decode, DECODE_MODES), ("--page-variant", page_variant, PAGE_VARIANTS)):
+        if value.lower() not in allowed:
+            fail(COMMAND, f"{flag} must be one of {', '.join(allowed)}, not {value!r}")
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(24)  # serving a network: never without a token
     policy = AccessPolicy(served_hosts(host, allowed_host or ()), token)
@@ -341,7 +346,7 @@ def main(
             max_pixels=max_pixels or None,
             label_studio_url=label_studio_url,
             label_studio_token=label_studio_token,
-            decode=decode,
+            decode=decode.lower(),
             page_variant=page_variant.lower(),
             check_saves=check_saves,
             coco_segmentation=coco_segmentation,

@@ -147,6 +147,8 @@ def test_cli_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
         (("nowhere/", "-m", "export/"), "does not exist"),
         ((str(store), "-m", "export/"), "--features"),  # a store alone has no pixels to show
         ((str(photos), "-m", str(tmp_path / "no-export")), "manifest"),
+        ((str(photos), "-m", "export/", "--page-variant", "bf16"), "--page-variant must be one of auto, fp32, int8"),
+        ((str(photos), "-m", "export/", "--decode", "cloud"), "--decode must be one of browser, server"),
     ]
     for args, expected in cases:
         result = run_cli(*args)
