@@ -34,24 +34,15 @@ from typing import Any
 
 import numpy as np
 
+from interformer_edge.core.headless import CHROMIUM_ARGS, DEFAULT_CHROMIUM
 from interformer_edge.core.manifest import BASE_PRECISION, BROWSER_GATE, INT8_VARIANT
 from interformer_edge.core.spec import LOGITS_OUTPUT, REF_LABEL_INPUT
 from interformer_edge.runtime.export import Export, RuntimeSettings
 
 from . import gate
 from .latency import latency_inputs
-from .options import DEFAULT_CHROMIUM, QuantizeError
+from .options import QuantizeError
 
-# Headless, no GPU, nothing fetched or updated in the background (loopback only).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 MIN_TIMED_RUNS = 3  # the annotator picks the faster decoder by these figures, so they are always measured
 PAGE_TIMEOUT_MS = 120_000  # one Playwright call (loading a decoder, a pass on a large canvas)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interformer_edge.core.headless import DEFAULT_CHROMIUM
 from interformer_edge.core.spec import EVAL_MAX_CLICKS
 from interformer_edge.runtime.backends import BACKENDS, installed_backends
 
@@ -27,9 +28,6 @@ DEFAULT_KEEP_FLOAT: dict[str, tuple[str, ...]] = {
     "onnxruntime": (STAGE0_BOTTLENECK_LAYERS, PATCH_MERGING_LAYERS),
     "openvino": (PATCH_MERGING_LAYERS,),
 }
-
-
-DEFAULT_CHROMIUM = Path("/usr/bin/chromium")  # Debian's; the browser gate drives it with Playwright
 
 
 class QuantizeError(Exception):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from interformer_edge.quantize.browser_gate import CHROMIUM_ARGS, DEFAULT_CHROMIUM
+from interformer_edge.core.headless import CHROMIUM_ARGS, DEFAULT_CHROMIUM
 
 
 def free_port() -> int:

@@ -33,8 +33,9 @@ import numpy as np
 import onnxruntime as ort
 
 from interformer_edge.annotate.browser_decode import PAYLOAD_TENSORS, feature_payload
+from interformer_edge.core.headless import CHROMIUM_ARGS, DEFAULT_CHROMIUM
 from interformer_edge.core.spec import LOGITS_OUTPUT, REF_LABEL_INPUT
-from interformer_edge.quantize.browser_gate import CHROMIUM_ARGS, DEFAULT_CHROMIUM, isolated_site
+from interformer_edge.quantize.browser_gate import isolated_site
 from interformer_edge.runtime.backends import symbolic_dims
 from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.encoder import Encoder

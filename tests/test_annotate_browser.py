@@ -26,7 +26,7 @@ from PIL import Image
 from interformer_edge.annotate.service import Annotator, Settings
 from interformer_edge.annotate.sessions import SessionRegistry
 from interformer_edge.assets import PHOTOS_DIR
-from interformer_edge.quantize.browser_gate import CHROMIUM_ARGS
+from interformer_edge.core.headless import CHROMIUM_ARGS
 from interformer_edge.runtime import ClickSession, Decoder, Encoder
 
 pytestmark = pytest.mark.bundled_model
