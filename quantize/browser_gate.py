@@ -37,6 +37,7 @@ import numpy as np
 from interformer_edge.core.headless import CHROMIUM_ARGS, DEFAULT_CHROMIUM
 from interformer_edge.core.manifest import BASE_PRECISION, BROWSER_GATE, INT8_VARIANT
 from interformer_edge.core.spec import LOGITS_OUTPUT, REF_LABEL_INPUT
+from interformer_edge.runtime.decoder import Decoder
 from interformer_edge.runtime.export import Export, RuntimeSettings
 
 from . import gate
@@ -153,6 +154,13 @@ class BrowserPage:
         self.per_image = per_image
         self._shown: dict[str, np.ndarray] = {}
 
+    @classmethod
+    def open(cls, page: Any, url: str, per_image: dict[str, str]) -> BrowserPage:
+        """``page`` navigated to :data:`PAGE` served at ``url`` (:func:`isolated_site`), once it is ready."""
+        page.goto(url)
+        page.wait_for_function("window.ready === true")
+        return cls(page, per_image)
+
     def load(self, name: str, threads: int) -> int:
         """Load the served file ``name``; returns the WebAssembly threads in use."""
         return int(self.page.evaluate("([n, t]) => window.gate.load(n, t)", [name, threads]))
@@ -194,6 +202,14 @@ class BrowserGraph:
         """``inputs``: the decoder's (``ref_label`` ``(1, 1, Hp, Wp)``) → ``{"logits": (1, 2, Hp, Wp)}``."""
         height, width = inputs[REF_LABEL_INPUT].shape[2:]
         return {LOGITS_OUTPUT: self.browser.run(self.name, inputs, LOGITS_OUTPUT, (1, 2, height, width))}
+
+
+def run_in_browser(decoder: Decoder, browser: BrowserPage, name: str, path: Path) -> Decoder:
+    """``decoder`` with its click graph replaced by the file ``name`` (``path``) loaded in ``browser``: its click
+    sessions then decode with onnxruntime-web; its context graph still runs natively, as the server's does."""
+    graph = decoder.graph
+    decoder.graph = BrowserGraph(browser, name, path, graph.input_names, graph.output_names)
+    return decoder
 
 
 def check_browser(chromium: Path) -> None:
@@ -250,29 +266,21 @@ def browser_gate(
     files = {variant: manifest.graph_path("decoder", "onnx", variant).read_bytes() for variant in variants}
     names = {variant: f"decoder.{variant}.onnx" for variant in files}
     settings = RuntimeSettings("onnxruntime", threads)
-    candidate = export.decoder(settings, INT8_VARIANT)  # its context graph runs natively, as the server's does
+    int8_path = manifest.graph_path("decoder", "onnx", INT8_VARIANT)
     runs = max(MIN_TIMED_RUNS, latency_runs)
     with isolated_site(PAGE, {names[v]: data for v, data in files.items()}) as url, chromium_page(chromium) as opened:
         page, browser_version = opened
-        page.goto(url)
-        page.wait_for_function("window.ready === true")
-        browser = BrowserPage(page, PAYLOAD_DTYPES)
+        browser = BrowserPage.open(page, url, PAYLOAD_DTYPES)
         used_threads = 0
         for variant in files:
             used_threads = browser.load(names[variant], threads)
-        candidate.graph = BrowserGraph(
-            browser,
-            names[INT8_VARIANT],
-            manifest.graph_path("decoder", "onnx", INT8_VARIANT),
-            candidate.graph.input_names,
-            candidate.graph.output_names,
-        )
+        candidate = run_in_browser(export.decoder(settings, INT8_VARIANT), browser, names[INT8_VARIANT], int8_path)
         result = gate.evaluate(candidate, references, clicks, thresholds, progress)
         timing = latency_inputs(candidate.context, latency_size, candidate.uses_roi)
         latency = {v: statistics.median(browser.time_ms(names[v], timing, runs)) for v in files}
     return {
         **result.to_dict(),
-        "file": manifest.graph_path("decoder", "onnx", INT8_VARIANT).name,
+        "file": int8_path.name,
         "sha256": hashlib.sha256(files[INT8_VARIANT]).hexdigest(),
         "onnxruntime_web": load_ort_web().version,
         "browser": f"chromium {browser_version}",

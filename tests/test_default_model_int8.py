@@ -34,7 +34,7 @@ from test_annotate_browser_decode import (
 from interformer_edge.annotate.browser_decode import PAYLOAD_DTYPES
 from interformer_edge.core.manifest import load_manifest
 from interformer_edge.quantize import GateThresholds, QuantizeOptions, QuantizeResult, run_quantize
-from interformer_edge.quantize.browser_gate import PAGE, BrowserGraph, BrowserPage, isolated_site
+from interformer_edge.quantize.browser_gate import PAGE, BrowserPage, isolated_site, run_in_browser
 from interformer_edge.runtime import Decoder, Encoder
 
 pytestmark = pytest.mark.bundled_model
@@ -147,16 +147,12 @@ def test_the_page_runs_the_int8_decoder_that_passed_in_the_browser(
     assert {variant for _, variant in decoded} == {"int8"}
 
     encoder, fp32_decoder = Encoder(export, threads=2, max_side=MAX_SIDE), Decoder(export, threads=2)
-    wasm_int8 = Decoder(export, threads=2, variant="int8")
     int8_file = export / "decoder.int8.onnx"
     with isolated_site(PAGE, {int8_file.name: int8_file.read_bytes()}) as url:
         gate_page = chromium.new_page()
-        gate_page.goto(url)
-        gate_page.wait_for_function("window.ready === true")
-        browser = BrowserPage(gate_page, PAYLOAD_DTYPES)
+        browser = BrowserPage.open(gate_page, url, PAYLOAD_DTYPES)
         browser.load(int8_file.name, 2)
-        graph = wasm_int8.graph
-        wasm_int8.graph = BrowserGraph(browser, int8_file.name, int8_file, graph.input_names, graph.output_names)
+        wasm_int8 = run_in_browser(Decoder(export, threads=2, variant="int8"), browser, int8_file.name, int8_file)
         fp32_ious = []
         for name in names:
             photo = tmp_path / "photos" / name
